@@ -1,0 +1,252 @@
+// `strata cluster up|status|down`: a local cluster of engines on loopback, for development and
+// the quickstart. Each node is a background strata-engine process with its own data folder and
+// a sparse disk file under $STRATA_HOME/cluster/<node>/, all sharing one generated token.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { connectEngine, EngineTarget } from "../common/client";
+import { projectRoot, strataHome } from "./paths";
+import { openStack, StackOptions } from "./pulumi";
+
+export const ZONES = ["zone-a", "zone-b", "zone-c"];
+export const DEFAULT_BASE_PORT = 10124;
+export const DEFAULT_DISK_MIB = 2048;
+const READY_TIMEOUT_MS = 20_000;
+
+export interface NodeRecord {
+  readonly node: string;
+  readonly endpoint: string;
+  readonly data_dir: string;
+  readonly disk_uri: string;
+  readonly labels: Record<string, string>;
+  readonly pid: number;
+  readonly log_file: string;
+}
+
+export interface ClusterRecord {
+  readonly token_file: string;
+  readonly nodes: NodeRecord[];
+}
+
+function clusterDir(home: string): string {
+  return join(home, "cluster");
+}
+
+export function loadCluster(home = strataHome()): ClusterRecord | null {
+  const file = join(clusterDir(home), "cluster.json");
+  if (!existsSync(file)) return null;
+  return JSON.parse(readFileSync(file, "utf8")) as ClusterRecord;
+}
+
+function saveCluster(record: ClusterRecord, home: string): void {
+  writeFileSync(join(clusterDir(home), "cluster.json"), JSON.stringify(record, null, 2) + "\n");
+}
+
+export function readToken(record: ClusterRecord): string {
+  return readFileSync(record.token_file, "utf8").trim();
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+async function waitReady(target: EngineTarget, pid: number, logFile: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (!alive(pid)) {
+      const tail = existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-8).join("\n") : "";
+      throw new Error(`engine ${target.node} exited during start; its log (${logFile}) ends with:\n${tail}`);
+    }
+    const engine = connectEngine(target);
+    try {
+      await engine.call("GetInfo", {}, 1_000);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      engine.close();
+    }
+  }
+  throw new Error(`engine ${target.node} did not answer at ${target.endpoint} within ${READY_TIMEOUT_MS} ms; see ${logFile}`);
+}
+
+export interface ClusterUpOptions {
+  readonly nodes: number;
+  readonly basePort: number;
+  readonly diskMib: number;
+  readonly home: string;
+  /** Write endpoints, disks and token into this stack's config (skipped when null). */
+  readonly stack: StackOptions | null;
+  readonly log: (line: string) => void;
+}
+
+export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> {
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 16) throw new Error(`--nodes must be 1 to 16, got ${opts.nodes}`);
+  const dir = clusterDir(opts.home);
+  mkdirSync(dir, { recursive: true });
+  const previous = loadCluster(opts.home);
+  const tokenFile = previous?.token_file ?? join(dir, "token");
+  if (!existsSync(tokenFile)) writeFileSync(tokenFile, randomBytes(32).toString("base64url") + "\n", { mode: 0o600 });
+  const token = readFileSync(tokenFile, "utf8").trim();
+  const engineBin = join(projectRoot(), "bin", "strata-engine.js");
+
+  const nodes: NodeRecord[] = [];
+  for (let i = 0; i < opts.nodes; i++) {
+    const node = `node-${String.fromCharCode(97 + i)}`;
+    const old = previous?.nodes.find((n) => n.node === node);
+    const endpoint = old?.endpoint ?? `127.0.0.1:${opts.basePort + i}`;
+    const target = { node, endpoint, token };
+    const dataDir = join(dir, node);
+    const diskPath = join(dataDir, "disk.img");
+    const logFile = join(dataDir, "engine.log");
+    const labels = { zone: ZONES[i % ZONES.length] };
+    mkdirSync(dataDir, { recursive: true });
+    if (!existsSync(diskPath)) {
+      // Sparse: the file takes no space until written.
+      closeSync(openSync(diskPath, "w"));
+      const { truncateSync } = await import("node:fs");
+      truncateSync(diskPath, opts.diskMib * 1024 * 1024);
+    }
+    if (old && alive(old.pid)) {
+      opts.log(`${node}: already running (pid ${old.pid}) at ${endpoint}`);
+      nodes.push(old);
+      continue;
+    }
+    const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(":")), Number(endpoint.slice(endpoint.lastIndexOf(":") + 1))];
+    if (!(await portFree(host, port))) throw new Error(`${node}: port ${endpoint} is in use by another program; pick another with --base-port`);
+    const out = openSync(logFile, "a");
+    const child = spawn(
+      process.execPath,
+      [engineBin, "--node", node, "--grpc-listen", endpoint, "--data-dir", dataDir, "--labels", `zone=${labels.zone}`, "--cores", "1", "--token-file", tokenFile],
+      { detached: true, stdio: ["ignore", out, out] },
+    );
+    closeSync(out);
+    child.unref();
+    const record: NodeRecord = { node, endpoint, data_dir: dataDir, disk_uri: `file://${diskPath}`, labels, pid: child.pid!, log_file: logFile };
+    nodes.push(record);
+    saveCluster({ token_file: tokenFile, nodes: mergeNodes(previous?.nodes ?? [], nodes) }, opts.home);
+    await waitReady(target, child.pid!, logFile);
+    opts.log(`${node}: started (pid ${child.pid}) at ${endpoint}, ${labels.zone}, disk ${diskPath}`);
+  }
+  const record = { token_file: tokenFile, nodes: mergeNodes(previous?.nodes ?? [], nodes) };
+  saveCluster(record, opts.home);
+  if (opts.stack) {
+    await writeStackConfig(record, token, opts.stack);
+    opts.log(`stack config updated: strata:endpoints, strata:disks, strata:token (secret)`);
+  }
+  return record;
+}
+
+function mergeNodes(previous: readonly NodeRecord[], current: readonly NodeRecord[]): NodeRecord[] {
+  const byName = new Map(previous.map((n) => [n.node, n]));
+  for (const n of current) byName.set(n.node, n);
+  return [...byName.values()].sort((a, b) => a.node.localeCompare(b.node));
+}
+
+async function writeStackConfig(record: ClusterRecord, token: string, stackOpts: StackOptions): Promise<void> {
+  const stack = await openStack(stackOpts);
+  const config: Record<string, { value: string; secret?: boolean }> = { "strata:token": { value: token, secret: true } };
+  for (const n of record.nodes) {
+    config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+    config[`strata:disks.${n.node}`] = { value: `${n.disk_uri}` };
+  }
+  await stack.setAllConfig(config, true);
+}
+
+export interface NodeStatus {
+  readonly node: string;
+  readonly endpoint: string;
+  readonly state: "running" | "stopped" | "unreachable";
+  readonly pools: number;
+  readonly used_bytes: number;
+  readonly capacity_bytes: number;
+  readonly replicas: number;
+  readonly pid: number | null;
+}
+
+export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> {
+  const record = loadCluster(home);
+  if (!record) return [];
+  const token = readToken(record);
+  return Promise.all(
+    record.nodes.map(async (n): Promise<NodeStatus> => {
+      const base = { node: n.node, endpoint: n.endpoint, pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0 };
+      if (!alive(n.pid)) return { ...base, state: "stopped", pid: null };
+      const engine = connectEngine({ node: n.node, endpoint: n.endpoint, token });
+      try {
+        const [{ pools }, { replicas }] = await Promise.all([
+          engine.call("ListPools", {}, 3_000),
+          engine.call("ListReplicas", { pool: "" }, 3_000),
+        ]);
+        return {
+          ...base,
+          state: "running",
+          pid: n.pid,
+          pools: pools.length,
+          used_bytes: pools.reduce((s, p) => s + p.used_bytes, 0),
+          capacity_bytes: pools.reduce((s, p) => s + p.capacity_bytes, 0),
+          replicas: replicas.length,
+        };
+      } catch {
+        return { ...base, state: "unreachable", pid: n.pid };
+      } finally {
+        engine.close();
+      }
+    }),
+  );
+}
+
+export async function clusterDown(opts: { home: string; purge: boolean; log: (line: string) => void }): Promise<void> {
+  const record = loadCluster(opts.home);
+  if (record) {
+    await Promise.all(
+      record.nodes.map(async (n) => {
+        if (!alive(n.pid)) return;
+        process.kill(n.pid, "SIGTERM");
+        const deadline = Date.now() + 10_000;
+        while (alive(n.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        if (alive(n.pid)) {
+          process.kill(n.pid, "SIGKILL");
+          opts.log(`${n.node}: did not stop within 10 s of SIGTERM; killed`);
+        } else opts.log(`${n.node}: stopped`);
+      }),
+    );
+  }
+  if (opts.purge) {
+    // The stack's state describes pools on disks that are about to vanish; drop both together.
+    rmSync(clusterDir(opts.home), { recursive: true, force: true });
+    rmSync(join(opts.home, "pulumi-state"), { recursive: true, force: true });
+    opts.log(`purged ${clusterDir(opts.home)} and the local Pulumi state`);
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)));
+  return rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col])).join("  ").trimEnd()).join("\n");
+}

@@ -1,0 +1,76 @@
+// Command-line flags of strata-engine. Bad flags stop the engine before it binds anything,
+// with a message naming the flag.
+import { readFileSync } from "node:fs";
+import { checkLabels, checkName } from "../common/validate";
+
+export interface EngineConfig {
+  readonly node: string;
+  readonly grpc_listen: string;
+  readonly data_dir: string;
+  readonly labels: Record<string, string>;
+  readonly cores: number;
+  readonly token: string;
+}
+
+export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-file FILE
+                     [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
+
+  --node NAME          this storage node's name (unique in the cluster)
+  --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
+  --data-dir DIR       the engine's durable state (which pools to import at start)
+  --labels k=v,...     node labels, e.g. zone=zone-a,rack=r1
+  --cores N            reactor threads that own all data I/O (default 1)
+  --token-file FILE    file holding the token every API call must carry`;
+
+export class ConfigError extends Error {}
+
+export function parseFlags(argv: readonly string[]): EngineConfig {
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"`);
+    const eq = arg.indexOf("=");
+    const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
+    if (!["node", "grpc-listen", "data-dir", "labels", "cores", "token-file"].includes(key))
+      throw new ConfigError(`unknown flag --${key}`);
+    if (value === undefined) throw new ConfigError(`--${key} needs a value`);
+    values.set(key, value);
+  }
+  const node = values.get("node");
+  if (node === undefined) throw new ConfigError("--node is required");
+  const nodeProblem = checkName(node);
+  if (nodeProblem) throw new ConfigError(`--node ${nodeProblem}`);
+
+  const grpc_listen = values.get("grpc-listen") ?? "127.0.0.1:10124";
+  if (!/^[^\s:]+:[0-9]{1,5}$/.test(grpc_listen) && !/^\[[0-9a-f:]+\]:[0-9]{1,5}$/i.test(grpc_listen))
+    throw new ConfigError(`--grpc-listen must be HOST:PORT, got "${grpc_listen}"`);
+
+  const data_dir = values.get("data-dir");
+  if (data_dir === undefined) throw new ConfigError("--data-dir is required");
+
+  const labels: Record<string, string> = {};
+  for (const pair of (values.get("labels") ?? "").split(",").filter((p) => p.length > 0)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--labels entries must be key=value, got "${pair}"`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  const labelProblem = checkLabels(labels);
+  if (labelProblem) throw new ConfigError(`--labels ${labelProblem}`);
+
+  const coresText = values.get("cores") ?? "1";
+  const cores = Number(coresText);
+  if (!Number.isInteger(cores) || cores < 1 || cores > 64)
+    throw new ConfigError(`--cores must be a whole number from 1 to 64, got "${coresText}"`);
+
+  const tokenFile = values.get("token-file");
+  if (tokenFile === undefined) throw new ConfigError("--token-file is required: the engine API is never open");
+  let token: string;
+  try {
+    token = readFileSync(tokenFile, "utf8").trim();
+  } catch (err) {
+    throw new ConfigError(`--token-file ${tokenFile} cannot be read: ${(err as Error).message}`);
+  }
+  if (token.length < 16) throw new ConfigError(`--token-file ${tokenFile} must hold a token of at least 16 characters`);
+
+  return { node, grpc_listen, data_dir, labels, cores, token };
+}

@@ -1,0 +1,82 @@
+// The gRPC server: authentication, request logging and error mapping wrap every handler here,
+// so services only express what the call does.
+import * as grpc from "@grpc/grpc-js";
+import { engineDefinition } from "../common/client";
+import { tokenMatches } from "./auth";
+import { toGrpcError } from "./errors";
+import type { Logger } from "./log";
+import type { EngineService } from "./service";
+
+type Handler<Req, Res> = (request: Req) => Promise<Res> | Res;
+
+export interface EngineServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function startServer(
+  service: EngineService,
+  listen: string,
+  token: string,
+  log: Logger,
+): Promise<EngineServer> {
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+
+  function unary<Req, Res>(method: string, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const started = process.hrtime.bigint();
+      if (!tokenMatches(call.metadata, token)) {
+        log.warn("rejected call without a valid token", { method, peer: call.getPeer() });
+        callback({ code: grpc.status.UNAUTHENTICATED, details: "missing or wrong token: send `authorization: Bearer <node token>`" });
+        return;
+      }
+      Promise.resolve()
+        .then(() => handler(call.request))
+        .then(
+          (response) => {
+            log.debug("call", { method, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+            callback(null, response);
+          },
+          (err: unknown) => {
+            const { code, details } = toGrpcError(err);
+            const level = code === grpc.status.INTERNAL ? "error" : "info";
+            log[level]("call failed", { method, code: grpc.status[code], details });
+            callback({ code, details });
+          },
+        );
+    };
+  }
+
+  const definition = engineDefinition();
+  server.addService(definition.strata.engine.v1.Engine.service, {
+    GetInfo: unary("GetInfo", () => service.getInfo()),
+    ListDevices: unary("ListDevices", async (r: { probe_uris: string[] }) => ({ devices: await service.listDevices(r.probe_uris ?? []) })),
+    CreatePool: unary("CreatePool", (r: Parameters<EngineService["createPool"]>[0]) => service.createPool(r)),
+    ImportPool: unary("ImportPool", (r: Parameters<EngineService["importPool"]>[0]) => service.importPool(r)),
+    ExportPool: unary("ExportPool", async (r: { uuid: string }) => (await service.exportPool(r.uuid), {})),
+    DestroyPool: unary("DestroyPool", async (r: { uuid: string }) => (await service.destroyPool(r.uuid), {})),
+    GrowPool: unary("GrowPool", (r: { uuid: string }) => service.growPool(r.uuid)),
+    ListPools: unary("ListPools", async () => ({ pools: await service.listPools() })),
+    CreateReplica: unary("CreateReplica", (r: Parameters<EngineService["createReplica"]>[0]) => service.createReplica(r)),
+    ResizeReplica: unary("ResizeReplica", (r: { uuid: string; size_bytes: number }) => service.resizeReplica(r)),
+    DestroyReplica: unary("DestroyReplica", async (r: { uuid: string }) => (await service.destroyReplica(r.uuid), {})),
+    ListReplicas: unary("ListReplicas", async (r: { pool: string }) => ({ replicas: await service.listReplicas(r.pool) })),
+    GetStats: unary("GetStats", (r: { uuid: string }) => service.getStats(r.uuid)),
+  } as grpc.UntypedServiceImplementation);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+  });
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        // Finish calls in flight, but do not wait forever for a client that never hangs up.
+        const force = setTimeout(() => server.forceShutdown(), 5_000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,413 @@
+// The engine's control plane: pools and replicas, idempotent by uuid. It validates every
+// request (the network is not trusted), serializes changes, keeps the durable state file in
+// step with the pools on disk, and leaves the data path to the native addon.
+//
+// Architecture invariant: engine/ knows nothing of Pulumi.
+import type { DeviceInfo, NativeStorage, PoolInfo, ReplicaInfo } from "../native";
+import { isNativeError } from "../native";
+import {
+  checkClusterSizeBytes,
+  checkDeviceUri,
+  checkLabels,
+  checkName,
+  checkSizeBytes,
+  checkUuid,
+  DEFAULT_CLUSTER_SIZE_BYTES,
+} from "../common/validate";
+import type { Device } from "./generated/strata/engine/v1/Device";
+import type { IoStats } from "./generated/strata/engine/v1/IoStats";
+import type { NodeInfo } from "./generated/strata/engine/v1/NodeInfo";
+import type { Pool } from "./generated/strata/engine/v1/Pool";
+import type { Replica } from "./generated/strata/engine/v1/Replica";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors";
+import type { Logger } from "./log";
+import type { PoolRecord, StateStore } from "./state";
+
+export const ENGINE_VERSION = "0.1.0";
+export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring"];
+
+/** Where a pool known to this engine stands. */
+type PoolEntry =
+  /** Imported: the native pool is open and serving. */
+  | { readonly kind: "imported"; record: PoolRecord }
+  /** In the state file, but its device could not be imported at start; `reason` says why. */
+  | { readonly kind: "missing"; record: PoolRecord; readonly reason: string };
+
+function checkField(value: unknown, field: string, problem: (v: unknown) => string | null): void {
+  const reason = problem(value);
+  if (reason !== null) throw invalidArgument(`${field} ${reason}`);
+}
+
+/** Serializes control operations: two creates of the same uuid must not race. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    this.tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+}
+
+export class EngineService {
+  private readonly pools = new Map<string, PoolEntry>();
+  private readonly lock = new Mutex();
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly native: NativeStorage,
+    private readonly store: StateStore,
+    private readonly node: string,
+    private readonly labels: Record<string, string>,
+    private readonly cores: number,
+    private readonly grpcEndpoint: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Re-imports every pool the state file lists. A pool that fails stays listed as missing. */
+  async importKnownPools(): Promise<void> {
+    for (const record of this.store.load().pools) {
+      try {
+        const info = await this.native.importPool({ device_uri: record.device_uri });
+        if (info.uuid !== record.uuid) {
+          await this.native.exportPool({ uuid: info.uuid });
+          throw new Error(`device holds pool ${info.name} (${info.uuid}), not ${record.name} (${record.uuid})`);
+        }
+        this.pools.set(record.uuid, { kind: "imported", record });
+        this.log.info("pool imported", { pool: record.name, uuid: record.uuid, device_uri: record.device_uri });
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        this.pools.set(record.uuid, { kind: "missing", record, reason });
+        this.log.error("pool import failed", { pool: record.name, uuid: record.uuid, reason });
+      }
+    }
+  }
+
+  getInfo(): NodeInfo {
+    return {
+      node: this.node,
+      version: ENGINE_VERSION,
+      labels: this.labels,
+      capabilities: CAPABILITIES,
+      cores: this.cores,
+      grpc_endpoint: this.grpcEndpoint,
+      uptime_ms: Date.now() - this.startedAt,
+    };
+  }
+
+  async listDevices(probeUris: readonly string[]): Promise<Device[]> {
+    const devices = await this.native.listDevices();
+    const seen = new Set(devices.map((d) => d.uri));
+    for (const uri of probeUris) {
+      checkField(uri, "probe_uris entry", checkDeviceUri);
+      if (!seen.has(uri)) devices.push(await this.native.probeDevice({ uri }));
+    }
+    return devices.map(toDevice);
+  }
+
+  createPool(req: {
+    uuid: string;
+    name: string;
+    device_uri: string;
+    labels: Record<string, string>;
+    cluster_size_bytes: number;
+    force: boolean;
+  }): Promise<Pool> {
+    checkField(req.uuid, "uuid", checkUuid);
+    checkField(req.name, "name", checkName);
+    checkField(req.device_uri, "device_uri", checkDeviceUri);
+    checkField(req.labels, "labels", checkLabels);
+    checkField(req.cluster_size_bytes, "cluster_size_bytes", checkClusterSizeBytes);
+    const clusterSize = req.cluster_size_bytes || DEFAULT_CLUSTER_SIZE_BYTES;
+    return this.lock.run(async () => {
+      const existing = this.pools.get(req.uuid);
+      if (existing) {
+        const r = existing.record;
+        const differs =
+          r.name !== req.name ? `name is "${r.name}", requested "${req.name}"` :
+          r.device_uri !== req.device_uri ? `device_uri is "${r.device_uri}", requested "${req.device_uri}"` : null;
+        if (differs) throw alreadyExists(`pool ${req.uuid} already exists with a different spec: ${differs}`);
+        if (existing.kind === "imported") {
+          const info = await this.nativePool(req.uuid);
+          if (req.cluster_size_bytes && info.cluster_size_bytes !== clusterSize)
+            throw alreadyExists(`pool ${req.uuid} already exists with cluster_size_bytes ${info.cluster_size_bytes}, requested ${clusterSize}`);
+        }
+        if (!sameLabels(r.labels, req.labels)) {
+          // Labels are placement metadata, not identity: a create with new labels updates them.
+          existing.record = { ...r, labels: { ...req.labels } };
+          this.saveState();
+        }
+        return this.describePool(req.uuid);
+      }
+      for (const entry of this.pools.values()) {
+        if (entry.record.name === req.name)
+          throw alreadyExists(`a pool named "${req.name}" already exists on node ${this.node} (uuid ${entry.record.uuid})`);
+        if (entry.record.device_uri === req.device_uri)
+          throw failedPrecondition(`device ${req.device_uri} is already used by pool "${entry.record.name}" (${entry.record.uuid})`);
+      }
+      const info = await this.native.createPool({
+        uuid: req.uuid,
+        name: req.name,
+        device_uri: req.device_uri,
+        cluster_size_bytes: clusterSize,
+        force: req.force,
+      });
+      const record: PoolRecord = { uuid: info.uuid, name: info.name, device_uri: req.device_uri, labels: { ...req.labels } };
+      this.pools.set(info.uuid, { kind: "imported", record });
+      try {
+        this.saveState();
+      } catch (err) {
+        // Transactional: a pool the engine would forget at restart must not exist at all.
+        this.pools.delete(info.uuid);
+        await this.native.destroyPool({ uuid: info.uuid }).catch(() => undefined);
+        throw err;
+      }
+      this.log.info("pool created", { pool: info.name, uuid: info.uuid, device_uri: req.device_uri, capacity_bytes: info.capacity_bytes });
+      return this.toPool(info, record);
+    });
+  }
+
+  importPool(req: { device_uri: string; labels: Record<string, string> }): Promise<Pool> {
+    checkField(req.device_uri, "device_uri", checkDeviceUri);
+    checkField(req.labels, "labels", checkLabels);
+    return this.lock.run(async () => {
+      for (const entry of this.pools.values()) {
+        if (entry.record.device_uri === req.device_uri && entry.kind === "imported") return this.describePool(entry.record.uuid);
+      }
+      const info = await this.native.importPool({ device_uri: req.device_uri });
+      const record: PoolRecord = { uuid: info.uuid, name: info.name, device_uri: req.device_uri, labels: { ...req.labels } };
+      this.pools.set(info.uuid, { kind: "imported", record });
+      this.saveState();
+      this.log.info("pool imported", { pool: info.name, uuid: info.uuid, device_uri: req.device_uri });
+      return this.toPool(info, record);
+    });
+  }
+
+  exportPool(uuid: string): Promise<void> {
+    checkField(uuid, "uuid", checkUuid);
+    return this.lock.run(async () => {
+      const entry = this.pools.get(uuid);
+      if (!entry) return;
+      if (entry.kind === "imported") await this.native.exportPool({ uuid });
+      this.pools.delete(uuid);
+      this.saveState();
+      this.log.info("pool exported", { pool: entry.record.name, uuid });
+    });
+  }
+
+  destroyPool(uuid: string): Promise<void> {
+    checkField(uuid, "uuid", checkUuid);
+    return this.lock.run(async () => {
+      const entry = this.pools.get(uuid);
+      if (!entry) return;
+      if (entry.kind === "imported") {
+        const replicas = (await this.native.listReplicas()).filter((r) => r.pool_uuid === uuid);
+        if (replicas.length > 0)
+          throw failedPrecondition(
+            `pool "${entry.record.name}" still has ${replicas.length} replica(s) (${replicas.map((r) => r.uuid).join(", ")}); destroy them first`,
+          );
+        await this.native.destroyPool({ uuid });
+      }
+      this.pools.delete(uuid);
+      this.saveState();
+      this.log.info("pool destroyed", { pool: entry.record.name, uuid });
+    });
+  }
+
+  growPool(uuid: string): Promise<Pool> {
+    checkField(uuid, "uuid", checkUuid);
+    return this.lock.run(async () => {
+      const entry = this.importedPool(uuid);
+      const before = await this.nativePool(uuid);
+      const info = await this.native.growPool({ uuid });
+      if (info.capacity_bytes !== before.capacity_bytes)
+        this.log.info("pool grown", { pool: info.name, uuid, from_bytes: before.capacity_bytes, to_bytes: info.capacity_bytes });
+      return this.toPool(info, entry.record);
+    });
+  }
+
+  async listPools(): Promise<Pool[]> {
+    const infos = new Map((await this.native.listPools()).map((p) => [p.uuid, p]));
+    const pools: Pool[] = [];
+    for (const entry of this.pools.values()) {
+      const info = infos.get(entry.record.uuid);
+      pools.push(info && entry.kind === "imported" ? this.toPool(info, entry.record) : this.missingPool(entry));
+    }
+    return pools.sort((a, b) => (a.name ?? "").localeCompare(b.name ?? ""));
+  }
+
+  createReplica(req: { uuid: string; name: string; pool: string; size_bytes: number; thin: boolean }): Promise<Replica> {
+    checkField(req.uuid, "uuid", checkUuid);
+    const name = req.name || req.uuid;
+    checkField(name, "name", checkName);
+    checkField(req.size_bytes, "size_bytes", checkSizeBytes);
+    if (!req.pool) throw invalidArgument("pool is required (a pool uuid or name)");
+    return this.lock.run(async () => {
+      const entry = this.resolvePool(req.pool);
+      const existing = (await this.native.listReplicas()).find((r) => r.uuid === req.uuid);
+      if (existing) {
+        const differs =
+          existing.pool_uuid !== entry.record.uuid ? `it is in pool ${existing.pool_uuid}, requested pool ${entry.record.uuid}` :
+          existing.size_bytes !== req.size_bytes ? `size_bytes is ${existing.size_bytes}, requested ${req.size_bytes} (use ResizeReplica to grow it)` :
+          existing.thin !== req.thin ? `thin is ${existing.thin}, requested ${req.thin}` :
+          existing.name !== name ? `name is "${existing.name}", requested "${name}"` : null;
+        if (differs) throw alreadyExists(`replica ${req.uuid} already exists with a different spec: ${differs}`);
+        return this.toReplica(existing);
+      }
+      const info = await this.native.createReplica({
+        pool_uuid: entry.record.uuid,
+        uuid: req.uuid,
+        name,
+        size_bytes: req.size_bytes,
+        thin: req.thin,
+      });
+      this.log.info("replica created", { replica: info.uuid, pool: entry.record.name, size_bytes: info.size_bytes, thin: info.thin });
+      return this.toReplica(info);
+    });
+  }
+
+  resizeReplica(req: { uuid: string; size_bytes: number }): Promise<Replica> {
+    checkField(req.uuid, "uuid", checkUuid);
+    checkField(req.size_bytes, "size_bytes", checkSizeBytes);
+    return this.lock.run(async () => {
+      const existing = (await this.native.listReplicas()).find((r) => r.uuid === req.uuid);
+      if (!existing) throw notFound(`replica ${req.uuid} does not exist on node ${this.node}`);
+      if (existing.size_bytes === req.size_bytes) return this.toReplica(existing);
+      if (req.size_bytes < existing.size_bytes)
+        throw invalidArgument(`size_bytes ${req.size_bytes} is smaller than the replica (${existing.size_bytes}); replicas only grow`);
+      const info = await this.native.resizeReplica({ uuid: req.uuid, size_bytes: req.size_bytes });
+      this.log.info("replica resized", { replica: req.uuid, from_bytes: existing.size_bytes, to_bytes: info.size_bytes });
+      return this.toReplica(info);
+    });
+  }
+
+  destroyReplica(uuid: string): Promise<void> {
+    checkField(uuid, "uuid", checkUuid);
+    return this.lock.run(async () => {
+      try {
+        await this.native.destroyReplica({ uuid });
+        this.log.info("replica destroyed", { replica: uuid });
+      } catch (err) {
+        if (isNativeError(err) && err.code === "NOT_FOUND") return;
+        throw err;
+      }
+    });
+  }
+
+  async listReplicas(pool: string): Promise<Replica[]> {
+    const poolUuid = pool ? this.resolvePool(pool).record.uuid : null;
+    return (await this.native.listReplicas())
+      .filter((r) => poolUuid === null || r.pool_uuid === poolUuid)
+      .map((r) => this.toReplica(r))
+      .sort((a, b) => (a.name ?? "").localeCompare(b.name ?? ""));
+  }
+
+  async getStats(uuid: string): Promise<IoStats> {
+    checkField(uuid, "uuid", checkUuid);
+    const stats = await this.native.getStats({ uuid });
+    return { uuid, ...stats, latency_bucket_upper_us: [...stats.latency_bucket_upper_us], latency_bucket_counts: [...stats.latency_bucket_counts] };
+  }
+
+  async shutdown(): Promise<void> {
+    await this.lock.run(() => this.native.shutdown());
+  }
+
+  private resolvePool(poolRef: string): PoolEntry & { kind: "imported" } {
+    for (const entry of this.pools.values()) {
+      if (entry.record.uuid === poolRef || entry.record.name === poolRef) {
+        if (entry.kind !== "imported") throw failedPrecondition(`pool "${entry.record.name}" is not online: ${entry.reason}`);
+        return entry;
+      }
+    }
+    throw notFound(`pool "${poolRef}" does not exist on node ${this.node}`);
+  }
+
+  private importedPool(uuid: string): PoolEntry & { kind: "imported" } {
+    const entry = this.pools.get(uuid);
+    if (!entry) throw notFound(`pool ${uuid} does not exist on node ${this.node}`);
+    if (entry.kind !== "imported") throw failedPrecondition(`pool "${entry.record.name}" is not online: ${entry.reason}`);
+    return entry;
+  }
+
+  private async nativePool(uuid: string): Promise<PoolInfo> {
+    const info = (await this.native.listPools()).find((p) => p.uuid === uuid);
+    if (!info) throw notFound(`pool ${uuid} is not open in the data path`);
+    return info;
+  }
+
+  private async describePool(uuid: string): Promise<Pool> {
+    const entry = this.pools.get(uuid);
+    if (!entry) throw notFound(`pool ${uuid} does not exist on node ${this.node}`);
+    if (entry.kind === "missing") return this.missingPool(entry);
+    return this.toPool(await this.nativePool(uuid), entry.record);
+  }
+
+  private saveState(): void {
+    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record) });
+  }
+
+  private toPool(info: PoolInfo, record: PoolRecord): Pool {
+    return {
+      uuid: info.uuid,
+      name: info.name,
+      node: this.node,
+      device_uri: record.device_uri,
+      state: info.state === "online" ? "POOL_STATE_ONLINE" : "POOL_STATE_FAULTED",
+      capacity_bytes: info.capacity_bytes,
+      used_bytes: info.used_bytes,
+      committed_bytes: info.committed_bytes,
+      cluster_size_bytes: info.cluster_size_bytes,
+      replica_count: info.replica_count,
+      labels: record.labels,
+      format_version: info.format_version,
+      reason: info.state === "online" ? "" : "the pool's device reported I/O errors",
+    };
+  }
+
+  private missingPool(entry: PoolEntry): Pool {
+    return {
+      uuid: entry.record.uuid,
+      name: entry.record.name,
+      node: this.node,
+      device_uri: entry.record.device_uri,
+      state: "POOL_STATE_MISSING",
+      labels: entry.record.labels,
+      reason: entry.kind === "missing" ? entry.reason : "",
+    };
+  }
+
+  private toReplica(info: ReplicaInfo): Replica {
+    const pool = this.pools.get(info.pool_uuid);
+    return {
+      uuid: info.uuid,
+      name: info.name,
+      pool_uuid: info.pool_uuid,
+      pool_name: pool?.record.name ?? "",
+      node: this.node,
+      size_bytes: info.size_bytes,
+      thin: info.thin,
+      allocated_bytes: info.allocated_bytes,
+    };
+  }
+}
+
+function toDevice(d: DeviceInfo): Device {
+  return {
+    uri: d.uri,
+    kind: d.kind,
+    path: d.path ?? "",
+    size_bytes: d.size_bytes,
+    block_size_bytes: d.block_size_bytes,
+    major_minor: d.major_minor ?? "",
+    direct_io: d.direct_io,
+    in_use_by: d.in_use_by ?? "",
+  };
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}

@@ -1,0 +1,61 @@
+// The engine's durable state: which pools to import at start, with their labels. Everything
+// else (replicas, allocation) lives on the pool devices themselves; this file only says where
+// to look. Written atomically (temp file, fsync, rename, fsync of the directory) so a crash
+// leaves either the old or the new version, never a torn one.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const STATE_FORMAT_VERSION = 1;
+
+export interface PoolRecord {
+  readonly uuid: string;
+  readonly name: string;
+  readonly device_uri: string;
+  readonly labels: Record<string, string>;
+}
+
+export interface EngineState {
+  readonly version: number;
+  readonly pools: readonly PoolRecord[];
+}
+
+export class StateStore {
+  private readonly path: string;
+
+  constructor(readonly dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.path = join(dataDir, "engine-state.json");
+  }
+
+  load(): EngineState {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { version: STATE_FORMAT_VERSION, pools: [] };
+      throw err;
+    }
+    const parsed = JSON.parse(text) as EngineState;
+    if (parsed.version !== STATE_FORMAT_VERSION)
+      throw new Error(`${this.path} has state version ${parsed.version}; this engine reads version ${STATE_FORMAT_VERSION}`);
+    return parsed;
+  }
+
+  save(state: EngineState): void {
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
+    const fd = openSync(tmp, "r");
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+    const dirFd = openSync(this.dataDir, "r");
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  }
+}

@@ -1,0 +1,203 @@
+// The one typed declaration of everything the native addon exports (after the Temporal SDK's
+// core-bridge): every control call crosses as ONE plain options object and comes back as a
+// Promise. Fields are snake_case with units last, exactly as the C++ structs name them;
+// absent values are `null`, never `undefined`.
+//
+// Architecture invariant: JavaScript validates, C++ trusts. Callers (engine/) check every
+// field before calling in; the addon asserts invariants but does not re-explain bad input.
+// The replica read/write calls below are for tests and tools only; the I/O path (NVMe/TCP
+// target, nexus) never moves data bytes through JavaScript.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+/** A block device the data path can open, by URI (file://, uring://, malloc://). */
+export interface DeviceInfo {
+  readonly uri: string;
+  /** "file" (regular file), "block" (allowed block device) or "malloc" (RAM). */
+  readonly kind: "file" | "block" | "malloc";
+  readonly path: string | null;
+  readonly size_bytes: number;
+  readonly block_size_bytes: number;
+  /** "major:minor" for block devices and the backing device of files; null for malloc. */
+  readonly major_minor: string | null;
+  /** true when the device was opened with O_DIRECT (false: buffered fallback, see reason). */
+  readonly direct_io: boolean;
+  /** The pool uuid that uses the device, or null. */
+  readonly in_use_by: string | null;
+}
+
+export type PoolState =
+  /** Imported and serving I/O. */
+  | "online"
+  /** Imported, but the device reported I/O errors; metadata writes are refused. */
+  | "faulted";
+
+export interface PoolInfo {
+  readonly uuid: string;
+  readonly name: string;
+  readonly device_uri: string;
+  readonly state: PoolState;
+  readonly cluster_size_bytes: number;
+  /** Bytes usable for replica data (all clusters). */
+  readonly capacity_bytes: number;
+  /** Bytes of clusters allocated to replicas. */
+  readonly used_bytes: number;
+  /** Sum of all replica sizes (thin replicas count fully): the committed capacity. */
+  readonly committed_bytes: number;
+  readonly replica_count: number;
+  /** On-disk format version of the superblock. */
+  readonly format_version: number;
+}
+
+export interface ReplicaInfo {
+  readonly uuid: string;
+  readonly name: string;
+  readonly pool_uuid: string;
+  readonly size_bytes: number;
+  readonly thin: boolean;
+  /** Bytes of clusters this replica owns. */
+  readonly allocated_bytes: number;
+}
+
+export interface IoStats {
+  readonly read_ops: number;
+  readonly write_ops: number;
+  readonly read_bytes: number;
+  readonly write_bytes: number;
+  readonly flush_ops: number;
+  readonly unmap_ops: number;
+  readonly errors: number;
+  /** Latency histogram: bucket upper bounds in microseconds and counts per bucket. */
+  readonly latency_bucket_upper_us: readonly number[];
+  readonly latency_bucket_counts: readonly number[];
+}
+
+export interface PoolCheckReport {
+  readonly pool_uuid: string;
+  /** Clusters marked allocated in the allocator but owned by no replica. */
+  readonly leaked_clusters: number;
+  /** Clusters owned by two replicas (or twice by one). */
+  readonly doubly_owned_clusters: number;
+  /** Clusters owned by a replica but free in the allocator. */
+  readonly owned_but_free_clusters: number;
+  /** Human-readable findings, empty when consistent. */
+  readonly problems: readonly string[];
+}
+
+export interface BenchResult {
+  readonly ops: number;
+  readonly bytes: number;
+  readonly elapsed_us: number;
+  readonly iops: number;
+  readonly mib_per_s: number;
+  readonly lat_p50_us: number;
+  readonly lat_p99_us: number;
+}
+
+/**
+ * Errors from the addon are `Error`s with a `code` that the engine maps to gRPC status in one
+ * place (engine/errors.ts).
+ */
+export type NativeErrorCode =
+  | "INVALID_ARGUMENT" // a malformed URI, size not a multiple of the block size, …
+  | "NOT_FOUND" // no such pool, replica or file
+  | "ALREADY_EXISTS" // a pool or replica with that uuid or name exists
+  | "PERMISSION_DENIED" // device not on the allow list
+  | "FAILED_PRECONDITION" // the device already holds a pool; the pool still has replicas; …
+  | "NO_SPACE" // no free cluster for a thin write or a thick create
+  | "OUT_OF_RANGE" // I/O beyond a replica's end
+  | "DATA_LOSS" // checksum mismatch on metadata read back
+  | "UNIMPLEMENTED" // unknown on-disk version
+  | "IO_ERROR"; // the device failed
+
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
+
+export interface NativeStorage {
+  /** Starts `cores` reactor threads. Must be called once before any other call. */
+  start(opts: { cores: number }): void;
+  /** Drains in-flight I/O, writes clean-shutdown state for every pool, stops reactors. */
+  shutdown(): Promise<void>;
+
+  probeDevice(opts: { uri: string }): Promise<DeviceInfo>;
+  listDevices(): Promise<DeviceInfo[]>;
+
+  /** Formats a new pool on a device. Refused when the device holds a pool unless `force`. */
+  createPool(opts: {
+    uuid: string;
+    name: string;
+    device_uri: string;
+    cluster_size_bytes: number;
+    force: boolean;
+  }): Promise<PoolInfo>;
+  /** Imports the pool found on a device (replaying its journal). */
+  importPool(opts: { device_uri: string }): Promise<PoolInfo>;
+  /** Closes a pool cleanly and forgets it; the data stays on the device. */
+  exportPool(opts: { uuid: string }): Promise<void>;
+  /** Destroys a pool and its replicas; the superblock is wiped. */
+  destroyPool(opts: { uuid: string }): Promise<void>;
+  /** Extends a pool to the current size of its device. */
+  growPool(opts: { uuid: string }): Promise<PoolInfo>;
+  listPools(): Promise<PoolInfo[]>;
+  checkPool(opts: { uuid: string }): Promise<PoolCheckReport>;
+
+  createReplica(opts: {
+    pool_uuid: string;
+    uuid: string;
+    name: string;
+    size_bytes: number;
+    thin: boolean;
+  }): Promise<ReplicaInfo>;
+  resizeReplica(opts: { uuid: string; size_bytes: number }): Promise<ReplicaInfo>;
+  destroyReplica(opts: { uuid: string }): Promise<void>;
+  listReplicas(): Promise<ReplicaInfo[]>;
+  getStats(opts: { uuid: string }): Promise<IoStats>;
+
+  // Tests and tools only (not the I/O path).
+  replicaWrite(opts: { uuid: string; offset_bytes: number; data: Buffer }): Promise<void>;
+  replicaRead(opts: { uuid: string; offset_bytes: number; length_bytes: number }): Promise<Buffer>;
+  replicaFlush(opts: { uuid: string }): Promise<void>;
+  replicaDeallocate(opts: { uuid: string; offset_bytes: number; length_bytes: number }): Promise<void>;
+  replicaWriteZeroes(opts: { uuid: string; offset_bytes: number; length_bytes: number }): Promise<void>;
+
+  /** A native load generator on a replica (fio-like), so benchmarks measure the data path, not JS. */
+  benchReplica(opts: {
+    uuid: string;
+    pattern: "randread" | "randwrite" | "read" | "write";
+    block_size_bytes: number;
+    queue_depth: number;
+    duration_ms: number;
+    span_bytes: number;
+  }): Promise<BenchResult>;
+}
+
+function addonPath(): string {
+  const base = join(__dirname, "..", "..", "native", "build");
+  // Resolved from dist/native/index.js (compiled) or native/index.ts (ts-node).
+  for (const candidate of [
+    process.env.STRATA_NATIVE_ADDON,
+    join(base, "Release", "strata_native.node"),
+    join(base, "Debug", "strata_native.node"),
+    join(__dirname, "build", "Release", "strata_native.node"),
+  ]) {
+    if (candidate && existsSync(candidate)) return candidate;
+  }
+  throw new Error("the native addon is not built: run `npm run build:native`");
+}
+
+let loaded: NativeStorage | null = null;
+
+/** Loads the addon once per process. */
+export function loadNative(): NativeStorage {
+  if (loaded === null) {
+    const require = createRequire(__filename);
+    loaded = require(addonPath()) as NativeStorage;
+  }
+  return loaded;
+}
+
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).code === "string";
+}

@@ -1,0 +1,146 @@
+// The Pool resource's dynamic provider: a pool on one node's device.
+//
+// Contract (Pulumi's): create is transactional; a failed delete means the pool still exists;
+// `read` returns an empty id when the pool is gone so refresh drops it and the next up
+// recreates it.
+import type * as dynamic from "@pulumi/pulumi/dynamic";
+import { checkClusterSizeBytes, checkDeviceUri, checkLabels, checkName } from "../common/validate";
+import type { Pool__Output } from "../engine/generated/strata/engine/v1/Pool";
+import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
+import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { isUnknown } from "./unknown";
+
+/** Inputs as the provider receives them (camelCase: what users write). */
+export interface PoolInputs {
+  readonly node: string;
+  readonly disk: string;
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly clusterSizeBytes: number;
+}
+
+export interface PoolOutputs extends PoolInputs {
+  readonly uuid: string;
+  readonly state: string;
+  readonly capacityBytes: number;
+  readonly usedBytes: number;
+  readonly committedBytes: number;
+  readonly replicaCount: number;
+}
+
+const REPLACE_ON_CHANGE = ["node", "disk", "name", "clusterSizeBytes"] as const;
+
+function outputsOf(inputs: PoolInputs, pool: Pool__Output): PoolOutputs {
+  return {
+    ...inputs,
+    clusterSizeBytes: pool.cluster_size_bytes,
+    uuid: pool.uuid,
+    state: pool.state.replace("POOL_STATE_", "").toLowerCase(),
+    capacityBytes: pool.capacity_bytes,
+    usedBytes: pool.used_bytes,
+    committedBytes: pool.committed_bytes,
+    replicaCount: pool.replica_count,
+  };
+}
+
+export class PoolProvider implements dynamic.ResourceProvider {
+  private cluster: ClusterConfig | null = null;
+  private configError: string | null = null;
+
+  async configure(req: dynamic.ConfigureRequest): Promise<void> {
+    try {
+      this.cluster = clusterConfigFrom((key) => req.config.get(key));
+    } catch (err) {
+      this.configError = (err as Error).message;
+    }
+  }
+
+  private clusterOrThrow(): ClusterConfig {
+    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
+    return this.cluster;
+  }
+
+  async check(olds: Partial<PoolInputs>, news: Partial<PoolInputs>): Promise<dynamic.CheckResult> {
+    const failures: dynamic.CheckFailure[] = [];
+    const fail = (property: string, reason: string | null) => {
+      if (reason !== null) failures.push({ property, reason });
+    };
+    const inputs = { labels: {}, clusterSizeBytes: 0, ...news } as PoolInputs;
+    if (!isUnknown(inputs.node)) {
+      if (typeof inputs.node !== "string" || inputs.node === "") fail("node", "must name a node of strata:endpoints");
+      else if (this.cluster && !(inputs.node in this.cluster.endpoints))
+        fail("node", `"${inputs.node}" is not a configured node (strata:endpoints has: ${Object.keys(this.cluster.endpoints).sort().join(", ")})`);
+    }
+    if (!isUnknown(inputs.disk)) fail("disk", checkDeviceUri(inputs.disk));
+    if (!isUnknown(inputs.name)) fail("name", checkName(inputs.name));
+    if (!isUnknown(inputs.labels)) fail("labels", checkLabels(inputs.labels));
+    if (!isUnknown(inputs.clusterSizeBytes)) fail("clusterSizeBytes", checkClusterSizeBytes(inputs.clusterSizeBytes));
+    if (this.cluster === null) fail("node", this.configError);
+    // A node that is down or refuses our token is reported now, at preview, not halfway through an up.
+    if (failures.length === 0 && !isUnknown(inputs.node) && olds.node === undefined) {
+      await onNode(this.clusterOrThrow(), inputs.node, (engine) => engine.call("GetInfo", {}, CALL_DEADLINE_MS));
+    }
+    return { inputs, failures };
+  }
+
+  async diff(_id: string, olds: PoolOutputs, news: PoolInputs): Promise<dynamic.DiffResult> {
+    const replaces = REPLACE_ON_CHANGE.filter((k) => k === "clusterSizeBytes"
+      ? news.clusterSizeBytes !== 0 && olds.clusterSizeBytes !== news.clusterSizeBytes
+      : olds[k] !== news[k]);
+    const labelsChanged = JSON.stringify(sortKeys(olds.labels)) !== JSON.stringify(sortKeys(news.labels));
+    const stale = olds.state !== "online";
+    return {
+      changes: replaces.length > 0 || labelsChanged || stale,
+      replaces: [...replaces],
+      // Two pools cannot share a device, so the old one must go before the new one is made.
+      deleteBeforeReplace: replaces.length > 0,
+    };
+  }
+
+  async create(inputs: PoolInputs): Promise<dynamic.CreateResult> {
+    const uuid = newUuid();
+    const pool = await onNode(this.clusterOrThrow(), inputs.node, (engine) =>
+      engine.call(
+        "CreatePool",
+        { uuid, name: inputs.name, device_uri: inputs.disk, labels: inputs.labels, cluster_size_bytes: inputs.clusterSizeBytes, force: false },
+        MUTATE_DEADLINE_MS,
+      ),
+    );
+    return { id: pool.uuid, outs: outputsOf(inputs, pool) };
+  }
+
+  async read(id: string, props: PoolOutputs): Promise<dynamic.ReadResult> {
+    const pools = await onNode(this.clusterOrThrow(), props.node, (engine) => engine.call("ListPools", {}, CALL_DEADLINE_MS));
+    const pool = pools.pools.find((p) => p.uuid === id);
+    if (!pool) return { id: "", props: {} };
+    const inputs: PoolInputs = {
+      node: props.node,
+      disk: pool.device_uri,
+      name: pool.name,
+      labels: pool.labels,
+      clusterSizeBytes: props.clusterSizeBytes,
+    };
+    return { id, props: outputsOf(inputs, pool) };
+  }
+
+  async update(id: string, olds: PoolOutputs, news: PoolInputs): Promise<dynamic.UpdateResult> {
+    // Only labels change in place; CreatePool with the same identity updates them, and
+    // re-imports the pool when it was missing.
+    const pool = await onNode(this.clusterOrThrow(), news.node, (engine) =>
+      engine.call(
+        "CreatePool",
+        { uuid: id, name: olds.name, device_uri: olds.disk, labels: news.labels, cluster_size_bytes: 0, force: false },
+        MUTATE_DEADLINE_MS,
+      ),
+    );
+    return { outs: outputsOf(news, pool) };
+  }
+
+  async delete(id: string, props: PoolOutputs): Promise<void> {
+    await onNode(this.clusterOrThrow(), props.node, (engine) => engine.call("DestroyPool", { uuid: id }, MUTATE_DEADLINE_MS));
+  }
+}
+
+function sortKeys(labels: Record<string, string> | undefined): [string, string][] {
+  return Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+}
