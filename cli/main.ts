@@ -1,7 +1,6 @@
 // `strata`: the operator's tool. `cluster up|status|down` manages a local cluster;
 // `up|preview|refresh|destroy` run the root project's program against it with the real
 // Pulumi CLI and a local file backend.
-import { quickstart } from "../examples/quickstart/program";
 import { clusterDown, clusterStatus, clusterUp, DEFAULT_BASE_PORT, DEFAULT_DISK_MIB, formatBytes, formatTable } from "./cluster";
 import { strataHome } from "./paths";
 import { openStack } from "./pulumi";
@@ -38,7 +37,8 @@ class UsageError extends Error {}
 const print = (line: string) => process.stdout.write(line + "\n");
 
 async function stackCommand(command: "up" | "preview" | "refresh" | "destroy"): Promise<number> {
-  const stack = await openStack({ program: async () => quickstart() });
+  // The project directory program (Pulumi.yaml's main), run by the language host like `pulumi up`.
+  const stack = await openStack();
   const onOutput = (text: string) => process.stdout.write(text);
   switch (command) {
     case "preview": {

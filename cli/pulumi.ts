@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot, pulumiBinDir, strataHome } from "./paths";
 
-export const DEFAULT_STACK = "dev";
+/** The stack the CLI works on; STRATA_STACK picks another (the tests use their own). */
+export const DEFAULT_STACK = process.env.STRATA_STACK ?? "dev";
 
 function passphraseFile(home: string): string {
   const file = join(home, "pulumi-passphrase");

@@ -90,29 +90,33 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     if (failures.length > 0 || isUnknown(inputs)) return { inputs, failures };
 
     // Place now, so the plan shows where replicas land. Sticky: existing placement is kept.
+    // (When the pools are still unknown at preview, placement happens in create.)
     if (inputs.placement.length < inputs.replicas) {
       try {
-        const pools = await inventory(this.clusterOrThrow());
-        const placement = placeReplicas(
-          pools,
-          {
-            size_bytes: inputs.sizeBytes,
-            thin: inputs.thin,
-            replicas: inputs.replicas,
-            pool_labels: inputs.poolLabels,
-            pool_uuids: inputs.pools,
-            topology_key: inputs.topologyKey,
-          },
-          inputs.placement,
-          newUuid,
-        );
-        return { inputs: { ...inputs, placement }, failures };
+        return { inputs: { ...inputs, placement: await this.place(inputs) }, failures };
       } catch (err) {
         if (err instanceof PlacementError) return { inputs, failures: [{ property: "sizeBytes", reason: err.message }] };
         throw err;
       }
     }
     return { inputs, failures };
+  }
+
+  private async place(inputs: VolumeInputs): Promise<PlacedReplica[]> {
+    const pools = await inventory(this.clusterOrThrow());
+    return placeReplicas(
+      pools,
+      {
+        size_bytes: inputs.sizeBytes,
+        thin: inputs.thin,
+        replicas: inputs.replicas,
+        pool_labels: inputs.poolLabels,
+        pool_uuids: inputs.pools,
+        topology_key: inputs.topologyKey,
+      },
+      inputs.placement,
+      newUuid,
+    );
   }
 
   async diff(_id: string, olds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.DiffResult> {
@@ -128,9 +132,9 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     return { changes: replaces.length > 0 || grown || degraded || selectorChanged, replaces, deleteBeforeReplace: false };
   }
 
-  async create(inputs: VolumeInputs): Promise<dynamic.CreateResult> {
+  async create(news: VolumeInputs): Promise<dynamic.CreateResult> {
     const cluster = this.clusterOrThrow();
-    if (inputs.placement.length === 0) throw new PlacementError("volume has no placement; run `pulumi up` again");
+    const inputs = news.placement.length < news.replicas ? { ...news, placement: await this.place(news) } : news;
     const created: PlacedReplica[] = [];
     try {
       for (const replica of inputs.placement) {

@@ -13,10 +13,8 @@ stamp="$bin_dir/.built-$PULUMI_VERSION"
 log() { printf '[install-pulumi] %s\n' "$*" >&2; }
 
 if [ -f "$stamp" ] && [ -x "$bin_dir/pulumi" ]; then
-  exit 0
-fi
-
-if [ -z "${STRATA_BUILD_PULUMI:-}" ] && command -v pulumi >/dev/null 2>&1 \
+  : # built before; only the small plugin scripts below are refreshed
+elif [ -z "${STRATA_BUILD_PULUMI:-}" ] && command -v pulumi >/dev/null 2>&1 \
    && [ "$(command -v pulumi)" != "$bin_dir/pulumi" ]; then
   log "using pulumi from PATH: $(command -v pulumi)"
   mkdir -p "$bin_dir"
@@ -81,21 +79,38 @@ package tools
 import _ "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
 GO
   log "building pulumi-language-nodejs"
-  (cd "$build_dir/langhost" && GOFLAGS=-mod=mod go get "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3@latest" \
-     && GOFLAGS=-mod=mod go build -trimpath -o "$bin_dir/pulumi-language-nodejs" \
-        github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3)
+  if ! (cd "$build_dir/langhost" && GOFLAGS=-mod=mod go get "github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3@$PULUMI_VERSION" \
+          && GOFLAGS=-mod=mod go build -trimpath -o "$bin_dir/pulumi-language-nodejs" \
+             github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3) 2>"$build_dir/langhost.err"; then
+    # The module is untagged and the proxy serves no version of it (403 "This module version is
+    # not available"). Strata drives programs through the Automation API (`npx strata up`),
+    # which needs no language host; a bare `pulumi up` in a project directory does.
+    log "pulumi-language-nodejs is not served by the Go module proxy ($(tail -1 "$build_dir/langhost.err" | cut -c1-160)); installing Strata's Node.js language host instead"
+    rm -f "$bin_dir/pulumi-language-nodejs"
+  fi
   log "built in $(( $(date +%s) - started )) s"
 fi
 
 # The dynamic-provider plugin: Pulumi looks for pulumi-resource-pulumi-nodejs beside the CLI.
 cat > "$bin_dir/pulumi-resource-pulumi-nodejs" <<'SH'
 #!/usr/bin/env bash
-# Runs @pulumi/pulumi's dynamic provider host with node, resolved from the program's directory.
+# Runs @pulumi/pulumi's dynamic provider host with node. The SDK is resolved from the program's
+# directory first (the program's own @pulumi/pulumi), then from the Strata checkout this plugin
+# was installed into.
 set -euo pipefail
-entry="$(node -e 'process.stdout.write(require.resolve("@pulumi/pulumi/cmd/dynamic-provider/index.js", {paths: [process.cwd()]}))')"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+entry="$(node -e 'process.stdout.write(require.resolve("@pulumi/pulumi/cmd/dynamic-provider/index.js", {paths: [process.cwd(), process.argv[1]]}))' "$here/../../..")"
 exec node "$entry" "$@"
 SH
 chmod +x "$bin_dir/pulumi-resource-pulumi-nodejs"
-"$bin_dir/pulumi" version >/dev/null
-touch "$stamp"
-log "pulumi $("$bin_dir/pulumi" version) ready in $bin_dir"
+
+# The language host: the Go build above when the proxy served it, else our Node.js one.
+if [ ! -e "$bin_dir/pulumi-language-nodejs" ] || grep -q "Strata" "$bin_dir/pulumi-language-nodejs" 2>/dev/null; then
+  cp "$root/scripts/pulumi-language-nodejs.js" "$bin_dir/pulumi-language-nodejs"
+  chmod +x "$bin_dir/pulumi-language-nodejs"
+fi
+if [ ! -f "$stamp" ]; then
+  "$bin_dir/pulumi" version >/dev/null
+  touch "$stamp"
+  log "pulumi $("$bin_dir/pulumi" version) ready in $bin_dir"
+fi

@@ -19,8 +19,10 @@ export function quickstart() {
         }),
     );
 
+  // `pulumi config set volumeSizeBytes <bytes>` grows the volume in place.
+  const sizeBytes = new pulumi.Config().getNumber("volumeSizeBytes") ?? 1 * strata.GIB;
   const volume = new strata.Volume("quickstart", {
-    sizeBytes: 1 * strata.GIB,
+    sizeBytes,
     thin: true,
     pools,
   });

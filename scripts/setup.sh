@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs everything Strata needs on a fresh Debian machine, idempotently: Debian packages
+# (liburing-dev for the native data path, a C++ toolchain), node modules (which builds the
+# native addon through the package's install script), the TypeScript build, and the Pulumi CLI
+# (built from the Go module proxy when none is on PATH). Prints how long each step took.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+log() { printf '[setup] %s\n' "$*" >&2; }
+step_started=0
+step() { step_started=$(date +%s); log "$*"; }
+done_step() { log "  done in $(( $(date +%s) - step_started )) s"; }
+
+# Debian packages the build needs. Only root can install them; others get the exact command.
+missing=()
+for pkg in liburing-dev g++ make python3 pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    log "run as root: apt-get install -y ${missing[*]}"; exit 1
+  fi
+  done_step
+fi
+
+# node-gyp cannot download Node's headers here; point it at the ones Node ships.
+node_prefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node_api.h" ]; then
+  export npm_config_nodedir="$node_prefix"
+fi
+
+stamp="node_modules/.strata-install-stamp"
+if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  step "installing node modules and building the native addon"
+  npm ci --no-fund --no-audit --loglevel=error 2>&1 | grep -v 'Unknown user config' || true
+  [ -d node_modules/@pulumi/pulumi ] || { log "npm ci failed"; exit 1; }
+  touch "$stamp"
+  done_step
+fi
+if [ ! -f native/build/Release/strata_native.node ] || [ -n "$(find native/src native/binding.gyp -newer native/build/Release/strata_native.node 2>/dev/null | head -1)" ]; then
+  step "building the native addon"
+  node scripts/build-native.mjs >/dev/null
+  done_step
+fi
+
+step "compiling TypeScript"
+npm run --silent build 2>&1 | grep -v 'Unknown user config' || true
+[ -f dist/engine/main.js ] || { log "TypeScript build failed"; exit 1; }
+done_step
+
+step "Pulumi CLI"
+bash scripts/install-pulumi.sh
+done_step

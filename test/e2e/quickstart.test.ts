@@ -1,0 +1,124 @@
+// The quickstart as a user runs it: a local cluster, `strata up` (the real Pulumi CLI with a
+// local backend), then the changes a user makes over a volume's life. Every step is checked
+// through the engines' gRPC API, not only through exit codes.
+import test from "ava";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { startCluster, TestCluster } from "../helpers/cluster";
+
+const GiB = 1024 ** 3;
+let cluster: TestCluster;
+
+test.before(async () => {
+  cluster = await startCluster({ nodes: 3, diskMib: 4096 });
+});
+test.after.always(async () => {
+  await cluster?.down();
+});
+
+function allFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? allFiles(path) : [path];
+  });
+}
+
+async function replicas() {
+  return (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas);
+}
+
+async function volumeOutputs(): Promise<Record<string, unknown>> {
+  const exported = await cluster.pulumi("stack", "export", "--show-secrets");
+  const state = JSON.parse(exported.stdout) as { deployment: { resources: { type: string; outputs: Record<string, unknown> }[] } };
+  return state.deployment.resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Volume")!.outputs;
+}
+
+test.serial("cluster status shows three running nodes", async (t) => {
+  const status = await cluster.strata("cluster", "status");
+  t.is(status.code, 0, status.stderr);
+  const rows = status.stdout.trim().split("\n");
+  t.regex(rows[0], /NODE\s+ENDPOINT\s+STATE\s+POOLS\s+USED\/CAPACITY\s+REPLICAS/);
+  t.is(rows.filter((r) => /running/.test(r)).length, 3);
+});
+
+test.serial("up creates a pool on each node and one volume, and prints where it is", async (t) => {
+  const up = await cluster.strata("up");
+  t.is(up.code, 0, up.stdout + up.stderr);
+  t.regex(up.stdout, /volumeUuid: "[0-9a-f-]{36}"/);
+  const node = /volumeNode: "(node-[a-c])"/.exec(up.stdout)?.[1];
+  t.truthy(node);
+  const pools = (await cluster.eachNode((e) => e.call("ListPools", {}))).map((r) => r.pools);
+  t.deepEqual(pools.map((p) => p.length), [1, 1, 1]);
+  for (const [i, p] of pools.entries()) {
+    t.is(p[0].name, `pool-node-${"abc".charAt(i)}`);
+    t.is(p[0].state, "POOL_STATE_ONLINE");
+    t.deepEqual(p[0].labels, { class: "file" });
+  }
+  const all = await replicas();
+  t.is(all.length, 1);
+  t.is(all[0].size_bytes, GiB);
+  t.is(all[0].node, node ?? "");
+  t.true(all[0].thin);
+});
+
+test.serial("the token is never stored in plain text in the state", (t) => {
+  const token = readFileSync(join(cluster.home, "cluster", "token"), "utf8").trim();
+  const files = allFiles(join(cluster.home, "pulumi-state"));
+  t.true(files.length > 0);
+  for (const file of files) t.false(readFileSync(file).includes(token), `${file} holds the token`);
+});
+
+test.serial("preview and a second up report no changes", async (t) => {
+  const preview = await cluster.strata("preview");
+  t.is(preview.code, 0, preview.stdout + preview.stderr);
+  t.regex(preview.stdout, /No changes/);
+  const again = await cluster.strata("up");
+  t.is(again.code, 0, again.stderr);
+  t.regex(again.stdout, /No changes: the cluster already matches the program/);
+  t.is((await replicas()).length, 1);
+});
+
+test.serial("growing the volume updates it in place, keeping the replica", async (t) => {
+  const [before] = await replicas();
+  const set = await cluster.pulumi("config", "set", "volumeSizeBytes", String(2 * GiB));
+  t.is(set.code, 0, set.stderr);
+  const preview = await cluster.strata("preview");
+  t.regex(preview.stdout, /~ .*strata:Volume.*quickstart.*update/);
+  t.notRegex(preview.stdout, /replace/);
+  const up = await cluster.strata("up");
+  t.is(up.code, 0, up.stdout + up.stderr);
+  const [after] = await replicas();
+  t.is(after.uuid, before.uuid);
+  t.is(after.size_bytes, 2 * GiB);
+});
+
+test.serial("a replica deleted behind Pulumi's back is reported by refresh and recreated by up", async (t) => {
+  const [victim] = await replicas();
+  const engine = cluster.connect(victim.node);
+  await engine.call("DestroyReplica", { uuid: victim.uuid });
+  engine.close();
+  t.is((await replicas()).length, 0);
+
+  const refresh = await cluster.strata("refresh");
+  t.is(refresh.code, 0, refresh.stdout + refresh.stderr);
+  t.regex(refresh.stdout, /quickstart/);
+  const outputs = await volumeOutputs();
+  t.is(outputs.health, "degraded");
+  t.is((outputs.replicaStatus as { state: string }[])[0].state, "missing");
+
+  const up = await cluster.strata("up");
+  t.is(up.code, 0, up.stdout + up.stderr);
+  const [recreated] = await replicas();
+  t.is(recreated.uuid, victim.uuid);
+  t.is(recreated.node, victim.node);
+  t.is(recreated.size_bytes, 2 * GiB);
+  t.is((await volumeOutputs()).health, "online");
+});
+
+test.serial("destroy leaves the engines empty", async (t) => {
+  const destroy = await cluster.strata("destroy");
+  t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
+  const pools = await cluster.eachNode((e) => e.call("ListPools", {}));
+  t.deepEqual(pools.map((p) => p.pools.length), [0, 0, 0]);
+  t.is((await replicas()).length, 0);
+});
