@@ -13,7 +13,7 @@ done_step() { log "  done in $(( $(date +%s) - step_started )) s"; }
 
 # Debian packages the build needs. Only root can install them; others get the exact command.
 missing=()
-for pkg in liburing-dev g++ make python3 pkg-config; do
+for pkg in liburing-dev g++ make python3 pkg-config fio; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
