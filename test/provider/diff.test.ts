@@ -1,0 +1,65 @@
+// What `pulumi preview` will say for each kind of change: in place or replace.
+import test from "ava";
+import { PoolOutputs, PoolProvider } from "../../provider/pool";
+import { VolumeOutputs, VolumeProvider } from "../../provider/volume";
+
+const pool: PoolOutputs = {
+  node: "node-a",
+  disk: "file:///d.img",
+  name: "p",
+  labels: { class: "ssd" },
+  clusterSizeBytes: 4 << 20,
+  uuid: "4f0c1d2e-0000-4000-8000-000000000001",
+  state: "online",
+  capacityBytes: 1 << 30,
+  usedBytes: 0,
+  committedBytes: 0,
+  replicaCount: 0,
+};
+
+test("pool: labels update in place; node, disk and name replace (old pool first)", async (t) => {
+  const p = new PoolProvider();
+  t.deepEqual(await p.diff(pool.uuid, pool, { ...pool }), { changes: false, replaces: [], deleteBeforeReplace: false });
+  t.deepEqual(await p.diff(pool.uuid, pool, { ...pool, labels: { class: "hdd" } }), { changes: true, replaces: [], deleteBeforeReplace: false });
+  const moved = await p.diff(pool.uuid, pool, { ...pool, disk: "file:///e.img", node: "node-b" });
+  t.deepEqual(moved.replaces, ["node", "disk"]);
+  t.true(moved.deleteBeforeReplace);
+  t.is((await p.diff(pool.uuid, pool, { ...pool, clusterSizeBytes: 0 })).changes, false, "0 means the default, not a change");
+});
+
+const volume: VolumeOutputs = {
+  uuid: "4f0c1d2e-0000-4000-8000-000000000002",
+  sizeBytes: 1 << 30,
+  thin: true,
+  replicas: 1,
+  poolLabels: {},
+  pools: [],
+  topologyKey: "zone",
+  placement: [{ replica_uuid: "r", node: "node-a", pool_uuid: pool.uuid, pool_name: "p" }],
+  health: "online",
+  replicaStatus: [],
+  node: "node-a",
+  pool: "p",
+};
+
+test("volume: growth updates in place, thin replaces, a missing replica is an update", async (t) => {
+  const v = new VolumeProvider();
+  t.false((await v.diff(volume.uuid, volume, { ...volume })).changes);
+  const grown = await v.diff(volume.uuid, volume, { ...volume, sizeBytes: 2 << 30 });
+  t.true(grown.changes);
+  t.deepEqual(grown.replaces, []);
+  t.deepEqual((await v.diff(volume.uuid, volume, { ...volume, thin: false })).replaces, ["thin"]);
+  const degraded = await v.diff(volume.uuid, { ...volume, health: "degraded" }, { ...volume });
+  t.true(degraded.changes);
+  t.deepEqual(degraded.replaces, []);
+});
+
+test("volume: check refuses shrinking and bad values, naming the property", async (t) => {
+  const v = new VolumeProvider();
+  const shrink = await v.check({ ...volume }, { ...volume, sizeBytes: 1 << 20 });
+  t.true(shrink.failures!.some((f) => f.property === "sizeBytes" && /cannot shrink/.test(f.reason)));
+  const bad = await v.check({}, { sizeBytes: 4096, replicas: 3, thin: "yes" as unknown as boolean });
+  const props = bad.failures!.map((f) => f.property);
+  t.true(props.includes("replicas"));
+  t.true(props.includes("thin"));
+});
