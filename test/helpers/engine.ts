@@ -75,6 +75,7 @@ export async function startEngine(opts: { node?: string; labels?: string; dir?: 
   async function launch(): Promise<void> {
     const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", "1"];
     if (opts.labels) args.push("--labels", opts.labels);
+    const logStart = engine.logs.length;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     engine.process = child;
     child.stdout!.on("data", (d: Buffer) => (engine.logs += d.toString()));
@@ -82,7 +83,7 @@ export async function startEngine(opts: { node?: string; labels?: string; dir?: 
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`engine exited with ${child.exitCode}:\n${engine.logs}`);
-      if (engine.logs.includes('"engine ready"')) return;
+      if (engine.logs.includes('"engine ready"', logStart)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`engine did not become ready:\n${engine.logs}`);

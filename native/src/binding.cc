@@ -1,0 +1,359 @@
+// The only file that reads JS values: each exported function copies its one options object
+// into a plain struct on the JS thread, hands it to the Engine, and converts the result back.
+// JavaScript validates (native/index.ts callers); here we check only what keeps us from crashing.
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "bridge.h"
+#include "engine.h"
+
+namespace strata {
+namespace {
+
+// Bad argument shapes: rejected as INVALID_ARGUMENT like any other error.
+struct ArgumentError {
+  std::string message;
+};
+
+Napi::Object options_of(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw ArgumentError{"expected one options object"};
+  return info[0].As<Napi::Object>();
+}
+
+std::string get_string(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw ArgumentError{str("expected a string for ", key)};
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool get_bool(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) throw ArgumentError{str("expected a boolean for ", key)};
+  return v.As<Napi::Boolean>().Value();
+}
+
+uint64_t get_u64(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw ArgumentError{str("expected a number for ", key)};
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d != std::floor(d) || d > 9007199254740991.0) {
+    throw ArgumentError{str("expected a non-negative integer below 2^53 for ", key, ", got ", d)};
+  }
+  return static_cast<uint64_t>(d);
+}
+
+Napi::Number num(Napi::Env env, uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); }
+Napi::Value str_or_null(Napi::Env env, const std::string& s) { return s.empty() ? env.Null() : Napi::String::New(env, s); }
+
+Napi::Value to_js(Napi::Env env, const DeviceInfoData& d) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uri", d.uri);
+  o.Set("kind", d.kind);
+  o.Set("path", str_or_null(env, d.path));
+  o.Set("size_bytes", num(env, d.size_bytes));
+  o.Set("block_size_bytes", num(env, d.block_size_bytes));
+  o.Set("major_minor", str_or_null(env, d.major_minor));
+  o.Set("direct_io", d.direct_io);
+  o.Set("in_use_by", str_or_null(env, d.in_use_by));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const PoolInfoData& p) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uuid", p.uuid);
+  o.Set("name", p.name);
+  o.Set("device_uri", p.device_uri);
+  o.Set("state", p.state);
+  o.Set("cluster_size_bytes", num(env, p.cluster_size_bytes));
+  o.Set("capacity_bytes", num(env, p.capacity_bytes));
+  o.Set("used_bytes", num(env, p.used_bytes));
+  o.Set("committed_bytes", num(env, p.committed_bytes));
+  o.Set("replica_count", num(env, p.replica_count));
+  o.Set("format_version", num(env, p.format_version));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const ReplicaInfoData& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uuid", r.uuid);
+  o.Set("name", r.name);
+  o.Set("pool_uuid", r.pool_uuid);
+  o.Set("size_bytes", num(env, r.size_bytes));
+  o.Set("thin", r.thin);
+  o.Set("allocated_bytes", num(env, r.allocated_bytes));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const IoStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("read_ops", num(env, s.read_ops));
+  o.Set("write_ops", num(env, s.write_ops));
+  o.Set("read_bytes", num(env, s.read_bytes));
+  o.Set("write_bytes", num(env, s.write_bytes));
+  o.Set("flush_ops", num(env, s.flush_ops));
+  o.Set("unmap_ops", num(env, s.unmap_ops));
+  o.Set("errors", num(env, s.errors));
+  Napi::Array upper = Napi::Array::New(env, kLatencyBucketCount), counts = Napi::Array::New(env, kLatencyBucketCount);
+  for (int i = 0; i < kLatencyBucketCount; i++) {
+    upper.Set(i, num(env, IoStats::bucket_upper_us(i)));
+    counts.Set(i, num(env, s.latency_bucket_counts[i]));
+  }
+  o.Set("latency_bucket_upper_us", upper);
+  o.Set("latency_bucket_counts", counts);
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const PoolCheckReportData& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pool_uuid", r.pool_uuid);
+  o.Set("leaked_clusters", num(env, r.leaked_clusters));
+  o.Set("doubly_owned_clusters", num(env, r.doubly_owned_clusters));
+  o.Set("owned_but_free_clusters", num(env, r.owned_but_free_clusters));
+  Napi::Array problems = Napi::Array::New(env, r.problems.size());
+  for (size_t i = 0; i < r.problems.size(); i++) problems.Set(i, r.problems[i]);
+  o.Set("problems", problems);
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const BenchResultData& b) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ops", num(env, b.ops));
+  o.Set("bytes", num(env, b.bytes));
+  o.Set("elapsed_us", num(env, b.elapsed_us));
+  o.Set("iops", Napi::Number::New(env, b.iops));
+  o.Set("mib_per_s", Napi::Number::New(env, b.mib_per_s));
+  o.Set("lat_p50_us", num(env, b.lat_p50_us));
+  o.Set("lat_p99_us", num(env, b.lat_p99_us));
+  return o;
+}
+
+template <typename T>
+Napi::Value to_js(Napi::Env env, const std::vector<T>& items) {
+  Napi::Array a = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); i++) a.Set(i, to_js(env, items[i]));
+  return a;
+}
+
+// Runs `body(completer)` and returns its promise; argument errors reject it.
+template <typename T>
+Napi::Value async_call(const Napi::CallbackInfo& info, ToJs<T> convert, const std::function<void(const Napi::Object&, std::function<void(Result<T>)>)>& body) {
+  Napi::Env env = info.Env();
+  auto [promise, complete] = PromiseBridge<T>::create(env, std::move(convert));
+  try {
+    Napi::Object o = info.Length() >= 1 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+    body(o, complete);
+  } catch (const ArgumentError& e) {
+    complete(Error{ErrorCode::kInvalidArgument, e.message});
+  }
+  return promise;
+}
+
+template <typename T>
+ToJs<T> default_to_js() {
+  return [](Napi::Env env, T& v) { return to_js(env, v); };
+}
+
+ToJs<Unit> undefined_to_js() {
+  return [](Napi::Env env, Unit&) { return env.Undefined(); };
+}
+
+std::function<void(Status)> unit_done(std::function<void(Result<Unit>)> done) {
+  return [done](Status s) { s.ok() ? done(Unit{}) : done(s.error()); };
+}
+
+Napi::Value Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int cores = 1;
+  try {
+    cores = static_cast<int>(std::min<uint64_t>(get_u64(options_of(info), "cores"), 1 << 20));
+  } catch (const ArgumentError& e) {
+    Napi::Error err = Napi::Error::New(env, e.message);
+    err.Set("code", "INVALID_ARGUMENT");
+    throw err;
+  }
+  Status s = Engine::instance().start(cores);
+  if (!s.ok()) throw Napi::Error(env, make_js_error(env, s.error()));
+  return env.Undefined();
+}
+
+Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [](const Napi::Object&, auto done) { Engine::instance().shutdown(unit_done(done)); });
+}
+
+Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
+  return async_call<DeviceInfoData>(info, default_to_js<DeviceInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().probe_device(get_string(o, "uri"), done);
+  });
+}
+
+Napi::Value ListDevices(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<DeviceInfoData>>(info, default_to_js<std::vector<DeviceInfoData>>(),
+                                                 [](const Napi::Object&, auto done) { Engine::instance().list_devices(done); });
+}
+
+Napi::Value CreatePool(const Napi::CallbackInfo& info) {
+  return async_call<PoolInfoData>(info, default_to_js<PoolInfoData>(), [&](const Napi::Object& o, auto done) {
+    CreatePoolOptions opts{get_string(o, "uuid"), get_string(o, "name"), get_string(o, "device_uri"), get_u64(o, "cluster_size_bytes"), get_bool(o, "force")};
+    Engine::instance().create_pool(std::move(opts), done);
+  });
+}
+
+Napi::Value ImportPool(const Napi::CallbackInfo& info) {
+  return async_call<PoolInfoData>(info, default_to_js<PoolInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().import_pool(get_string(o, "device_uri"), done);
+  });
+}
+
+Napi::Value ExportPool(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().export_pool(get_string(o, "uuid"), unit_done(done));
+  });
+}
+
+Napi::Value DestroyPool(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().destroy_pool(get_string(o, "uuid"), unit_done(done));
+  });
+}
+
+Napi::Value GrowPool(const Napi::CallbackInfo& info) {
+  return async_call<PoolInfoData>(info, default_to_js<PoolInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().grow_pool(get_string(o, "uuid"), done);
+  });
+}
+
+Napi::Value ListPools(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<PoolInfoData>>(info, default_to_js<std::vector<PoolInfoData>>(),
+                                               [](const Napi::Object&, auto done) { Engine::instance().list_pools(done); });
+}
+
+Napi::Value CheckPool(const Napi::CallbackInfo& info) {
+  return async_call<PoolCheckReportData>(info, default_to_js<PoolCheckReportData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().check_pool(get_string(o, "uuid"), done);
+  });
+}
+
+Napi::Value CreateReplica(const Napi::CallbackInfo& info) {
+  return async_call<ReplicaInfoData>(info, default_to_js<ReplicaInfoData>(), [&](const Napi::Object& o, auto done) {
+    CreateReplicaOptions opts{get_string(o, "pool_uuid"), get_string(o, "uuid"), get_string(o, "name"), get_u64(o, "size_bytes"), get_bool(o, "thin")};
+    Engine::instance().create_replica(std::move(opts), done);
+  });
+}
+
+Napi::Value ResizeReplica(const Napi::CallbackInfo& info) {
+  return async_call<ReplicaInfoData>(info, default_to_js<ReplicaInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().resize_replica(get_string(o, "uuid"), get_u64(o, "size_bytes"), done);
+  });
+}
+
+Napi::Value DestroyReplica(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().destroy_replica(get_string(o, "uuid"), unit_done(done));
+  });
+}
+
+Napi::Value ListReplicas(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<ReplicaInfoData>>(info, default_to_js<std::vector<ReplicaInfoData>>(),
+                                                  [](const Napi::Object&, auto done) { Engine::instance().list_replicas(done); });
+}
+
+Napi::Value GetStats(const Napi::CallbackInfo& info) {
+  return async_call<IoStats>(info, default_to_js<IoStats>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().get_stats(get_string(o, "uuid"), done);
+  });
+}
+
+constexpr uint64_t kMaxToolIoBytes = 64 << 20;  // replicaRead/Write are for tests and tools
+
+Napi::Value ReplicaWrite(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    std::string uuid = get_string(o, "uuid");
+    uint64_t offset = get_u64(o, "offset_bytes");
+    Napi::Value data = o.Get("data");
+    if (!data.IsBuffer()) throw ArgumentError{"expected a Buffer for data"};
+    auto bytes = data.As<Napi::Buffer<uint8_t>>();
+    if (bytes.Length() > kMaxToolIoBytes) throw ArgumentError{str("replicaWrite takes at most ", kMaxToolIoBytes, " bytes per call")};
+    auto buffer = std::make_shared<AlignedBuffer>(bytes.Length());  // the copy leaves the JS heap here
+    std::memcpy(buffer->data(), bytes.Data(), bytes.Length());
+    Engine::instance().replica_io(uuid, IoKind::kWrite, offset, bytes.Length(), buffer, unit_done(done));
+  });
+}
+
+Napi::Value ReplicaRead(const Napi::CallbackInfo& info) {
+  auto buffer = std::make_shared<std::shared_ptr<AlignedBuffer>>();
+  ToJs<Unit> convert = [buffer](Napi::Env env, Unit&) -> Napi::Value {
+    return Napi::Buffer<uint8_t>::Copy(env, (*buffer)->data(), (*buffer)->size());
+  };
+  return async_call<Unit>(info, convert, [&](const Napi::Object& o, auto done) {
+    std::string uuid = get_string(o, "uuid");
+    uint64_t offset = get_u64(o, "offset_bytes");
+    uint64_t length = get_u64(o, "length_bytes");
+    if (length > kMaxToolIoBytes) throw ArgumentError{str("replicaRead takes at most ", kMaxToolIoBytes, " bytes per call")};
+    *buffer = std::make_shared<AlignedBuffer>(length);
+    Engine::instance().replica_io(uuid, IoKind::kRead, offset, length, *buffer, unit_done(done));
+  });
+}
+
+Napi::Value ReplicaFlush(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().replica_io(get_string(o, "uuid"), IoKind::kFlush, 0, 0, nullptr, unit_done(done));
+  });
+}
+
+Napi::Value RangeOp(const Napi::CallbackInfo& info, IoKind kind) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().replica_io(get_string(o, "uuid"), kind, get_u64(o, "offset_bytes"), get_u64(o, "length_bytes"), nullptr, unit_done(done));
+  });
+}
+
+Napi::Value ReplicaDeallocate(const Napi::CallbackInfo& info) { return RangeOp(info, IoKind::kDeallocate); }
+Napi::Value ReplicaWriteZeroes(const Napi::CallbackInfo& info) { return RangeOp(info, IoKind::kWriteZeroes); }
+
+Napi::Value BenchReplica(const Napi::CallbackInfo& info) {
+  return async_call<BenchResultData>(info, default_to_js<BenchResultData>(), [&](const Napi::Object& o, auto done) {
+    std::string pattern = get_string(o, "pattern");
+    BenchPattern p;
+    if (pattern == "randread") p = BenchPattern::kRandRead;
+    else if (pattern == "randwrite") p = BenchPattern::kRandWrite;
+    else if (pattern == "read") p = BenchPattern::kRead;
+    else if (pattern == "write") p = BenchPattern::kWrite;
+    else throw ArgumentError{str("pattern '", pattern, "' must be randread, randwrite, read or write")};
+    BenchOptions opts{get_string(o, "uuid"), p, get_u64(o, "block_size_bytes"),
+                      static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "queue_depth"), 1 << 20)), get_u64(o, "duration_ms"), get_u64(o, "span_bytes")};
+    Engine::instance().bench_replica(std::move(opts), done);
+  });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("start", Napi::Function::New(env, Start, "start"));
+  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
+  exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));
+  exports.Set("listDevices", Napi::Function::New(env, ListDevices, "listDevices"));
+  exports.Set("createPool", Napi::Function::New(env, CreatePool, "createPool"));
+  exports.Set("importPool", Napi::Function::New(env, ImportPool, "importPool"));
+  exports.Set("exportPool", Napi::Function::New(env, ExportPool, "exportPool"));
+  exports.Set("destroyPool", Napi::Function::New(env, DestroyPool, "destroyPool"));
+  exports.Set("growPool", Napi::Function::New(env, GrowPool, "growPool"));
+  exports.Set("listPools", Napi::Function::New(env, ListPools, "listPools"));
+  exports.Set("checkPool", Napi::Function::New(env, CheckPool, "checkPool"));
+  exports.Set("createReplica", Napi::Function::New(env, CreateReplica, "createReplica"));
+  exports.Set("resizeReplica", Napi::Function::New(env, ResizeReplica, "resizeReplica"));
+  exports.Set("destroyReplica", Napi::Function::New(env, DestroyReplica, "destroyReplica"));
+  exports.Set("listReplicas", Napi::Function::New(env, ListReplicas, "listReplicas"));
+  exports.Set("getStats", Napi::Function::New(env, GetStats, "getStats"));
+  exports.Set("replicaWrite", Napi::Function::New(env, ReplicaWrite, "replicaWrite"));
+  exports.Set("replicaRead", Napi::Function::New(env, ReplicaRead, "replicaRead"));
+  exports.Set("replicaFlush", Napi::Function::New(env, ReplicaFlush, "replicaFlush"));
+  exports.Set("replicaDeallocate", Napi::Function::New(env, ReplicaDeallocate, "replicaDeallocate"));
+  exports.Set("replicaWriteZeroes", Napi::Function::New(env, ReplicaWriteZeroes, "replicaWriteZeroes"));
+  exports.Set("benchReplica", Napi::Function::New(env, BenchReplica, "benchReplica"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace strata
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return strata::Init(env, exports); }
+NODE_API_MODULE(strata_native, InitModule)

@@ -1,0 +1,373 @@
+#include "engine.h"
+
+#include <future>
+
+#include "util/log.h"
+#include "util/uuid.h"
+
+namespace strata {
+namespace {
+
+constexpr int kMaxCores = 64;
+
+DeviceInfoData device_info(const DeviceDescription& d, const std::string& in_use_by) {
+  return DeviceInfoData{d.uri, device_kind_name(d.kind), d.path, d.size_bytes, d.block_size_bytes, d.major_minor, d.direct_io, in_use_by};
+}
+
+// Lowercase canonical form of a uuid, or the text unchanged (so lookups simply miss).
+std::string canon(const std::string& uuid) { return canonical_uuid(uuid).value_or(uuid); }
+
+Status check_name(const std::string& what, const std::string& name) {
+  if (name.empty() || name.size() > 63) return Status(ErrorCode::kInvalidArgument, str(what, " name '", name, "' must be 1 to 63 bytes"));
+  return Status();
+}
+
+}  // namespace
+
+Engine& Engine::instance() {
+  // Never destroyed: reactor threads must not be joined by static destructors at process exit.
+  static Engine* engine = new Engine();
+  return *engine;
+}
+
+Status Engine::start(int cores) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ == EngineState::kRunning) return Status();  // already started: starting is idempotent
+  if (state_ == EngineState::kStopping) return Status(ErrorCode::kFailedPrecondition, "the native engine is shutting down; wait for shutdown() to finish");
+  if (cores < 1 || cores > kMaxCores) return Status(ErrorCode::kInvalidArgument, str("cores must be 1 to ", kMaxCores, ", got ", cores));
+  std::vector<std::unique_ptr<Reactor>> reactors;
+  for (int i = 0; i < cores; i++) {
+    auto reactor = std::make_unique<Reactor>(i);
+    if (Status s = reactor->start(); !s.ok()) {
+      for (auto& r : reactors) r->stop();
+      return s;
+    }
+    reactors.push_back(std::move(reactor));
+  }
+  reactors_ = std::move(reactors);
+  if (!control_) control_ = std::make_unique<TaskThread>();
+  state_ = EngineState::kRunning;
+  return Status();
+}
+
+Status Engine::check_running() {
+  if (state_ == EngineState::kRunning) return Status();
+  return Status(ErrorCode::kFailedPrecondition, state_ == EngineState::kStopping ? "the native engine is shutting down"
+                                                                                 : "the native engine is not started: call start({ cores }) first");
+}
+
+void Engine::shutdown(StatusCallback done) {
+  std::vector<std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (state_ != EngineState::kRunning) return done(Status());
+    state_ = EngineState::kStopping;
+    for (auto& [uuid, pool] : pools_) pools.push_back(pool);
+  }
+  control_->post([this, pools, done] {
+    Status first;
+    for (auto& pool : pools) {
+      std::promise<Status> closed;
+      pool->reactor().post([pool, &closed] { pool->close([&closed](Status s) { closed.set_value(s); }); });
+      Status s = closed.get_future().get();
+      if (s.ok()) s = pool->finish_export_sync();
+      if (!s.ok() && first.ok()) first = s;
+    }
+    std::vector<std::unique_ptr<Reactor>> reactors;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pools_.clear();
+      replica_pool_.clear();
+      device_busy_.clear();
+      reactors = std::move(reactors_);
+      reactors_.clear();
+    }
+    for (auto& r : reactors) r->stop();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_ = EngineState::kStopped;
+    }
+    done(first);
+  });
+}
+
+std::shared_ptr<Pool> Engine::find_pool(const std::string& uuid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = pools_.find(canon(uuid));
+  return it == pools_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Pool> Engine::find_replica_pool(const std::string& replica_uuid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = replica_pool_.find(canon(replica_uuid));
+  if (it == replica_pool_.end()) return nullptr;
+  auto pool = pools_.find(it->second);
+  return pool == pools_.end() ? nullptr : pool->second;
+}
+
+template <typename T>
+void Engine::gather(std::function<std::vector<T>(Pool&)> collect, Callback<std::vector<T>> done) {
+  std::vector<std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+    for (auto& [uuid, pool] : pools_) pools.push_back(pool);
+  }
+  if (pools.empty()) return done(std::vector<T>{});
+  struct Shared {
+    std::mutex mutex;
+    std::vector<std::vector<T>> parts;
+    size_t remaining;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->parts.resize(pools.size());
+  shared->remaining = pools.size();
+  for (size_t i = 0; i < pools.size(); i++) {
+    auto pool = pools[i];
+    pool->reactor().post([pool, i, shared, collect, done] {
+      auto part = collect(*pool);
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      shared->parts[i] = std::move(part);
+      if (--shared->remaining > 0) return;
+      std::vector<T> all;
+      for (auto& p : shared->parts) all.insert(all.end(), p.begin(), p.end());
+      done(std::move(all));
+    });
+  }
+}
+
+// ---- devices --------------------------------------------------------------------------------
+
+void Engine::probe_device(const std::string& uri, Callback<DeviceInfoData> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  control_->post([this, uri, done] {
+    auto device = open_device(uri, /*may_create=*/false);
+    if (!device.ok()) return done(device.error());
+    const DeviceDescription& d = device.value()->description();
+    std::string in_use_by;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [uuid, pool] : pools_) {
+        if (pool->device_description().identity == d.identity) in_use_by = uuid;
+      }
+    }
+    done(device_info(d, in_use_by));
+  });
+}
+
+void Engine::list_devices(Callback<std::vector<DeviceInfoData>> done) {
+  gather<DeviceInfoData>([](Pool& pool) { return std::vector<DeviceInfoData>{device_info(pool.device_description(), pool.uuid())}; },
+                         [done](Result<std::vector<DeviceInfoData>> used) {
+                           if (!used.ok()) return done(used);
+                           std::vector<DeviceInfoData> all = used.value();
+                           for (const DeviceDescription& d : list_malloc_devices()) {
+                             bool listed = false;
+                             for (auto& u : all) listed = listed || u.uri == d.uri;
+                             if (!listed) all.push_back(device_info(d, ""));
+                           }
+                           done(all);
+                         });
+}
+
+// ---- pools ----------------------------------------------------------------------------------
+
+Result<PoolInfoData> Engine::adopt(std::shared_ptr<Pool> pool) {
+  PoolInfoData info = pool->info();  // not yet visible to any reactor: safe here
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (pools_.count(pool->uuid())) {
+    return Error{ErrorCode::kAlreadyExists, str("a pool with uuid ", pool->uuid(), " is already imported (from ", pools_[pool->uuid()]->device_description().uri, ")")};
+  }
+  for (auto& [uuid, other] : pools_) {
+    if (other->name() == pool->name()) {
+      return Error{ErrorCode::kAlreadyExists, str("a pool named '", pool->name(), "' is already imported (uuid ", uuid, "); pool names are unique per engine")};
+    }
+  }
+  for (const std::string& r : pool->replica_uuids_at_import()) {
+    if (replica_pool_.count(r)) {
+      return Error{ErrorCode::kAlreadyExists, str("replica ", r, " of pool ", pool->name(), " already exists in pool ", replica_pool_[r],
+                                                  "; export that pool before importing this one")};
+    }
+  }
+  for (const std::string& r : pool->replica_uuids_at_import()) replica_pool_[r] = pool->uuid();
+  pool->attach(reactors_[next_reactor_++ % reactors_.size()].get());
+  pools_[pool->uuid()] = pool;
+  return info;
+}
+
+void Engine::create_pool(CreatePoolOptions o, Callback<PoolInfoData> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  auto uuid = canonical_uuid(o.uuid);
+  if (!uuid) return done(Error{ErrorCode::kInvalidArgument, str("pool uuid '", o.uuid, "' is not a uuid (8-4-4-4-12 hex digits)")});
+  o.uuid = *uuid;
+  if (Status s = check_name("pool", o.name); !s.ok()) return done(s.error());
+  control_->post([this, o, done] {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (pools_.count(o.uuid)) return done(Error{ErrorCode::kAlreadyExists, str("pool ", o.uuid, " already exists")});
+      for (auto& [uuid, pool] : pools_) {
+        if (pool->name() == o.name) return done(Error{ErrorCode::kAlreadyExists, str("a pool named '", o.name, "' already exists (uuid ", uuid, ")")});
+      }
+    }
+    auto device = open_device(o.device_uri, /*may_create=*/true);
+    if (!device.ok()) return done(device.error());
+    const std::string identity = device.value()->description().identity;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [uuid, pool] : pools_) {
+        if (pool->device_description().identity == identity) {
+          return done(Error{ErrorCode::kFailedPrecondition, str("device ", o.device_uri, " is in use by pool ", pool->name(), " (uuid ", uuid,
+                                                                "); destroy or export that pool first")});
+        }
+      }
+    }
+    auto pool = Pool::format(std::move(device.value()), o);
+    if (!pool.ok()) return done(pool.error());
+    done(adopt(pool.value()));
+  });
+}
+
+void Engine::import_pool(const std::string& device_uri, Callback<PoolInfoData> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  control_->post([this, device_uri, done] {
+    auto device = open_device(device_uri, /*may_create=*/false);
+    if (!device.ok()) return done(device.error());
+    const std::string identity = device.value()->description().identity;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [uuid, pool] : pools_) {
+        if (pool->device_description().identity == identity) {
+          return done(Error{ErrorCode::kAlreadyExists, str("pool ", pool->name(), " (uuid ", uuid, ") on ", device_uri, " is already imported")});
+        }
+      }
+    }
+    auto pool = Pool::import(std::move(device.value()));
+    if (!pool.ok()) return done(pool.error());
+    done(adopt(pool.value()));
+  });
+}
+
+void Engine::close_pool(const std::string& uuid, bool destroy, StatusCallback done) {
+  auto pool = find_pool(uuid);
+  if (!pool) return done(Status(ErrorCode::kNotFound, str("no imported pool with uuid ", uuid)));
+  pool->reactor().post([this, pool, destroy, done] {
+    pool->close([this, pool, destroy, done](Status closed) {
+      if (!closed.ok()) return done(closed);
+      control_->post([this, pool, destroy, done] {
+        Status s = destroy ? pool->finish_destroy_sync() : pool->finish_export_sync();
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          pools_.erase(pool->uuid());
+          for (auto it = replica_pool_.begin(); it != replica_pool_.end();) {
+            it = it->second == pool->uuid() ? replica_pool_.erase(it) : std::next(it);
+          }
+        }
+        done(s);
+      });
+    });
+  });
+}
+
+void Engine::export_pool(const std::string& uuid, StatusCallback done) { close_pool(uuid, false, std::move(done)); }
+void Engine::destroy_pool(const std::string& uuid, StatusCallback done) { close_pool(uuid, true, std::move(done)); }
+
+void Engine::grow_pool(const std::string& uuid, Callback<PoolInfoData> done) {
+  auto pool = find_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no imported pool with uuid ", uuid)});
+  pool->reactor().post([pool, done] { pool->grow(done); });
+}
+
+void Engine::list_pools(Callback<std::vector<PoolInfoData>> done) {
+  gather<PoolInfoData>([](Pool& pool) { return std::vector<PoolInfoData>{pool.info()}; }, std::move(done));
+}
+
+void Engine::check_pool(const std::string& uuid, Callback<PoolCheckReportData> done) {
+  auto pool = find_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no imported pool with uuid ", uuid)});
+  pool->reactor().post([pool, done] { done(pool->check()); });
+}
+
+// ---- replicas -------------------------------------------------------------------------------
+
+void Engine::create_replica(CreateReplicaOptions o, Callback<ReplicaInfoData> done) {
+  auto uuid = canonical_uuid(o.uuid);
+  if (!uuid) return done(Error{ErrorCode::kInvalidArgument, str("replica uuid '", o.uuid, "' is not a uuid (8-4-4-4-12 hex digits)")});
+  o.uuid = *uuid;
+  if (Status s = check_name("replica", o.name); !s.ok()) return done(s.error());
+  auto pool = find_pool(o.pool_uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no imported pool with uuid ", o.pool_uuid)});
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = replica_pool_.find(o.uuid); it != replica_pool_.end()) {
+      return done(Error{ErrorCode::kAlreadyExists, str("replica ", o.uuid, " already exists in pool ", it->second)});
+    }
+    replica_pool_[o.uuid] = pool->uuid();  // reserved; released if the create fails
+  }
+  pool->reactor().post([this, pool, o, done] {
+    pool->create_replica(o, [this, uuid = o.uuid, done](Result<ReplicaInfoData> r) {
+      if (!r.ok()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        replica_pool_.erase(uuid);
+      }
+      done(std::move(r));
+    });
+  });
+}
+
+void Engine::resize_replica(const std::string& uuid, uint64_t size_bytes, Callback<ReplicaInfoData> done) {
+  auto pool = find_replica_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
+  pool->reactor().post([pool, uuid = canon(uuid), size_bytes, done] { pool->resize_replica(uuid, size_bytes, done); });
+}
+
+void Engine::destroy_replica(const std::string& uuid, StatusCallback done) {
+  auto pool = find_replica_pool(uuid);
+  if (!pool) return done(Status(ErrorCode::kNotFound, str("no replica ", uuid)));
+  std::string id = canon(uuid);
+  pool->reactor().post([this, pool, id, done] {
+    pool->destroy_replica(id, [this, id, done](Status s) {
+      if (s.ok()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        replica_pool_.erase(id);
+      }
+      done(s);
+    });
+  });
+}
+
+void Engine::list_replicas(Callback<std::vector<ReplicaInfoData>> done) {
+  gather<ReplicaInfoData>([](Pool& pool) { return pool.list_replicas(); }, std::move(done));
+}
+
+void Engine::get_stats(const std::string& uuid, Callback<IoStats> done) {
+  auto pool = find_pool(uuid);
+  if (!pool) pool = find_replica_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no pool or replica with uuid ", uuid)});
+  pool->reactor().post([pool, id = canon(uuid), done] { done(pool->stats(id)); });
+}
+
+void Engine::replica_io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                        std::shared_ptr<AlignedBuffer> buffer, StatusCallback done) {
+  auto pool = find_replica_pool(uuid);
+  if (!pool) return done(Status(ErrorCode::kNotFound, str("no replica ", uuid)));
+  pool->reactor().post([pool, id = canon(uuid), kind, offset_bytes, length_bytes, buffer, done] {
+    pool->io(id, kind, offset_bytes, length_bytes, buffer ? buffer->data() : nullptr, [buffer, done](Status s) { done(s); });
+  });
+}
+
+void Engine::bench_replica(BenchOptions o, Callback<BenchResultData> done) {
+  auto pool = find_replica_pool(o.uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", o.uuid)});
+  o.uuid = canon(o.uuid);
+  pool->reactor().post([pool, o, done] { pool->bench(o, done); });
+}
+
+}  // namespace strata

@@ -1,0 +1,83 @@
+// The engine core: reactors, the control thread, and the registry of imported pools and their
+// replicas. Every public method may be called from the JS thread; `done` runs on a reactor or
+// the control thread (the bridge carries it back to JS).
+//
+// Locking contract: mutex_ guards the registry maps only. Pool internals are touched on the
+// pool's reactor; blocking device work (open, format, import, superblock) on the control thread.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "pool/pool.h"
+#include "pool/types.h"
+#include "reactor/reactor.h"
+#include "reactor/task_thread.h"
+#include "util/aligned_buffer.h"
+
+namespace strata {
+
+template <typename T>
+using Callback = std::function<void(Result<T>)>;
+using StatusCallback = std::function<void(Status)>;
+
+enum class EngineState {
+  kStopped,   // no reactors; only start() is accepted
+  kRunning,   // reactors up; every call accepted
+  kStopping,  // shutdown in progress; new calls refused
+};
+
+class Engine {
+ public:
+  static Engine& instance();
+
+  Status start(int cores);
+  void shutdown(StatusCallback done);
+
+  void probe_device(const std::string& uri, Callback<DeviceInfoData> done);
+  void list_devices(Callback<std::vector<DeviceInfoData>> done);
+
+  void create_pool(CreatePoolOptions options, Callback<PoolInfoData> done);
+  void import_pool(const std::string& device_uri, Callback<PoolInfoData> done);
+  void export_pool(const std::string& uuid, StatusCallback done);
+  void destroy_pool(const std::string& uuid, StatusCallback done);
+  void grow_pool(const std::string& uuid, Callback<PoolInfoData> done);
+  void list_pools(Callback<std::vector<PoolInfoData>> done);
+  void check_pool(const std::string& uuid, Callback<PoolCheckReportData> done);
+
+  void create_replica(CreateReplicaOptions options, Callback<ReplicaInfoData> done);
+  void resize_replica(const std::string& uuid, uint64_t size_bytes, Callback<ReplicaInfoData> done);
+  void destroy_replica(const std::string& uuid, StatusCallback done);
+  void list_replicas(Callback<std::vector<ReplicaInfoData>> done);
+  void get_stats(const std::string& uuid, Callback<IoStats> done);
+
+  // `buffer` holds the data to write, or receives the data read; kept alive until `done`.
+  void replica_io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                  std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
+  void bench_replica(BenchOptions options, Callback<BenchResultData> done);
+
+ private:
+  Engine() = default;
+  Status check_running();
+  std::shared_ptr<Pool> find_pool(const std::string& uuid);
+  std::shared_ptr<Pool> find_replica_pool(const std::string& replica_uuid);
+  // Registers a formatted/imported pool (duplicates checked under mutex_) and attaches a reactor.
+  Result<PoolInfoData> adopt(std::shared_ptr<Pool> pool);
+  void close_pool(const std::string& uuid, bool destroy, StatusCallback done);
+  template <typename T>
+  void gather(std::function<std::vector<T>(Pool&)> collect, Callback<std::vector<T>> done);
+
+  std::mutex mutex_;
+  EngineState state_ = EngineState::kStopped;
+  std::vector<std::unique_ptr<Reactor>> reactors_;
+  std::unique_ptr<TaskThread> control_;
+  size_t next_reactor_ = 0;
+  std::map<std::string, std::shared_ptr<Pool>> pools_;        // imported pools by uuid
+  std::map<std::string, std::string> replica_pool_;           // replica uuid -> pool uuid
+  std::set<std::string> device_busy_;                         // device identities being opened or used
+};
+
+}  // namespace strata

@@ -1,0 +1,88 @@
+// Plain structs that cross between the binding and the core (the binding copies JS objects into
+// the *Options structs on the JS thread and converts the *Info structs back).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+constexpr int kLatencyBucketCount = 24;  // upper bounds 1, 2, 4, ... 2^23 µs; the last also catches slower
+
+struct IoStats {
+  uint64_t read_ops = 0, write_ops = 0, read_bytes = 0, write_bytes = 0, flush_ops = 0, unmap_ops = 0, errors = 0;
+  std::array<uint64_t, kLatencyBucketCount> latency_bucket_counts{};
+
+  static uint64_t bucket_upper_us(int bucket) { return uint64_t{1} << bucket; }
+  void record_latency(uint64_t latency_us) {
+    int bucket = 0;
+    while (bucket < kLatencyBucketCount - 1 && latency_us > bucket_upper_us(bucket)) bucket++;
+    latency_bucket_counts[bucket]++;
+  }
+};
+
+struct CreatePoolOptions {
+  std::string uuid;
+  std::string name;
+  std::string device_uri;
+  uint64_t cluster_size_bytes;
+  bool force;
+};
+
+struct CreateReplicaOptions {
+  std::string pool_uuid;
+  std::string uuid;
+  std::string name;
+  uint64_t size_bytes;
+  bool thin;
+};
+
+struct DeviceInfoData {
+  std::string uri, kind, path;  // path empty = null
+  uint64_t size_bytes;
+  uint32_t block_size_bytes;
+  std::string major_minor;      // empty = null
+  bool direct_io;
+  std::string in_use_by;        // empty = null
+};
+
+struct PoolInfoData {
+  std::string uuid, name, device_uri, state;
+  uint64_t cluster_size_bytes, capacity_bytes, used_bytes, committed_bytes;
+  uint32_t replica_count, format_version;
+};
+
+struct ReplicaInfoData {
+  std::string uuid, name, pool_uuid;
+  uint64_t size_bytes;
+  bool thin;
+  uint64_t allocated_bytes;
+};
+
+struct PoolCheckReportData {
+  std::string pool_uuid;
+  uint64_t leaked_clusters = 0, doubly_owned_clusters = 0, owned_but_free_clusters = 0;
+  std::vector<std::string> problems;
+};
+
+enum class BenchPattern { kRandRead, kRandWrite, kRead, kWrite };
+
+struct BenchOptions {
+  std::string uuid;
+  BenchPattern pattern;
+  uint64_t block_size_bytes;
+  uint32_t queue_depth;
+  uint64_t duration_ms;
+  uint64_t span_bytes;  // 0 = the whole replica
+};
+
+struct BenchResultData {
+  uint64_t ops = 0, bytes = 0, elapsed_us = 0;
+  double iops = 0, mib_per_s = 0;
+  uint64_t lat_p50_us = 0, lat_p99_us = 0;
+};
+
+enum class IoKind { kRead, kWrite, kFlush, kDeallocate, kWriteZeroes };
+
+}  // namespace strata

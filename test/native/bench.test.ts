@@ -1,0 +1,32 @@
+// The native load generator, and the promise that an idle engine sleeps.
+import test from "ava";
+import { randomUUID } from "node:crypto";
+import { MiB, native, tempPool } from "./helpers";
+
+test.serial("benchReplica drives I/O natively and reports IOPS, throughput and latency", async (t) => {
+  const n = native();
+  const { pool } = await tempPool(t);
+  const r = await n.createReplica({ pool_uuid: pool.uuid, uuid: randomUUID(), name: "bench", size_bytes: 16 * MiB, thin: false });
+  for (const pattern of ["randwrite", "randread", "write", "read"] as const) {
+    const res = await n.benchReplica({ uuid: r.uuid, pattern, block_size_bytes: 4096, queue_depth: 16, duration_ms: 200, span_bytes: 8 * MiB });
+    t.true(res.ops > 0, pattern);
+    t.is(res.bytes, res.ops * 4096);
+    t.true(res.elapsed_us >= 200_000);
+    t.true(res.iops > 0 && res.mib_per_s > 0);
+    t.true(res.lat_p50_us <= res.lat_p99_us);
+  }
+  const stats = await n.getStats({ uuid: r.uuid });
+  t.true(stats.write_ops > 0 && stats.read_ops > 0);
+  t.deepEqual((await n.checkPool({ uuid: pool.uuid })).problems, []);
+});
+
+test.serial("an idle engine uses almost no CPU (reactors sleep instead of polling)", async (t) => {
+  native();
+  await tempPool(t);
+  await new Promise((r) => setTimeout(r, 100));
+  const before = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 1000));
+  const used = process.cpuUsage(before);
+  const cpuMs = (used.user + used.system) / 1000;
+  t.true(cpuMs < 100, `idle engine used ${cpuMs} ms of CPU in 1 s`);
+});
