@@ -6,6 +6,7 @@
 // operator with ten nodes needs to know which one to look at.
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import * as protobuf from "protobufjs";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ProtoGrpcType } from "../engine/generated/engine";
@@ -22,17 +23,32 @@ export interface EngineTarget {
   readonly token: string;
 }
 
-export class EngineCallError extends Error {
-  constructor(
-    readonly node: string,
-    readonly endpoint: string,
-    readonly method: string,
-    readonly code: grpc.status,
-    readonly details: string,
-  ) {
-    super(describeCallError(node, endpoint, method, code, details));
-    this.name = "EngineCallError";
-  }
+/**
+ * A failed engine call. A plain Error with fields, not a subclass: Pulumi serializes the
+ * provider's code, and a serialized `class … extends Error` loses its message.
+ */
+export interface EngineCallError extends Error {
+  readonly name: "EngineCallError";
+  readonly node: string;
+  readonly endpoint: string;
+  readonly method: string;
+  readonly code: grpc.status;
+  readonly details: string;
+}
+
+export function engineCallError(node: string, endpoint: string, method: string, code: grpc.status, details: string): EngineCallError {
+  return Object.assign(new Error(describeCallError(node, endpoint, method, code, details)), {
+    name: "EngineCallError" as const,
+    node,
+    endpoint,
+    method,
+    code,
+    details,
+  });
+}
+
+export function isEngineCallError(err: unknown): err is EngineCallError {
+  return err instanceof Error && err.name === "EngineCallError";
 }
 
 function describeCallError(node: string, endpoint: string, method: string, code: grpc.status, details: string): string {
@@ -59,22 +75,32 @@ export function protoRoot(): string {
   throw new Error(`cannot find engine/proto above ${__dirname}`);
 }
 
-let cachedDefinition: ProtoGrpcType | null = null;
+/**
+ * The engine API as a plain JSON descriptor, read once when this module loads. The dynamic
+ * provider is serialized into Pulumi state and runs where no file path of ours is meaningful,
+ * so it carries the API definition with it as data instead of reading the .proto at call time.
+ */
+const ENGINE_API_DESCRIPTOR: protobuf.INamespace = (() => {
+  const root = protoRoot();
+  const parsed = new protobuf.Root();
+  parsed.resolvePath = (_origin, target) => join(root, target);
+  parsed.loadSync("strata/engine/v1/engine.proto", { keepCase: true });
+  return parsed.toJSON();
+})();
 
+/**
+ * Builds the gRPC service definition (about a millisecond). Deliberately not cached in a module
+ * variable: a cache holding live classes would be captured when Pulumi serializes the provider.
+ */
 export function engineDefinition(): ProtoGrpcType {
-  if (cachedDefinition === null) {
-    const root = protoRoot();
-    const packageDefinition = protoLoader.loadSync(join(root, "strata", "engine", "v1", "engine.proto"), {
-      keepCase: true,
-      longs: Number,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-      includeDirs: [root],
-    });
-    cachedDefinition = grpc.loadPackageDefinition(packageDefinition) as unknown as ProtoGrpcType;
-  }
-  return cachedDefinition;
+  const packageDefinition = protoLoader.fromJSON(ENGINE_API_DESCRIPTOR, {
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  return grpc.loadPackageDefinition(packageDefinition) as unknown as ProtoGrpcType;
 }
 
 type UnaryMethods = {
@@ -107,7 +133,7 @@ export function connectEngine(target: EngineTarget): EngineConnection {
         const deadline = new Date(Date.now() + deadline_ms);
         const fn = (client as unknown as Record<string, Function>)[method];
         fn.call(client, request, metadata, { deadline }, (err: grpc.ServiceError | null, response: unknown) => {
-          if (err) reject(new EngineCallError(target.node, target.endpoint, method, err.code, err.details || err.message));
+          if (err) reject(engineCallError(target.node, target.endpoint, method, err.code, err.details || err.message));
           else resolve(response as never);
         });
       });
@@ -131,7 +157,7 @@ export async function withEngine<T>(target: EngineTarget, fn: (engine: EngineCon
 /** True when the error says the engine could not be reached at all. */
 export function isUnreachable(err: unknown): boolean {
   return (
-    err instanceof EngineCallError &&
+    isEngineCallError(err) &&
     (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
   );
 }

@@ -12,13 +12,16 @@ export interface ClusterConfig {
   readonly token: string;
 }
 
-export class ConfigMissingError extends Error {}
+/** The stack config lacks what the provider needs; a plain Error (see placementError). */
+function configError(message: string): Error {
+  return Object.assign(new Error(message), { name: "ConfigError" });
+}
 
 /** Reads the cluster config from raw stack config values (strings, JSON for objects). */
 export function clusterConfigFrom(get: (key: string) => string | undefined): ClusterConfig {
   const rawEndpoints = get(ENDPOINTS_KEY);
   if (rawEndpoints === undefined || rawEndpoints === "")
-    throw new ConfigMissingError(
+    throw configError(
       `${ENDPOINTS_KEY} is not set: run \`npx strata cluster up\`, or set each engine with ` +
         "`pulumi config set --path 'strata:endpoints.<node>' <host:port>`",
     );
@@ -26,24 +29,24 @@ export function clusterConfigFrom(get: (key: string) => string | undefined): Clu
   try {
     endpoints = JSON.parse(rawEndpoints);
   } catch {
-    throw new ConfigMissingError(`${ENDPOINTS_KEY} must be a map of node name to host:port, got ${rawEndpoints}`);
+    throw configError(`${ENDPOINTS_KEY} must be a map of node name to host:port, got ${rawEndpoints}`);
   }
   if (typeof endpoints !== "object" || endpoints === null || Array.isArray(endpoints) || Object.keys(endpoints).length === 0)
-    throw new ConfigMissingError(`${ENDPOINTS_KEY} must be a non-empty map of node name to host:port`);
+    throw configError(`${ENDPOINTS_KEY} must be a non-empty map of node name to host:port`);
   for (const [node, endpoint] of Object.entries(endpoints as Record<string, unknown>)) {
     if (typeof endpoint !== "string" || !/^[^\s]+:[0-9]{1,5}$/.test(endpoint))
-      throw new ConfigMissingError(`${ENDPOINTS_KEY}.${node} must be host:port, got ${JSON.stringify(endpoint)}`);
+      throw configError(`${ENDPOINTS_KEY}.${node} must be host:port, got ${JSON.stringify(endpoint)}`);
   }
   const token = get(TOKEN_KEY);
   if (token === undefined || token === "")
-    throw new ConfigMissingError(`${TOKEN_KEY} is not set: run \`pulumi config set --secret strata:token <token>\``);
+    throw configError(`${TOKEN_KEY} is not set: run \`pulumi config set --secret strata:token <token>\``);
   return { endpoints: endpoints as Record<string, string>, token };
 }
 
 export function targetFor(config: ClusterConfig, node: string): EngineTarget {
   const endpoint = config.endpoints[node];
   if (endpoint === undefined)
-    throw new ConfigMissingError(
+    throw configError(
       `node "${node}" is not in ${ENDPOINTS_KEY} (known nodes: ${Object.keys(config.endpoints).sort().join(", ")})`,
     );
   return { node, endpoint, token: config.token };

@@ -42,7 +42,14 @@ export interface PlacedReplica {
  */
 export const THIN_OVERCOMMIT_FACTOR = 2;
 
-export class PlacementError extends Error {}
+/** Placement failed; a plain Error named "PlacementError" (serialized providers lose Error subclasses). */
+export function placementError(message: string): Error {
+  return Object.assign(new Error(message), { name: "PlacementError" });
+}
+
+export function isPlacementError(err: unknown): boolean {
+  return err instanceof Error && err.name === "PlacementError";
+}
 
 function roundUp(value: number, multiple: number): number {
   return Math.ceil(value / multiple) * multiple;
@@ -107,7 +114,7 @@ export function placeReplicas(
       eligible.find((p) => !usedNodes.has(p.node));
     if (!next) {
       const detail = rejected.length > 0 ? rejected.join("; ") : "no pools exist on the configured nodes";
-      throw new PlacementError(
+      throw placementError(
         `cannot place replica ${placed.length + 1} of ${req.replicas} (${req.size_bytes} B, ${req.thin ? "thin" : "thick"}): ${detail}`,
       );
     }

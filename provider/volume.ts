@@ -8,7 +8,7 @@ import type * as dynamic from "@pulumi/pulumi/dynamic";
 import { checkLabels, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
-import { PlacedReplica, placeReplicas, PlacementError } from "./placement";
+import { isPlacementError, PlacedReplica, placeReplicas } from "./placement";
 import { isUnknown } from "./unknown";
 
 /** The replica count this release supports; more needs the nexus (RAID-1 over replicas). */
@@ -95,7 +95,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       try {
         return { inputs: { ...inputs, placement: await this.place(inputs) }, failures };
       } catch (err) {
-        if (err instanceof PlacementError) return { inputs, failures: [{ property: "sizeBytes", reason: err.message }] };
+        if (isPlacementError(err)) return { inputs, failures: [{ property: "sizeBytes", reason: (err as Error).message }] };
         throw err;
       }
     }

@@ -83,7 +83,9 @@ test.serial("growing the volume updates it in place, keeping the replica", async
   const set = await cluster.pulumi("config", "set", "volumeSizeBytes", String(2 * GiB));
   t.is(set.code, 0, set.stderr);
   const preview = await cluster.strata("preview");
-  t.regex(preview.stdout, /~ .*strata:Volume.*quickstart.*update/);
+  t.regex(preview.stdout, /~ pulumi-nodejs:dynamic\/strata:Volume: \(update\)/);
+  t.regex(preview.stdout, /~ sizeBytes\s*: 1073741824 => 2147483648/);
+  t.regex(preview.stdout, /~ 1 to update/);
   t.notRegex(preview.stdout, /replace/);
   const up = await cluster.strata("up");
   t.is(up.code, 0, up.stdout + up.stderr);
