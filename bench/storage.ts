@@ -16,6 +16,8 @@ const MiB = 1024 * 1024;
 const RUNTIME_S = Number(process.env.STRATA_BENCH_RUNTIME_S ?? 4);
 const ROUNDS = Number(process.env.STRATA_BENCH_ROUNDS ?? 2);
 const SPAN_BYTES = 256 * MiB;
+/** STRATA_BENCH_ONLY=regex limits the run to matching "<device>_<workload>" names (for quick checks). */
+const ONLY = new RegExp(process.env.STRATA_BENCH_ONLY ?? ".");
 const root = resolve(__dirname, "..", "..");
 
 interface Workload {
@@ -73,7 +75,7 @@ async function storageBench(native: NativeStorage, dir: string): Promise<Row[]> 
   for (const kind of kinds) {
     const replica = await prepareReplica(native, kind.ours);
     fillFile(kind.fioFile);
-    for (const w of WORKLOADS) {
+    for (const w of WORKLOADS.filter((x) => ONLY.test(`${kind.device}_${x.name}`))) {
       const ours: number[] = [];
       const theirs: number[] = [];
       const oursP99: number[] = [];
@@ -160,7 +162,7 @@ async function main(): Promise<void> {
   native.start({ cores: 1 });
   const rows = await storageBench(native, dir);
   await native.shutdown();
-  const engine = await engineBench(dir);
+  const engine = process.env.STRATA_BENCH_ONLY ? { idle_cpu_percent: NaN, rss_base_mib: NaN, rss_1000_replicas_mib: NaN, bytes_per_replica: NaN } : await engineBench(dir);
   rmSync(dir, { recursive: true, force: true });
 
   const table = [
@@ -174,8 +176,8 @@ async function main(): Promise<void> {
   const summary: Record<string, number> = {};
   for (const r of rows) summary[`${r.device}_${r.workload}_ratio`] = Number((r.ours_iops / r.fio_iops).toFixed(3));
   // The headline keys name the disk-file workloads.
-  summary.randread_4k_qd32_ratio = summary.file_randread_4k_qd32_ratio;
-  summary.randwrite_4k_qd32_ratio = summary.file_randwrite_4k_qd32_ratio;
+  if (summary.file_randread_4k_qd32_ratio !== undefined) summary.randread_4k_qd32_ratio = summary.file_randread_4k_qd32_ratio;
+  if (summary.file_randwrite_4k_qd32_ratio !== undefined) summary.randwrite_4k_qd32_ratio = summary.file_randwrite_4k_qd32_ratio;
   summary.idle_cpu_percent = Number(engine.idle_cpu_percent.toFixed(3));
   summary.rss_1000_replicas_mib = Number(engine.rss_1000_replicas_mib.toFixed(1));
   console.log(JSON.stringify(summary));

@@ -827,6 +827,23 @@ void Pool::io_finished(Replica& r) {
   maybe_idle();
 }
 
+// Statistics and drain bookkeeping for a finished replica I/O (every part done).
+void Pool::account_io(Replica& r, IoKind kind, uint64_t length_bytes, uint64_t start_us, const Status& result) {
+  const uint64_t latency = now_us() - start_us;
+  for (IoStats* st : {&r.stats, &stats_}) {
+    if (!result.ok()) st->errors++;
+    switch (kind) {
+      case IoKind::kRead: st->read_ops++; st->read_bytes += length_bytes; break;
+      case IoKind::kWrite: st->write_ops++; st->write_bytes += length_bytes; break;
+      case IoKind::kFlush: st->flush_ops++; break;
+      case IoKind::kDeallocate:
+      case IoKind::kWriteZeroes: st->unmap_ops++; break;
+    }
+    st->record_latency(latency);
+  }
+  io_finished(r);
+}
+
 void Pool::io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, uint8_t* buffer, Done done) {
   Replica* r = find_replica(uuid);
   if (Status s = check_io(r, uuid, kind, offset_bytes, length_bytes); !s.ok()) {
@@ -834,33 +851,43 @@ void Pool::io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint6
     stats_.errors++;
     return done(s);
   }
+  r->inflight_ios++;
+  inflight_ios_++;
+  const uint64_t start_us = now_us();
+  const uint64_t cs = layout_.cluster_size_bytes;
+
+  // Fast path, the common case under load: a read or write inside one cluster whose mapping is
+  // settled (a mapped cluster is durable: map[] is set only after its allocation record is
+  // written). One device I/O and one callback, no parent bookkeeping.
+  if ((kind == IoKind::kRead || kind == IoKind::kWrite) && offset_bytes % cs + length_bytes <= cs) {
+    const uint64_t p = r->map[offset_bytes / cs];
+    if (p != Replica::kUnmapped) {
+      const uint64_t device_offset = layout_.data_offset_bytes + p * cs + offset_bytes % cs;
+      const uint32_t n = static_cast<uint32_t>(length_bytes);
+      cluster_ios_[p]++;
+      auto complete = [self = shared_from_this(), r, p, kind, length_bytes, start_us, done = std::move(done)](int res) {
+        if (--self->cluster_ios_[p] == 0 && self->release_pending_[p]) self->release_cluster(p);
+        Status s = res < 0 ? io_error(res, kind == IoKind::kRead ? "replica read" : "replica write") : Status();
+        self->account_io(*r, kind, length_bytes, start_us, s);
+        done(s);
+      };
+      if (kind == IoKind::kRead) device_->read(*reactor_, device_offset, n, buffer, std::move(complete));
+      else device_->write(*reactor_, device_offset, n, buffer, std::move(complete));
+      return;
+    }
+  }
+
   struct Parent {
     uint64_t remaining = 1;  // +1 while parts are being issued
     Status first_error;
-    uint64_t start_us = now_us();
   };
   auto parent = std::make_shared<Parent>();
   auto self = shared_from_this();
-  r->inflight_ios++;
-  inflight_ios_++;
-  auto part_done = [self, r, parent, kind, length_bytes, done](Status s) {
+  auto part_done = [self, r, parent, kind, length_bytes, start_us, done](Status s) {
     if (!s.ok() && parent->first_error.ok()) parent->first_error = s;
     if (--parent->remaining > 0) return;
-    uint64_t latency = now_us() - parent->start_us;
-    for (IoStats* st : {&r->stats, &self->stats_}) {
-      if (!parent->first_error.ok()) st->errors++;
-      switch (kind) {
-        case IoKind::kRead: st->read_ops++; st->read_bytes += length_bytes; break;
-        case IoKind::kWrite: st->write_ops++; st->write_bytes += length_bytes; break;
-        case IoKind::kFlush: st->flush_ops++; break;
-        case IoKind::kDeallocate:
-        case IoKind::kWriteZeroes: st->unmap_ops++; break;
-      }
-      st->record_latency(latency);
-    }
-    Status result = parent->first_error;
-    self->io_finished(*r);
-    done(result);
+    self->account_io(*r, kind, length_bytes, start_us, parent->first_error);
+    done(parent->first_error);
   };
   auto from_res = [](const std::string& what) {
     return [what](int res) { return res < 0 ? io_error(res, what) : Status(); };
@@ -874,7 +901,6 @@ void Pool::io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint6
     return;
   }
 
-  const uint64_t cs = layout_.cluster_size_bytes;
   std::vector<std::pair<uint64_t, uint64_t>> freed;  // whole clusters deallocated: (virtual, physical)
   for (uint64_t at = offset_bytes; at < offset_bytes + length_bytes;) {
     const uint64_t v = at / cs;

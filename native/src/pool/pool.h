@@ -124,6 +124,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void ensure_cluster(Replica& r, uint64_t virtual_cluster, std::function<void(Status)> then);
   void device_io_on_cluster(uint64_t physical_cluster, std::function<void(std::function<void(int)>)> issue, std::function<void(int)> done);
   void io_finished(Replica& r);
+  void account_io(Replica& r, IoKind kind, uint64_t length_bytes, uint64_t start_us, const Status& result);
   void maybe_idle();
   void fault(const std::string& why);
 
