@@ -23,13 +23,10 @@ const MODULE = "strata";
  * with the command that fixes it.
  */
 function requireClusterConfig(): void {
-  const config = new pulumi.Config();
   clusterConfigFrom((key) => {
-    const [ns, name] = key.split(":");
-    const value = new pulumi.Config(ns).get(name);
-    return value;
+    const [namespace, name] = key.split(":");
+    return new pulumi.Config(namespace).get(name);
   });
-  void config;
 }
 
 export interface PoolArgs {
