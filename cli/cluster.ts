@@ -132,7 +132,9 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
     const out = openSync(logFile, "a");
     const child = spawn(
       process.execPath,
-      [engineBin, "--node", node, "--grpc-listen", endpoint, "--data-dir", dataDir, "--labels", `zone=${labels.zone}`, "--cores", "1", "--token-file", tokenFile],
+      [engineBin, "--node", node, "--grpc-listen", endpoint, "--data-dir", dataDir, "--labels", `zone=${labels.zone}`, "--cores", "1", "--token-file", tokenFile,
+       // Several engines share this machine: NVMe/TCP on any free ports.
+       "--nvmf-listen", "127.0.0.1:0", "--nvmf-discovery-listen", "127.0.0.1:0"],
       { detached: true, stdio: ["ignore", out, out] },
     );
     closeSync(out);

@@ -10,17 +10,30 @@ export interface EngineConfig {
   readonly labels: Record<string, string>;
   readonly cores: number;
   readonly token: string;
+  /** Where the NVMe/TCP target listens for hosts (port 0 = any free port). */
+  readonly nvmf_listen: HostPort;
+  /** Where the NVMe/TCP discovery controller listens. */
+  readonly nvmf_discovery_listen: HostPort;
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
 }
 
 export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-file FILE
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
+                     [--nvmf-listen HOST:PORT] [--nvmf-discovery-listen HOST:PORT]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
   --data-dir DIR       the engine's durable state (which pools to import at start)
   --labels k=v,...     node labels, e.g. zone=zone-a,rack=r1
   --cores N            reactor threads that own all data I/O (default 1)
-  --token-file FILE    file holding the token every API call must carry`;
+  --token-file FILE    file holding the token every API call must carry
+  --nvmf-listen H:P    where hosts connect over NVMe/TCP (default 127.0.0.1:4420)
+  --nvmf-discovery-listen H:P
+                       the NVMe/TCP discovery controller (default 127.0.0.1:8009)`;
 
 export class ConfigError extends Error {}
 
@@ -31,7 +44,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"`);
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "labels", "cores", "token-file"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
     values.set(key, value);
@@ -72,5 +85,16 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   }
   if (token.length < 16) throw new ConfigError(`--token-file ${tokenFile} must hold a token of at least 16 characters`);
 
-  return { node, grpc_listen, data_dir, labels, cores, token };
+  const nvmf_listen = parseHostPort("nvmf-listen", values.get("nvmf-listen") ?? "127.0.0.1:4420");
+  const nvmf_discovery_listen = parseHostPort("nvmf-discovery-listen", values.get("nvmf-discovery-listen") ?? "127.0.0.1:8009");
+
+  return { node, grpc_listen, data_dir, labels, cores, token, nvmf_listen, nvmf_discovery_listen };
+}
+
+/** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */
+function parseHostPort(flag: string, text: string): HostPort {
+  const m = /^([^\s:\[\]]+):([0-9]{1,5})$/.exec(text) ?? /^\[([0-9a-fA-F:]+)\]:([0-9]{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`--${flag} must be HOST:PORT (port 0-65535), got "${text}"`);
+  return { host: m[1], port };
 }

@@ -25,6 +25,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger({ node: config.node });
   const native = loadNative();
   native.start({ cores: config.cores });
+  const { nvmf_listen: io, nvmf_discovery_listen: disc } = config;
+  let nvmfPorts;
+  try {
+    nvmfPorts = await native.startNvmf({ listen_host: io.host, listen_port: io.port, discovery_host: disc.host, discovery_port: disc.port });
+  } catch (err) {
+    // Name the flag: the operator fixes a busy port by changing it.
+    const message = (err as Error).message;
+    const flag = message.includes(`${disc.host}:${disc.port}`) && !(io.host === disc.host && io.port === disc.port) ? "--nvmf-discovery-listen" : "--nvmf-listen";
+    log.error("cannot start the NVMe/TCP target", { flag, reason: message });
+    process.stderr.write(`strata-engine: ${flag}: ${message}\n`);
+    await native.shutdown();
+    return 1;
+  }
   const service = new EngineService(
     native,
     new StateStore(config.data_dir),
@@ -34,7 +47,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     config.grpc_listen,
     log,
   );
+  service.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
   await service.importKnownPools();
+  await service.restoreShares();
   let server;
   try {
     server = await startServer(service, config.grpc_listen, config.token, log);
@@ -43,7 +58,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     await service.shutdown();
     return 1;
   }
-  log.info("engine ready", { grpc_listen: config.grpc_listen, port: server.port, cores: config.cores, pid: process.pid });
+  log.info("engine ready", {
+    grpc_listen: config.grpc_listen,
+    port: server.port,
+    cores: config.cores,
+    pid: process.pid,
+    nvmf_port: nvmfPorts.listen_port,
+    nvmf_discovery_port: nvmfPorts.discovery_port,
+  });
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

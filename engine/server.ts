@@ -62,6 +62,9 @@ export async function startServer(
     DestroyReplica: unary("DestroyReplica", async (r: { uuid: string }) => (await service.destroyReplica(r.uuid), {})),
     ListReplicas: unary("ListReplicas", async (r: { pool: string }) => ({ replicas: await service.listReplicas(r.pool) })),
     GetStats: unary("GetStats", (r: { uuid: string }) => service.getStats(r.uuid)),
+    ShareReplica: unary("ShareReplica", (r: { uuid: string; allowed_host_nqns: string[] }) => service.shareReplica(r)),
+    UnshareReplica: unary("UnshareReplica", async (r: { uuid: string }) => (await service.unshareReplica(r.uuid), {})),
+    ListSubsystems: unary("ListSubsystems", async () => ({ subsystems: await service.listSubsystems() })),
   } as grpc.UntypedServiceImplementation);
 
   const port = await new Promise<number>((resolve, reject) => {

@@ -19,9 +19,10 @@ import type { IoStats } from "./generated/strata/engine/v1/IoStats";
 import type { NodeInfo } from "./generated/strata/engine/v1/NodeInfo";
 import type { Pool } from "./generated/strata/engine/v1/Pool";
 import type { Replica } from "./generated/strata/engine/v1/Replica";
+import type { Subsystem } from "./generated/strata/engine/v1/Subsystem";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors";
 import type { Logger } from "./log";
-import type { PoolRecord, StateStore } from "./state";
+import type { PoolRecord, ShareRecord, StateStore } from "./state";
 
 export const ENGINE_VERSION = "0.1.0";
 export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring"];
@@ -32,6 +33,15 @@ type PoolEntry =
   | { readonly kind: "imported"; record: PoolRecord }
   /** In the state file, but its device could not be imported at start; `reason` says why. */
   | { readonly kind: "missing"; record: PoolRecord; readonly reason: string };
+
+/** NVMe Qualified Names: "nqn." then printable ASCII without spaces, at most 223 bytes (NVMe base spec). */
+export function checkNqn(value: unknown): string | null {
+  if (typeof value !== "string") return `must be a string NQN, got ${typeof value}`;
+  if (!value.startsWith("nqn.")) return `must start with "nqn." (e.g. nqn.2014-08.org.nvmexpress:uuid:…), got "${value}"`;
+  if (Buffer.byteLength(value, "utf8") > 223) return `must be at most 223 bytes, got ${Buffer.byteLength(value, "utf8")}`;
+  if (!/^[\x21-\x7e]+$/.test(value)) return `must be printable ASCII without spaces, got "${value}"`;
+  return null;
+}
 
 function checkField(value: unknown, field: string, problem: (v: unknown) => string | null): void {
   const reason = problem(value);
@@ -55,6 +65,10 @@ export class EngineService {
   private readonly pools = new Map<string, PoolEntry>();
   private readonly lock = new Mutex();
   private readonly startedAt = Date.now();
+  /** Replicas shared over NVMe/TCP: uuid -> allowed host NQNs (sorted). Persisted in the state file. */
+  private readonly shares = new Map<string, readonly string[]>();
+  /** HOST:PORT hosts connect to, set once the target listens. */
+  private nvmfAddress = "";
 
   constructor(
     private readonly native: NativeStorage,
@@ -83,6 +97,91 @@ export class EngineService {
         this.log.error("pool import failed", { pool: record.name, uuid: record.uuid, reason });
       }
     }
+  }
+
+  /** Records where the NVMe/TCP target listens (reported in Subsystem.address). */
+  setNvmfAddress(address: string): void {
+    this.nvmfAddress = address;
+  }
+
+  /**
+   * Re-shares the replicas the state file lists; call after importKnownPools. A share whose
+   * replica is gone (pool missing) stays in the state file and is logged, so it comes back
+   * when ShareReplica is called again or the pool returns at the next start.
+   */
+  async restoreShares(): Promise<void> {
+    for (const share of this.store.load().shares ?? []) {
+      this.shares.set(share.replica_uuid, [...share.allowed_host_nqns]);
+      try {
+        const { nqn } = await this.native.shareReplica({ uuid: share.replica_uuid, allowed_host_nqns: [...share.allowed_host_nqns] });
+        this.log.info("replica re-shared", { replica: share.replica_uuid, nqn });
+      } catch (err) {
+        this.log.error("replica share not restored", { replica: share.replica_uuid, reason: (err as Error).message });
+      }
+    }
+  }
+
+  shareReplica(req: { uuid: string; allowed_host_nqns: string[] }): Promise<Subsystem> {
+    checkField(req.uuid, "uuid", checkUuid);
+    const hosts = req.allowed_host_nqns ?? [];
+    if (!Array.isArray(hosts)) throw invalidArgument("allowed_host_nqns must be a list of host NQNs");
+    hosts.forEach((h, i) => checkField(h, `allowed_host_nqns[${i}]`, checkNqn));
+    const allowed = [...new Set(hosts)].sort();
+    return this.lock.run(async () => {
+      const replica = (await this.native.listReplicas()).find((r) => r.uuid === req.uuid);
+      if (!replica) throw notFound(`replica ${req.uuid} does not exist on node ${this.node}`);
+      const before = this.shares.get(req.uuid);
+      const { nqn } = await this.native.shareReplica({ uuid: req.uuid, allowed_host_nqns: allowed });
+      this.shares.set(req.uuid, allowed);
+      try {
+        this.saveState();
+      } catch (err) {
+        // Transactional: a share the engine would forget at restart must not be in effect.
+        if (before) {
+          this.shares.set(req.uuid, before);
+          await this.native.shareReplica({ uuid: req.uuid, allowed_host_nqns: [...before] }).catch(() => undefined);
+        } else {
+          this.shares.delete(req.uuid);
+          await this.native.unshareReplica({ uuid: req.uuid }).catch(() => undefined);
+        }
+        throw err;
+      }
+      if (!before || before.join("\n") !== allowed.join("\n"))
+        this.log.info(before ? "replica allow list updated" : "replica shared", { replica: req.uuid, nqn, allowed_host_nqns: allowed });
+      return this.describeSubsystem(nqn);
+    });
+  }
+
+  unshareReplica(uuid: string): Promise<void> {
+    checkField(uuid, "uuid", checkUuid);
+    return this.lock.run(async () => {
+      await this.native.unshareReplica({ uuid });
+      if (this.shares.delete(uuid)) {
+        this.saveState();
+        this.log.info("replica unshared", { replica: uuid });
+      }
+    });
+  }
+
+  async listSubsystems(): Promise<Subsystem[]> {
+    return (await this.native.listSubsystems()).map((s) => this.toSubsystem(s)).sort((a, b) => (a.nqn ?? "").localeCompare(b.nqn ?? ""));
+  }
+
+  private async describeSubsystem(nqn: string): Promise<Subsystem> {
+    const s = (await this.native.listSubsystems()).find((x) => x.nqn === nqn);
+    if (!s) throw notFound(`subsystem ${nqn} is not served`);
+    return this.toSubsystem(s);
+  }
+
+  private toSubsystem(s: Awaited<ReturnType<NativeStorage["listSubsystems"]>>[number]): Subsystem {
+    return {
+      nqn: s.nqn,
+      replica_uuid: s.replica_uuid,
+      allowed_host_nqns: [...s.allowed_host_nqns],
+      connected_hosts: s.connected_hosts.map((h) => ({ host_nqn: h.host_nqn, cntlid: h.cntlid, queues: h.queues })),
+      transport: "tcp",
+      address: this.nvmfAddress,
+    };
   }
 
   getInfo(): NodeInfo {
@@ -190,7 +289,14 @@ export class EngineService {
     return this.lock.run(async () => {
       const entry = this.pools.get(uuid);
       if (!entry) return;
-      if (entry.kind === "imported") await this.native.exportPool({ uuid });
+      if (entry.kind === "imported") {
+        const shared = (await this.native.listReplicas()).filter((r) => r.pool_uuid === uuid && this.shares.has(r.uuid));
+        if (shared.length > 0)
+          throw failedPrecondition(
+            `pool "${entry.record.name}" has replicas shared over NVMe/TCP (${shared.map((r) => r.uuid).join(", ")}); unshare them first`,
+          );
+        await this.native.exportPool({ uuid });
+      }
       this.pools.delete(uuid);
       this.saveState();
       this.log.info("pool exported", { pool: entry.record.name, uuid });
@@ -286,6 +392,8 @@ export class EngineService {
   destroyReplica(uuid: string): Promise<void> {
     checkField(uuid, "uuid", checkUuid);
     return this.lock.run(async () => {
+      if (this.shares.has(uuid))
+        throw failedPrecondition(`replica ${uuid} is shared over NVMe/TCP; call UnshareReplica first (its hosts would lose the namespace)`);
       try {
         await this.native.destroyReplica({ uuid });
         this.log.info("replica destroyed", { replica: uuid });
@@ -345,7 +453,8 @@ export class EngineService {
   }
 
   private saveState(): void {
-    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record) });
+    const shares: ShareRecord[] = [...this.shares].map(([replica_uuid, allowed_host_nqns]) => ({ replica_uuid, allowed_host_nqns }));
+    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record), shares });
   }
 
   private toPool(info: PoolInfo, record: PoolRecord): Pool {

@@ -14,9 +14,17 @@ export interface PoolRecord {
   readonly labels: Record<string, string>;
 }
 
+/** A replica shared over NVMe/TCP: re-shared after the pools are imported at start. */
+export interface ShareRecord {
+  readonly replica_uuid: string;
+  readonly allowed_host_nqns: readonly string[];
+}
+
 export interface EngineState {
   readonly version: number;
   readonly pools: readonly PoolRecord[];
+  /** Absent in files written before NVMe/TCP sharing existed (still version 1). */
+  readonly shares?: readonly ShareRecord[];
 }
 
 export class StateStore {

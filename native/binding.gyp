@@ -15,6 +15,8 @@
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",
+        "src/nvmf/connection.cc",
+        "src/nvmf/target.cc",
         "src/util/crc32c.cc",
         "src/util/status.cc",
         "src/util/uuid.cc"

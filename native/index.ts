@@ -95,6 +95,29 @@ export interface BenchResult {
   readonly lat_p99_us: number;
 }
 
+/** The ports the NVMe/TCP target bound (useful when 0 asked for any free port). */
+export interface NvmfListenInfo {
+  readonly listen_port: number;
+  readonly discovery_port: number;
+}
+
+/** A host connected to a subsystem: one controller and its queues (admin + I/O). */
+export interface NvmfConnectedHost {
+  readonly host_nqn: string;
+  readonly cntlid: number;
+  readonly queues: number;
+}
+
+/** One shared replica: an NVMe-oF subsystem with one namespace (NSID 1, 4 KiB blocks). */
+export interface NvmfSubsystemInfo {
+  /** nqn.2026-11.io.strata:replica:<replica uuid> */
+  readonly nqn: string;
+  readonly replica_uuid: string;
+  /** Host NQNs allowed to connect; empty means nobody may. */
+  readonly allowed_host_nqns: readonly string[];
+  readonly connected_hosts: readonly NvmfConnectedHost[];
+}
+
 /**
  * Errors from the addon are `Error`s with a `code` that the engine maps to gRPC status in one
  * place (engine/errors.ts).
@@ -171,6 +194,21 @@ export interface NativeStorage {
     duration_ms: number;
     span_bytes: number;
   }): Promise<BenchResult>;
+
+  /**
+   * Starts the NVMe/TCP target: the I/O listener and the discovery controller's listener
+   * (port 0 = any free port). Once per start(); a busy port rejects with FAILED_PRECONDITION.
+   */
+  startNvmf(opts: { listen_host: string; listen_port: number; discovery_host: string; discovery_port: number }): Promise<NvmfListenInfo>;
+  /**
+   * Shares a replica as an NVMe/TCP subsystem that only `allowed_host_nqns` may connect to.
+   * Sharing again replaces the allow list in place (hosts no longer allowed are disconnected).
+   * A shared replica cannot be destroyed (FAILED_PRECONDITION) until it is unshared.
+   */
+  shareReplica(opts: { uuid: string; allowed_host_nqns: string[] }): Promise<{ nqn: string }>;
+  /** Removes the subsystem and disconnects its hosts. Unsharing an unshared replica succeeds. */
+  unshareReplica(opts: { uuid: string }): Promise<void>;
+  listSubsystems(): Promise<NvmfSubsystemInfo[]>;
 }
 
 function addonPath(): string {

@@ -129,6 +129,34 @@ Napi::Value to_js(Napi::Env env, const BenchResultData& b) {
   return o;
 }
 
+Napi::Value to_js(Napi::Env env, const nvmf::ListenResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("listen_port", num(env, r.listen_port));
+  o.Set("discovery_port", num(env, r.discovery_port));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const nvmf::ConnectedHostData& h) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("host_nqn", h.host_nqn);
+  o.Set("cntlid", num(env, h.cntlid));
+  o.Set("queues", num(env, h.queues));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const nvmf::SubsystemData& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nqn", s.nqn);
+  o.Set("replica_uuid", s.replica_uuid);
+  Napi::Array hosts = Napi::Array::New(env, s.allowed_host_nqns.size());
+  for (size_t i = 0; i < s.allowed_host_nqns.size(); i++) hosts.Set(i, s.allowed_host_nqns[i]);
+  o.Set("allowed_host_nqns", hosts);
+  Napi::Array connected = Napi::Array::New(env, s.connected_hosts.size());
+  for (size_t i = 0; i < s.connected_hosts.size(); i++) connected.Set(i, to_js(env, s.connected_hosts[i]));
+  o.Set("connected_hosts", connected);
+  return o;
+}
+
 template <typename T>
 Napi::Value to_js(Napi::Env env, const std::vector<T>& items) {
   Napi::Array a = Napi::Array::New(env, items.size());
@@ -326,6 +354,54 @@ Napi::Value BenchReplica(const Napi::CallbackInfo& info) {
   });
 }
 
+uint16_t get_port(const Napi::Object& o, const char* key) {
+  uint64_t port = get_u64(o, key);
+  if (port > 65535) throw ArgumentError{str(key, " must be 0 to 65535, got ", port)};
+  return static_cast<uint16_t>(port);
+}
+
+std::vector<std::string> get_strings(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw ArgumentError{str("expected an array of strings for ", key)};
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value item = a.Get(i);
+    if (!item.IsString()) throw ArgumentError{str("expected a string for ", key, "[", i, "]")};
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Napi::Value StartNvmf(const Napi::CallbackInfo& info) {
+  return async_call<nvmf::ListenResult>(info, default_to_js<nvmf::ListenResult>(), [&](const Napi::Object& o, auto done) {
+    nvmf::ListenOptions opts{get_string(o, "listen_host"), get_port(o, "listen_port"), get_string(o, "discovery_host"), get_port(o, "discovery_port")};
+    Engine::instance().start_nvmf(std::move(opts), done);
+  });
+}
+
+Napi::Value ShareReplica(const Napi::CallbackInfo& info) {
+  ToJs<std::string> convert = [](Napi::Env env, std::string& nqn) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nqn", nqn);
+    return o;
+  };
+  return async_call<std::string>(info, convert, [&](const Napi::Object& o, auto done) {
+    Engine::instance().share_replica(get_string(o, "uuid"), get_strings(o, "allowed_host_nqns"), done);
+  });
+}
+
+Napi::Value UnshareReplica(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().unshare_replica(get_string(o, "uuid"), unit_done(done));
+  });
+}
+
+Napi::Value ListSubsystems(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<nvmf::SubsystemData>>(info, default_to_js<std::vector<nvmf::SubsystemData>>(),
+                                                      [](const Napi::Object&, auto done) { Engine::instance().list_subsystems(done); });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
@@ -349,6 +425,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replicaDeallocate", Napi::Function::New(env, ReplicaDeallocate, "replicaDeallocate"));
   exports.Set("replicaWriteZeroes", Napi::Function::New(env, ReplicaWriteZeroes, "replicaWriteZeroes"));
   exports.Set("benchReplica", Napi::Function::New(env, BenchReplica, "benchReplica"));
+  exports.Set("startNvmf", Napi::Function::New(env, StartNvmf, "startNvmf"));
+  exports.Set("shareReplica", Napi::Function::New(env, ShareReplica, "shareReplica"));
+  exports.Set("unshareReplica", Napi::Function::New(env, UnshareReplica, "unshareReplica"));
+  exports.Set("listSubsystems", Napi::Function::New(env, ListSubsystems, "listSubsystems"));
   return exports;
 }
 

@@ -58,13 +58,17 @@ Status Engine::check_running() {
 
 void Engine::shutdown(StatusCallback done) {
   std::vector<std::shared_ptr<Pool>> pools;
+  nvmf::Target* target = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (state_ != EngineState::kRunning) return done(Status());
     state_ = EngineState::kStopping;
     for (auto& [uuid, pool] : pools_) pools.push_back(pool);
+    target = nvmf_.get();
   }
-  control_->post([this, pools, done] {
+  control_->post([this, pools, target, done] {
+    // Hosts first: no NVMe/TCP I/O may reach a pool that is being closed.
+    if (target) target->stop();
     Status first;
     for (auto& pool : pools) {
       std::promise<Status> closed;
@@ -79,6 +83,7 @@ void Engine::shutdown(StatusCallback done) {
       pools_.clear();
       replica_pool_.clear();
       device_busy_.clear();
+      if (nvmf_) retired_nvmf_.push_back(std::move(nvmf_));
       reactors = std::move(reactors_);
       reactors_.clear();
     }
@@ -332,6 +337,13 @@ void Engine::destroy_replica(const std::string& uuid, StatusCallback done) {
   auto pool = find_replica_pool(uuid);
   if (!pool) return done(Status(ErrorCode::kNotFound, str("no replica ", uuid)));
   std::string id = canon(uuid);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (nvmf_ && nvmf_->is_shared(id)) {
+      return done(Status(ErrorCode::kFailedPrecondition, str("replica ", id, " is shared over NVMe/TCP as ", nvmf::subsystem_nqn(id),
+                                                             "; unshare it first (its hosts would lose the namespace)")));
+    }
+  }
   pool->reactor().post([this, pool, id, done] {
     pool->destroy_replica(id, [this, id, done](Status s) {
       if (s.ok()) {
@@ -368,6 +380,69 @@ void Engine::bench_replica(BenchOptions o, Callback<BenchResultData> done) {
   if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", o.uuid)});
   o.uuid = canon(o.uuid);
   pool->reactor().post([pool, o, done] { pool->bench(o, done); });
+}
+
+// ---- NVMe/TCP target -------------------------------------------------------------------------
+
+void Engine::start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult> done) {
+  nvmf::Target* target;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+    if (nvmf_) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is already started"});
+    std::vector<Reactor*> reactors;
+    for (auto& r : reactors_) reactors.push_back(r.get());
+    nvmf_ = std::make_unique<nvmf::Target>(std::move(reactors), [this](const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                                                                     std::shared_ptr<AlignedBuffer> buffer, StatusCallback io_done) {
+      replica_io(uuid, kind, offset_bytes, length_bytes, std::move(buffer), std::move(io_done));
+    });
+    target = nvmf_.get();
+  }
+  auto bound = target->listen(options);
+  if (!bound.ok()) {
+    // Not listening: forget it, so a retry on another port can start afresh.
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (nvmf_.get() == target) retired_nvmf_.push_back(std::move(nvmf_));
+  }
+  done(std::move(bound));
+}
+
+void Engine::share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done) {
+  nvmf::Target* target;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+    target = nvmf_.get();
+  }
+  if (!target) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is not started: call startNvmf first"});
+  auto pool = find_replica_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
+  pool->reactor().post([pool, target, id = canon(uuid), hosts = std::move(allowed_host_nqns), done] {
+    for (const ReplicaInfoData& r : pool->list_replicas()) {
+      if (r.uuid != id) continue;
+      return done(target->share(id, r.size_bytes, std::set<std::string>(hosts.begin(), hosts.end())));
+    }
+    done(Error{ErrorCode::kNotFound, str("no replica ", id)});
+  });
+}
+
+void Engine::unshare_replica(const std::string& uuid, StatusCallback done) {
+  nvmf::Target* target;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    target = nvmf_.get();
+  }
+  if (target) target->unshare(canon(uuid));
+  done(Status());
+}
+
+void Engine::list_subsystems(Callback<std::vector<nvmf::SubsystemData>> done) {
+  nvmf::Target* target;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    target = nvmf_.get();
+  }
+  done(target ? target->list() : std::vector<nvmf::SubsystemData>{});
 }
 
 }  // namespace strata

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "nvmf/target.h"
 #include "pool/pool.h"
 #include "pool/types.h"
 #include "reactor/reactor.h"
@@ -59,6 +60,15 @@ class Engine {
                   std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
   void bench_replica(BenchOptions options, Callback<BenchResultData> done);
 
+  // NVMe/TCP target. start_nvmf binds both listeners (port 0 = any free port) and reports the
+  // ports bound. A replica is shared as subsystem nqn.2026-11.io.strata:replica:<uuid> with
+  // one namespace; sharing again replaces its allow list. A shared replica cannot be destroyed
+  // (FAILED_PRECONDITION): unshare it first, so hosts are never cut off as a side effect.
+  void start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult> done);
+  void share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done);
+  void unshare_replica(const std::string& uuid, StatusCallback done);
+  void list_subsystems(Callback<std::vector<nvmf::SubsystemData>> done);
+
  private:
   Engine() = default;
   Status check_running();
@@ -78,6 +88,10 @@ class Engine {
   std::map<std::string, std::shared_ptr<Pool>> pools_;        // imported pools by uuid
   std::map<std::string, std::string> replica_pool_;           // replica uuid -> pool uuid
   std::set<std::string> device_busy_;                         // device identities being opened or used
+  std::unique_ptr<nvmf::Target> nvmf_;                        // null until start_nvmf
+  // Stopped targets are kept, never destroyed: late completions of closed connections may still
+  // hold references to them.
+  std::vector<std::unique_ptr<nvmf::Target>> retired_nvmf_;
 };
 
 }  // namespace strata

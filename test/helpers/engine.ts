@@ -73,7 +73,9 @@ export async function startEngine(opts: { node?: string; labels?: string; dir?: 
   };
 
   async function launch(): Promise<void> {
-    const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", "1"];
+    const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", "1",
+      // Several engines share this machine: NVMe/TCP on any free ports (read them from the log).
+      "--nvmf-listen", "127.0.0.1:0", "--nvmf-discovery-listen", "127.0.0.1:0"];
     if (opts.labels) args.push("--labels", opts.labels);
     const logStart = engine.logs.length;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });

@@ -1,0 +1,1010 @@
+#include "nvmf/connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <optional>
+
+#include "util/crc32c.h"
+#include "util/log.h"
+
+namespace strata::nvmf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kRxInitialBytes = 16 * 1024;
+// The largest PDU a host may send us: an H2CData with MAXH2CDATA bytes and both digests.
+constexpr size_t kRxMaxPduBytes = pdu::kDataHeaderBytes + 2 * pdu::kDigestBytes + kMaxH2cDataBytes;
+constexpr auto kIcReqTimeout = std::chrono::seconds(10);   // an accepted socket that never says ICReq
+constexpr auto kLingerTimeout = std::chrono::seconds(2);   // after a TermReq/FIN, then the socket is cut
+constexpr auto kKeepAliveSlack = std::chrono::milliseconds(kKasUnits100Ms * 100);  // one KAS granule
+constexpr long long kTimerTickNs = 500'000'000;
+
+uint32_t digest(const uint8_t* p, size_t n) { return crc32c(0, p, n); }
+
+enum class Direction { kNone, kHostToController, kControllerToHost, kBidirectional };
+
+Direction direction_of(uint8_t opcode, uint8_t fctype) {
+  // Bits 1:0 of the opcode (or of the Fabrics command type) give the data direction.
+  switch ((opcode == opc::kFabrics ? fctype : opcode) & 0x3) {
+    case 1: return Direction::kHostToController;
+    case 2: return Direction::kControllerToHost;
+    case 3: return Direction::kBidirectional;
+    default: return Direction::kNone;
+  }
+}
+
+uint16_t status_of(const Status& s, IoKind kind) {
+  if (s.ok()) return sc::kSuccess;
+  switch (s.error().code) {
+    case ErrorCode::kOutOfRange: return sc::kLbaOutOfRange;
+    case ErrorCode::kNoSpace: return sc::kCapacityExceeded;
+    case ErrorCode::kIoError: return kind == IoKind::kRead ? sc::kUnrecoveredReadError : sc::kWriteFault;
+    default: return sc::kInternalError;
+  }
+}
+
+std::optional<std::string> nqn_field(const uint8_t* p) {
+  size_t n = strnlen(reinterpret_cast<const char*>(p), 256);
+  if (n == 0 || n == 256) return std::nullopt;  // empty or not NUL-terminated inside its 256 bytes
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+}  // namespace
+
+Connection::Connection(Target& target, Reactor& reactor, int fd, bool discovery_port, uint64_t id, std::string peer)
+    : target_(target), reactor_(reactor), fd_(fd), discovery_port_(discovery_port), id_(id), peer_(std::move(peer)) {
+  rx_.resize(kRxInitialBytes);
+  deadline_ = Clock::now() + kIcReqTimeout;
+  // One slot until Connect tells us the queue size: the Connect command itself.
+  requests_.push_back(std::make_unique<Request>());
+  free_slots_.push_back(0);
+}
+
+Connection::~Connection() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void Connection::start() {
+  assert(reactor_.on_reactor_thread());
+  log_line(str("nvmf: connection ", id_, " from ", peer_, discovery_port_ ? " (discovery)" : ""));
+  arm_recv();
+  ensure_timer();
+}
+
+void Connection::close_async(const std::string& reason) {
+  auto self = shared_from_this();
+  reactor_.post([self, reason] { self->begin_close(CloseMode::kAbort, reason); });
+}
+
+// ---- state changes ------------------------------------------------------------------------------
+
+void Connection::set_state(ConnectionState next) {
+  switch (next) {
+    case ConnectionState::kAwaitingIcReq: assert(false && "a connection never returns to awaiting ICReq"); break;
+    case ConnectionState::kEstablished: assert(state_ == ConnectionState::kAwaitingIcReq); break;
+    case ConnectionState::kClosing: assert(state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished); break;
+    case ConnectionState::kClosed: assert(state_ == ConnectionState::kClosing); break;
+  }
+  state_ = next;
+}
+
+void Connection::set_queue_state(QueueState next) {
+  switch (next) {
+    case QueueState::kUnbound: assert(false && "a queue never returns to unbound"); break;
+    case QueueState::kAdmin:
+    case QueueState::kIo: assert(queue_state_ == QueueState::kUnbound); break;
+    case QueueState::kDetached: assert(queue_state_ != QueueState::kDetached); break;
+  }
+  queue_state_ = next;
+}
+
+void Connection::set_request_state(Request& r, RequestState next) {
+  switch (next) {
+    case RequestState::kFree: assert(r.state != RequestState::kFree); break;
+    case RequestState::kReceivingData: assert(r.state == RequestState::kFree); break;
+    case RequestState::kExecuting: assert(r.state == RequestState::kFree || r.state == RequestState::kReceivingData); break;
+    case RequestState::kHeld: assert(r.state == RequestState::kExecuting); break;
+  }
+  r.state = next;
+}
+
+// ---- receive ------------------------------------------------------------------------------------
+
+void Connection::arm_recv() {
+  if (recv_inflight_ || read_shut_ || state_ == ConnectionState::kClosed) return;
+  assert(rx_end_ < rx_.size());
+  recv_inflight_ = true;
+  auto self = shared_from_this();
+  uint8_t* dst = rx_.data() + rx_end_;
+  size_t room = rx_.size() - rx_end_;
+  reactor_.submit([fd = fd_, dst, room](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fd, dst, room, 0); },
+                  [self](int result) { self->on_recv(result); });
+}
+
+void Connection::on_recv(int result) {
+  recv_inflight_ = false;
+  if (result <= 0) {
+    read_shut_ = true;
+    if (state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished) {
+      begin_close(CloseMode::kAbort, result == 0 ? "the host closed the connection" : str("recv failed: ", std::strerror(-result)));
+    }
+    maybe_finish_close();
+    return;
+  }
+  if (state_ == ConnectionState::kClosing || state_ == ConnectionState::kClosed) {
+    rx_start_ = rx_end_ = 0;  // draining until the host hangs up: nothing is parsed any more
+    arm_recv();
+    return;
+  }
+  rx_end_ += static_cast<size_t>(result);
+  parse();
+  arm_recv();
+}
+
+void Connection::parse() {
+  while (state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished) {
+    size_t available = rx_end_ - rx_start_;
+    if (available < pdu::kCommonHeaderBytes) break;
+    if (!check_header(&rx_[rx_start_], available)) return;
+    uint32_t plen = get32(&rx_[rx_start_ + 4]);
+    if (plen > rx_.size()) {
+      // check_header bounded plen by the largest legal PDU, so this growth is bounded too.
+      assert(plen <= kRxMaxPduBytes && !recv_inflight_);
+      std::vector<uint8_t> bigger(kRxMaxPduBytes + kRxInitialBytes);
+      std::memcpy(bigger.data(), &rx_[rx_start_], available);
+      rx_ = std::move(bigger);
+      rx_start_ = 0;
+      rx_end_ = available;
+    }
+    if (available < plen) break;
+    handle_pdu(&rx_[rx_start_], plen);
+    if (state_ != ConnectionState::kEstablished) return;
+    rx_start_ += plen;
+  }
+  if (rx_start_ == rx_end_) {
+    rx_start_ = rx_end_ = 0;
+  } else if (rx_start_ > 0) {
+    std::memmove(rx_.data(), &rx_[rx_start_], rx_end_ - rx_start_);
+    rx_end_ -= rx_start_;
+    rx_start_ = 0;
+  }
+}
+
+bool Connection::check_header(const uint8_t* h, size_t available) {
+  const uint8_t type = h[0], hlen = h[2], pdo = h[3];
+  const uint32_t plen = get32(h + 4);
+  const uint32_t hd = hdgst_ ? pdu::kDigestBytes : 0, dd = ddgst_ ? pdu::kDigestBytes : 0;
+  size_t copy = std::min<size_t>(available, pdu::kTermReqMaxCopiedBytes);
+  auto bad = [&](Fes fes, uint32_t fei, const std::string& why) {
+    fail(fes, fei, h, std::min<size_t>(copy, std::max<size_t>(hlen, pdu::kCommonHeaderBytes)), why);
+    return false;
+  };
+  if (state_ == ConnectionState::kAwaitingIcReq && type != pdu::kIcReq) {
+    return bad(Fes::kPduSequenceError, 0, str("the first PDU must be an ICReq, got type ", int(type)));
+  }
+  switch (type) {
+    case pdu::kIcReq:
+      if (state_ != ConnectionState::kAwaitingIcReq) return bad(Fes::kPduSequenceError, 0, "a second ICReq");
+      if (hlen != pdu::kIcBytes) return bad(Fes::kInvalidHeaderField, 2, str("ICReq hlen ", int(hlen), " != 128"));
+      if (pdo != 0) return bad(Fes::kInvalidHeaderField, 3, "ICReq pdo != 0");
+      if (plen != pdu::kIcBytes) return bad(Fes::kInvalidHeaderField, 4, str("ICReq plen ", plen, " != 128"));
+      return true;
+    case pdu::kH2cTermReq:
+      if (hlen != pdu::kTermReqHeaderBytes) return bad(Fes::kInvalidHeaderField, 2, "H2CTermReq hlen != 24");
+      if (plen < hlen || plen > hlen + pdu::kTermReqMaxCopiedBytes) return bad(Fes::kInvalidHeaderField, 4, "H2CTermReq plen");
+      return true;
+    case pdu::kCapsuleCmd: {
+      if (hlen != pdu::kCapsuleCmdHeaderBytes) return bad(Fes::kInvalidHeaderField, 2, str("CapsuleCmd hlen ", int(hlen), " != 72"));
+      const uint32_t header_end = hlen + hd;
+      if (plen < header_end) return bad(Fes::kInvalidHeaderField, 4, str("CapsuleCmd plen ", plen, " < ", header_end));
+      if (plen == header_end) {
+        if (pdo != 0) return bad(Fes::kInvalidHeaderField, 3, "CapsuleCmd without data has pdo != 0");
+        return true;
+      }
+      // CPDA is 0: in-capsule data starts right after the header (and its digest).
+      if (pdo != header_end) return bad(Fes::kInvalidHeaderField, 3, str("CapsuleCmd pdo ", int(pdo), " != ", header_end));
+      if (plen <= pdo + dd || plen - pdo - dd > kInCapsuleDataBytes) {
+        return bad(Fes::kInvalidHeaderField, 4, str("CapsuleCmd plen ", plen, ": in-capsule data must be 1..", kInCapsuleDataBytes, " bytes"));
+      }
+      return true;
+    }
+    case pdu::kH2cData: {
+      if (hlen != pdu::kDataHeaderBytes) return bad(Fes::kInvalidHeaderField, 2, "H2CData hlen != 24");
+      if (pdo != hlen + hd) return bad(Fes::kInvalidHeaderField, 3, str("H2CData pdo ", int(pdo), " != ", hlen + hd));
+      if (plen <= pdo + dd) return bad(Fes::kInvalidHeaderField, 4, "H2CData without data");
+      if (plen - pdo - dd > kMaxH2cDataBytes) return bad(Fes::kDataLimitExceeded, 4, str("H2CData carries more than MAXH2CDATA (", kMaxH2cDataBytes, ")"));
+      return true;
+    }
+    default:
+      return bad(Fes::kInvalidHeaderField, 0, str("PDU type ", int(type), " is not one a host may send"));
+  }
+}
+
+void Connection::handle_pdu(const uint8_t* h, uint32_t plen) {
+  const uint8_t type = h[0], hlen = h[2];
+  if (hdgst_ && (type == pdu::kCapsuleCmd || type == pdu::kH2cData)) {
+    if (digest(h, hlen) != get32(h + hlen)) return fail(Fes::kHeaderDigestError, 0, h, hlen, "header digest mismatch");
+  }
+  switch (type) {
+    case pdu::kIcReq: return handle_ic_req(h);
+    case pdu::kH2cTermReq: return begin_close(CloseMode::kAbort, str("the host sent H2CTermReq (FES ", get16(h + 8), ")"));
+    case pdu::kCapsuleCmd: return handle_capsule(h, plen);
+    case pdu::kH2cData: return handle_h2c_data(h, plen);
+    default: assert(false && "check_header admits only the types above");
+  }
+}
+
+void Connection::handle_ic_req(const uint8_t* h) {
+  const uint16_t pfv = get16(h + 8);
+  const uint8_t hpda = h[10], dgst = h[11];
+  if (pfv != 0) return fail(Fes::kUnsupportedParameter, 8, h, pdu::kIcBytes, str("ICReq PFV ", pfv, " (only 0 exists)"));
+  if (hpda > 31) return fail(Fes::kInvalidHeaderField, 10, h, pdu::kIcBytes, str("ICReq HPDA ", int(hpda), " > 31"));
+  hdgst_ = dgst & 0x1;
+  ddgst_ = dgst & 0x2;
+  hpda_ = hpda;
+  host_maxr2t_ = get32(h + 12);
+  OutPdu resp;
+  resp.head.assign(pdu::kIcBytes, 0);
+  uint8_t* p = resp.head.data();
+  p[0] = pdu::kIcResp;
+  p[2] = pdu::kIcBytes;
+  put32(p + 4, pdu::kIcBytes);
+  put16(p + 8, 0);              // PFV
+  p[10] = 0;                    // CPDA: Linux accepts only 0
+  p[11] = dgst & 0x3;           // echo exactly the digests the host asked for
+  put32(p + 12, kMaxH2cDataBytes);
+  set_state(ConnectionState::kEstablished);
+  queue_pdu(std::move(resp));
+}
+
+void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
+  const uint8_t* sqe = h + pdu::kCommonHeaderBytes;
+  const uint32_t pdo = h[3], dd = ddgst_ ? pdu::kDigestBytes : 0;
+  const uint8_t* data = pdo ? h + pdo : nullptr;
+  const uint32_t data_bytes = pdo ? plen - pdo - dd : 0;
+  const uint8_t opcode = sqe[0];
+  if (queue_state_ == QueueState::kUnbound && !(opcode == opc::kFabrics && sqe[4] == opc::kFctypeConnect)) {
+    return fail(Fes::kPduSequenceError, 0, h, pdu::kCapsuleCmdHeaderBytes, str("command opcode ", int(opcode), " before Connect"));
+  }
+  Request* r = alloc_request();
+  if (r == nullptr) {
+    return fail(Fes::kPduSequenceError, 0, h, pdu::kCapsuleCmdHeaderBytes, str("the host exceeded the queue size (", sqsize_ + 1, " entries)"));
+  }
+  sqhd_ = static_cast<uint16_t>((sqhd_ + 1) % (sqsize_ + 1u));
+  r->cid = get16(sqe + 2);
+  std::memcpy(r->sqe.data(), sqe, 64);
+  const uint8_t sgl_type = sqe[24 + 15];
+  const uint64_t sgl_address = get64(sqe + 24);
+  const uint32_t sgl_bytes = get32(sqe + 24 + 8);
+  const Direction dir = direction_of(opcode, sqe[4]);
+  auto reject = [&](uint16_t status) {
+    set_request_state(*r, RequestState::kExecuting);
+    complete(*r, status);
+  };
+  if (dir == Direction::kBidirectional) return reject(sc::kInvalidOpcode);
+  if (data_bytes > 0) {
+    if (dir != Direction::kHostToController) return reject(sc::kInvalidField);
+    if (sgl_type != kSglDataBlockOffset) return reject(sc::kSglDescriptorTypeInvalid);
+    if (sgl_address != 0) return reject(sc::kSglOffsetInvalid);  // ICDOFF is 0
+    if (sgl_bytes != data_bytes) return reject(sc::kDataSglLengthInvalid);
+    if (ddgst_ && digest(data, data_bytes) != get32(data + data_bytes)) return reject(sc::kTransientTransportError);
+    r->buffer = std::make_shared<AlignedBuffer>(data_bytes);
+    std::memcpy(r->buffer->data(), data, data_bytes);
+    r->transfer_bytes = r->received_bytes = data_bytes;
+    set_request_state(*r, RequestState::kExecuting);
+    return execute(*r);
+  }
+  if (dir == Direction::kNone || sgl_bytes == 0) {
+    set_request_state(*r, RequestState::kExecuting);
+    return execute(*r);
+  }
+  if (sgl_type != kSglTransportDataBlock) return reject(sc::kSglDescriptorTypeInvalid);
+  if (sgl_bytes > kMaxTransferBytes) return reject(sc::kDataSglLengthInvalid);
+  r->transfer_bytes = sgl_bytes;
+  r->buffer = std::make_shared<AlignedBuffer>(sgl_bytes);
+  if (dir == Direction::kControllerToHost) {
+    set_request_state(*r, RequestState::kExecuting);
+    return execute(*r);
+  }
+  // One R2T for the whole transfer: at most one outstanding per command, within any MAXR2T.
+  set_request_state(*r, RequestState::kReceivingData);
+  send_r2t(*r);
+}
+
+void Connection::handle_h2c_data(const uint8_t* h, uint32_t plen) {
+  const uint16_t cccid = get16(h + 8), ttag = get16(h + 10);
+  const uint32_t datao = get32(h + 12), datal = get32(h + 16);
+  const uint32_t pdo = h[3], dd = ddgst_ ? pdu::kDigestBytes : 0;
+  if (datal != plen - pdo - dd) return fail(Fes::kInvalidHeaderField, 16, h, pdu::kDataHeaderBytes, "H2CData DATAL disagrees with PLEN");
+  if (ttag >= requests_.size() || requests_[ttag]->state != RequestState::kReceivingData || requests_[ttag]->cid != cccid) {
+    return fail(Fes::kInvalidHeaderField, 10, h, pdu::kDataHeaderBytes, str("H2CData for unknown transfer tag ", ttag, " / command ", cccid));
+  }
+  Request& r = *requests_[ttag];
+  if (datao != r.received_bytes) {
+    return fail(Fes::kDataOutOfRange, 12, h, pdu::kDataHeaderBytes, str("H2CData offset ", datao, ", expected ", r.received_bytes));
+  }
+  if (datal > r.transfer_bytes - r.received_bytes) {
+    return fail(Fes::kDataOutOfRange, 16, h, pdu::kDataHeaderBytes, str("H2CData beyond the R2T (", r.transfer_bytes, " bytes)"));
+  }
+  const uint8_t* data = h + pdo;
+  if (ddgst_ && digest(data, datal) != get32(data + datal)) r.data_digest_error = true;
+  std::memcpy(r.buffer->data() + datao, data, datal);
+  r.received_bytes += datal;
+  const bool last = h[1] & pdu::kFlagLast;
+  if (r.received_bytes < r.transfer_bytes) {
+    if (last) return fail(Fes::kInvalidHeaderField, 1, h, pdu::kDataHeaderBytes, "H2CData LAST before all data arrived");
+    return;
+  }
+  set_request_state(r, RequestState::kExecuting);
+  if (r.data_digest_error) return complete(r, sc::kTransientTransportError);
+  execute(r);
+}
+
+void Connection::fail(Fes fes, uint32_t fei, const uint8_t* header, size_t header_bytes, const std::string& why) {
+  if (state_ != ConnectionState::kAwaitingIcReq && state_ != ConnectionState::kEstablished) return;
+  header_bytes = std::min<size_t>(header_bytes, pdu::kTermReqMaxCopiedBytes);
+  OutPdu term;
+  term.head.assign(pdu::kTermReqHeaderBytes + header_bytes, 0);
+  uint8_t* p = term.head.data();
+  p[0] = pdu::kC2hTermReq;
+  p[2] = pdu::kTermReqHeaderBytes;
+  put32(p + 4, static_cast<uint32_t>(term.head.size()));
+  put16(p + 8, static_cast<uint16_t>(fes));
+  put32(p + 10, fei);
+  std::memcpy(p + pdu::kTermReqHeaderBytes, header, header_bytes);
+  queue_pdu(std::move(term));
+  begin_close(CloseMode::kFlush, str("fatal transport error ", static_cast<int>(fes), ": ", why));
+}
+
+// ---- requests -----------------------------------------------------------------------------------
+
+Request* Connection::alloc_request() {
+  if (free_slots_.empty()) return nullptr;
+  uint16_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  Request& r = *requests_[slot];
+  assert(r.state == RequestState::kFree);
+  r.slot = slot;
+  return &r;
+}
+
+void Connection::free_request(Request& r) {
+  set_request_state(r, RequestState::kFree);
+  r.buffer.reset();
+  r.generation++;
+  r.transfer_bytes = r.received_bytes = 0;
+  r.data_digest_error = false;
+  r.parts_pending = 0;
+  r.first_error_status = 0;
+  free_slots_.push_back(r.slot);
+}
+
+void Connection::execute(Request& r) {
+  assert(r.state == RequestState::kExecuting);
+  if (r.sqe[0] == opc::kFabrics) return execute_fabrics(r);
+  if (queue_state_ == QueueState::kAdmin) return execute_admin(r);
+  if (queue_state_ == QueueState::kIo) return execute_io(r);
+  complete(r, sc::kCommandSequenceError);
+}
+
+void Connection::execute_fabrics(Request& r) {
+  switch (r.sqe[4]) {
+    case opc::kFctypeConnect:
+      if (queue_state_ != QueueState::kUnbound) return complete(r, sc::kCommandSequenceError);
+      return execute_connect(r);
+    case opc::kFctypePropertyGet:
+      if (queue_state_ != QueueState::kAdmin) return complete(r, sc::kInvalidField);
+      return execute_property_get(r);
+    case opc::kFctypePropertySet:
+      if (queue_state_ != QueueState::kAdmin) return complete(r, sc::kInvalidField);
+      return execute_property_set(r);
+    default: return complete(r, sc::kInvalidOpcode);
+  }
+}
+
+void Connection::execute_connect(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint16_t recfmt = get16(s + 40), qid = get16(s + 42), sqsize = get16(s + 44);
+  const uint8_t cattr = s[46];
+  const uint32_t kato_ms = get32(s + 48);
+  auto invalid = [&](bool in_data, uint16_t offset, const std::string& why) {
+    log_line(str("nvmf: connection ", id_, ": Connect refused: ", why));
+    complete(r, sc::kConnectInvalidParameters, (in_data ? 1u << 16 : 0u) | offset);
+  };
+  if (recfmt != 0) return complete(r, sc::kConnectIncompatibleFormat);
+  if (!r.buffer || r.transfer_bytes < 1024) return complete(r, sc::kDataSglLengthInvalid);
+  const uint8_t* d = r.buffer->data();
+  UuidBytes host_id;
+  std::memcpy(host_id.data(), d, 16);
+  const uint16_t cntlid = get16(d + 16);
+  auto subnqn = nqn_field(d + 256);
+  if (!subnqn) return invalid(true, 256, "SUBNQN is empty or not NUL-terminated");
+  auto hostnqn = nqn_field(d + 512);
+  if (!hostnqn) return invalid(true, 512, "HOSTNQN is empty or not NUL-terminated");
+  if (sqsize == 0 || sqsize >= kQueueEntriesMax) return invalid(false, 44, str("SQSIZE ", sqsize, " must be 1..", kQueueEntriesMax - 1));
+  std::shared_ptr<Controller> ctrl;
+  if (*subnqn == kDiscoveryNqn) {
+    if (qid != 0) return invalid(false, 42, "the discovery controller has only an admin queue");
+    if (cntlid != 0xFFFF && cntlid != 0xFFFE) return invalid(true, 16, "CNTLID must be 0xFFFF (dynamic)");
+    ctrl = target_.create_controller(true, nullptr, *hostnqn, host_id, kato_ms, weak_from_this());
+    if (!ctrl) return complete(r, make_status(1, 0x81));  // controller busy
+    set_queue_state(QueueState::kAdmin);
+  } else {
+    if (discovery_port_) return invalid(true, 256, "the discovery listener serves only the discovery subsystem");
+    auto sub = target_.find_subsystem(*subnqn);
+    if (!sub) return invalid(true, 256, str("no subsystem ", *subnqn));
+    if (!sub->allowed_host_nqns.count(*hostnqn)) {
+      log_line(str("nvmf: connection ", id_, ": host ", *hostnqn, " is not allowed on ", *subnqn));
+      return complete(r, sc::kConnectInvalidHost);
+    }
+    if (qid == 0) {
+      if (cntlid != 0xFFFF) return invalid(true, 16, "an admin queue Connect must ask for a dynamic controller (CNTLID 0xFFFF)");
+      ctrl = target_.create_controller(false, sub, *hostnqn, host_id, kato_ms, weak_from_this());
+      if (!ctrl) return complete(r, make_status(1, 0x81));
+      set_queue_state(QueueState::kAdmin);
+    } else {
+      std::string why = target_.attach_io_queue(cntlid, qid, *subnqn, *hostnqn, host_id, weak_from_this(), &ctrl);
+      if (!why.empty()) return invalid(true, 16, why);
+      set_queue_state(QueueState::kIo);
+    }
+    subsystem_ = std::move(sub);
+  }
+  controller_ = ctrl;
+  qid_ = qid;
+  sqsize_ = sqsize;
+  sqhd_ = 1;  // the Connect consumed entry 0
+  sq_flow_disabled_ = cattr & 0x04;
+  kato_ms_ = qid == 0 ? kato_ms : 0;
+  last_keep_alive_ = Clock::now();
+  // The queue size is known now: one request slot per SQ entry (slot 0 holds this Connect).
+  for (size_t i = requests_.size(); i <= sqsize; i++) {
+    requests_.push_back(std::make_unique<Request>());
+    requests_.back()->slot = static_cast<uint16_t>(i);
+    free_slots_.push_back(static_cast<uint16_t>(i));
+  }
+  log_line(str("nvmf: connection ", id_, ": ", *hostnqn, " connected qid ", qid, " of controller ", ctrl->cntlid, " on ", *subnqn));
+  complete(r, sc::kSuccess, ctrl->cntlid);
+  ensure_timer();
+}
+
+void Connection::execute_property_get(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint32_t offset = get32(s + 44);
+  uint64_t value = 0;
+  std::lock_guard<std::mutex> lock(target_.mutex());
+  switch (offset) {
+    case 0x00:  // CAP
+      value = (kQueueEntriesMax - 1)  // MQES (zero-based)
+              | (uint64_t{1} << 16)   // CQR: queues must be contiguous (required over fabrics)
+              | (uint64_t{15} << 24)  // TO: 7.5 s for CSTS.RDY
+              | (uint64_t{1} << 37);  // CSS: NVM command set; MPSMIN = MPSMAX = 0 (4 KiB)
+      break;
+    case 0x08: value = kVersion13; break;
+    case 0x14: value = controller_->cc; break;
+    case 0x1C: {  // CSTS: RDY bit 0, SHST bits 3:2 (2 = shutdown complete)
+      const ControllerState st = controller_->state;
+      value = (st == ControllerState::kEnabled ? 1u : 0u) | (st == ControllerState::kShutdown ? 2u << 2 : 0u);
+      break;
+    }
+    default:
+      return complete(r, sc::kInvalidField);
+  }
+  if ((s[40] & 0x1) == 0) value &= 0xFFFFFFFF;  // a 4-byte read
+  complete(r, sc::kSuccess, value);
+}
+
+void Connection::execute_property_set(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  if (get32(s + 44) != 0x14) return complete(r, sc::kInvalidField);  // only CC is writable
+  const uint32_t cc = get32(s + 48);
+  bool shut_down = false;
+  {
+    std::lock_guard<std::mutex> lock(target_.mutex());
+    Controller& c = *controller_;
+    if (c.state == ControllerState::kDeleted) return complete(r, sc::kCommandSequenceError);
+    const bool was_enabled = c.cc & 0x1, enable = cc & 0x1;
+    const uint32_t shn = (cc >> 14) & 0x3;
+    c.cc = cc;
+    if (shn != 0) {
+      target_.set_controller_state(c, ControllerState::kShutdown);
+      shut_down = true;
+    } else if (enable && !was_enabled && c.state == ControllerState::kDisabled) {
+      target_.set_controller_state(c, ControllerState::kEnabled);
+    } else if (!enable && c.state != ControllerState::kDisabled) {
+      target_.set_controller_state(c, ControllerState::kDisabled);  // controller reset
+    }
+  }
+  if (shut_down) complete_held_aers(sc::kAbortedSqDeletion);
+  complete(r, sc::kSuccess);
+}
+
+void Connection::execute_admin(Request& r) {
+  last_keep_alive_ = Clock::now();  // any admin traffic proves the host alive
+  switch (r.sqe[0]) {
+    case opc::kIdentify: return execute_identify(r);
+    case opc::kGetLogPage: return execute_get_log_page(r);
+    case opc::kSetFeatures: return execute_features(r, true);
+    case opc::kGetFeatures: return execute_features(r, false);
+    case opc::kKeepAlive: return complete(r, sc::kSuccess);
+    case opc::kAbort: return complete(r, sc::kSuccess, 1);  // bit 0 set: the command was not aborted
+    case opc::kAsyncEventRequest: {
+      size_t held = 0;
+      for (auto& q : requests_) held += q->state == RequestState::kHeld;
+      if (held > kAerlZeroBased) return complete(r, sc::kAerLimitExceeded);
+      set_request_state(r, RequestState::kHeld);
+      return;
+    }
+    default: return complete(r, sc::kInvalidOpcode);
+  }
+}
+
+void Connection::reply_data(Request& r, const std::vector<uint8_t>& content) {
+  if (r.transfer_bytes == 0 || !r.buffer) return complete(r, sc::kDataSglLengthInvalid);
+  std::memset(r.buffer->data(), 0, r.transfer_bytes);
+  std::memcpy(r.buffer->data(), content.data(), std::min<size_t>(content.size(), r.transfer_bytes));
+  complete(r, sc::kSuccess, 0, r.transfer_bytes);
+}
+
+void Connection::execute_identify(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint8_t cns = s[40];
+  const uint8_t csi = s[47];
+  const uint32_t nsid = get32(s + 4);
+  const bool discovery = controller_->discovery;
+  std::vector<uint8_t> page(4096, 0);
+  uint8_t* p = page.data();
+  if (discovery && cns != 0x01) return complete(r, sc::kInvalidField);
+  switch (cns) {
+    case 0x01: {  // controller
+      const std::string serial = discovery ? "strata-discovery" : subsystem_->serial;
+      put_text(p + 4, 20, serial, ' ');
+      put_text(p + 24, 40, discovery ? "Strata discovery controller" : "Strata replica", ' ');
+      put_text(p + 64, 8, "0.1.0", ' ');
+      p[72] = 6;                               // RAB
+      p[76] = discovery ? 0 : 0x02;            // CMIC: a subsystem may have several controllers
+      p[77] = kMdts;
+      put16(p + 78, controller_->cntlid);
+      put32(p + 80, kVersion13);
+      put32(p + 92, discovery ? 0 : 1u << 8);  // OAES: namespace attribute notices
+      p[111] = discovery ? 2 : 1;              // CNTRLTYPE
+      p[258] = 3;                              // ACL (zero-based)
+      p[259] = kAerlZeroBased;
+      p[261] = 0x04;                           // LPA: extended data (log page offsets)
+      put16(p + 320, kKasUnits100Ms);          // KAS
+      p[512] = 0x66;                           // SQES: 64 bytes
+      p[513] = 0x44;                           // CQES: 16 bytes
+      put16(p + 514, kQueueEntriesMax);        // MAXCMD
+      put32(p + 516, discovery ? 0 : 1);       // NN
+      put16(p + 520, discovery ? 0 : (1 << 2) | (1 << 3));  // ONCS: Dataset Management, Write Zeroes
+      p[525] = discovery ? 0 : 1;              // VWC: present, so hosts send Flush
+      put32(p + 536, 1u | (1u << 20));         // SGLS: supported, offset addressing for in-capsule data
+      put_text(p + 768, 256, discovery ? kDiscoveryNqn : subsystem_->nqn, '\0');
+      put32(p + 1792, kIoccsz);                // IOCCSZ
+      put32(p + 1796, 1);                      // IORCSZ
+      put16(p + 1800, 0);                      // ICDOFF
+      p[1802] = 0;                             // FCATT: dynamic controller model
+      p[1803] = 1;                             // MSDBD
+      break;
+    }
+    case 0x00: {  // namespace
+      if (nsid != 1) {
+        if (nsid == 0 || nsid == 0xFFFFFFFF) return complete(r, sc::kInvalidNamespace);
+        break;  // an inactive NSID: all zeros
+      }
+      const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+      put64(p + 0, blocks);   // NSZE
+      put64(p + 8, blocks);   // NCAP (0 would mean the namespace is gone)
+      put64(p + 16, blocks);  // NUSE
+      p[24] = 0x01;           // NSFEAT: thin provisioning
+      p[30] = 0x01;           // NMIC: may be attached to several controllers
+      p[33] = 0x01;           // DLFEAT: deallocated blocks read as zeros
+      std::memcpy(p + 104, subsystem_->replica_uuid_bytes.data(), 16);  // NGUID
+      for (int i = 0; i < 8; i++) p[120 + i] = subsystem_->replica_uuid_bytes[i] ^ subsystem_->replica_uuid_bytes[15 - i];  // EUI64
+      p[130] = kLbads;        // LBAF0: 4 KiB, no metadata
+      break;
+    }
+    case 0x02:  // active namespace list: NSIDs above the given one
+      if (nsid >= 0xFFFFFFFE) return complete(r, sc::kInvalidNamespace);
+      if (nsid < 1) put32(p, 1);
+      break;
+    case 0x03: {  // namespace identification descriptors
+      if (nsid != 1) return complete(r, sc::kInvalidNamespace);
+      size_t o = 0;
+      auto add = [&](uint8_t type, const uint8_t* id, uint8_t bytes) {
+        p[o] = type;
+        p[o + 1] = bytes;
+        std::memcpy(p + o + 4, id, bytes);
+        o += 4 + bytes;
+      };
+      uint8_t eui[8];
+      for (int i = 0; i < 8; i++) eui[i] = subsystem_->replica_uuid_bytes[i] ^ subsystem_->replica_uuid_bytes[15 - i];
+      uint8_t nvm_csi = 0;
+      add(1, eui, 8);
+      add(2, subsystem_->replica_uuid_bytes.data(), 16);
+      add(3, subsystem_->replica_uuid_bytes.data(), 16);
+      add(4, &nvm_csi, 1);
+      break;
+    }
+    case 0x05:  // I/O command set specific namespace: nothing beyond the NVM base
+      if (nsid != 1 || csi != 0) return complete(r, sc::kInvalidField);
+      break;
+    case 0x06:  // I/O command set specific controller (NVM): no extra limits
+      if (csi != 0) return complete(r, sc::kInvalidField);
+      break;
+    default:
+      return complete(r, sc::kInvalidField);
+  }
+  reply_data(r, page);
+}
+
+void Connection::execute_get_log_page(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint8_t lid = s[40];
+  const uint64_t offset = get64(s + 48);
+  if (offset % 4 != 0) return complete(r, sc::kInvalidField);
+  std::vector<uint8_t> log;
+  if (controller_->discovery) {
+    if (lid != 0x70) return complete(r, sc::kInvalidLogPage);
+    log = target_.discovery_log(controller_->host_nqn);
+  } else {
+    switch (lid) {
+      case 0x01: log.assign(64, 0); break;    // error information: no errors
+      case 0x02:                              // SMART / health
+        log.assign(512, 0);
+        put16(&log[1], 293);                  // composite temperature, kelvin
+        log[3] = 100;                         // available spare %
+        log[4] = 10;                          // spare threshold %
+        break;
+      case 0x03: log.assign(512, 0); break;   // firmware slots
+      case 0x04: log.assign(4096, 0); break;  // changed namespace list: namespaces never change
+      default: return complete(r, sc::kInvalidLogPage);
+    }
+  }
+  std::vector<uint8_t> slice;
+  if (offset < log.size()) slice.assign(log.begin() + static_cast<long>(offset), log.end());
+  reply_data(r, slice);
+}
+
+void Connection::execute_features(Request& r, bool set) {
+  const uint8_t* s = r.sqe.data();
+  const uint8_t fid = s[40];
+  const uint32_t value = get32(s + 44);
+  std::lock_guard<std::mutex> lock(target_.mutex());
+  Controller& c = *controller_;
+  switch (fid) {
+    case 0x07: {  // number of queues
+      if (c.discovery) return complete(r, sc::kInvalidField);
+      if (set) {
+        const uint16_t nsqr = value & 0xFFFF, ncqr = value >> 16;
+        if (nsqr == 0xFFFF || ncqr == 0xFFFF) return complete(r, sc::kInvalidField);
+        c.io_queues_granted_zero_based = std::min<uint16_t>(std::min(nsqr, ncqr), kIoQueuesMax - 1);
+      }
+      const uint32_t granted = c.io_queues_granted_zero_based;
+      return complete(r, sc::kSuccess, granted | (granted << 16));
+    }
+    case 0x0B:  // asynchronous event configuration
+      if (set) c.async_event_config = value;
+      return complete(r, sc::kSuccess, c.async_event_config);
+    case 0x0F:  // keep alive timer
+      if (set) {
+        c.kato_ms = value;
+        kato_ms_ = value;
+        last_keep_alive_ = Clock::now();
+      }
+      complete(r, sc::kSuccess, c.kato_ms);
+      return ensure_timer();
+    case 0x06:  // volatile write cache: always on
+      if (c.discovery) return complete(r, sc::kInvalidField);
+      return complete(r, sc::kSuccess, 1);
+    default:
+      return complete(r, sc::kInvalidField);
+  }
+}
+
+void Connection::execute_io(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint8_t opcode = s[0];
+  const uint32_t nsid = get32(s + 4);
+  const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+  if (opcode == opc::kFlush) {
+    if (nsid != 1 && nsid != 0xFFFFFFFF) return complete(r, sc::kInvalidNamespace);
+    return backend_io(r, IoKind::kFlush, 0, 0);
+  }
+  if (nsid != 1) return complete(r, sc::kInvalidNamespace);
+  switch (opcode) {
+    case opc::kRead:
+    case opc::kWrite:
+    case opc::kWriteZeroes: {
+      const uint64_t slba = get64(s + 40);
+      const uint64_t nlb = (get32(s + 48) & 0xFFFF) + 1;
+      if (slba > blocks || nlb > blocks - slba) return complete(r, sc::kLbaOutOfRange);
+      const uint64_t bytes = nlb * kBlockBytes;
+      if (opcode == opc::kWriteZeroes) return backend_io(r, IoKind::kWriteZeroes, slba * kBlockBytes, bytes);
+      if (bytes != r.transfer_bytes) return complete(r, sc::kDataSglLengthInvalid);
+      return backend_io(r, opcode == opc::kRead ? IoKind::kRead : IoKind::kWrite, slba * kBlockBytes, bytes);
+    }
+    case opc::kDatasetManagement: return execute_dsm(r);
+    default: return complete(r, sc::kInvalidOpcode);
+  }
+}
+
+void Connection::execute_dsm(Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint32_t ranges = (get32(s + 40) & 0xFF) + 1;
+  const bool deallocate = get32(s + 44) & 0x4;
+  if (!deallocate) return complete(r, sc::kSuccess);  // attributes only: hints we may ignore
+  if (!r.buffer || r.transfer_bytes < ranges * 16) return complete(r, sc::kDataSglLengthInvalid);
+  const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+  const uint8_t* d = r.buffer->data();
+  uint32_t parts = 0;
+  for (uint32_t i = 0; i < ranges; i++) {
+    const uint64_t nlb = get32(d + 16 * i + 4), slba = get64(d + 16 * i + 8);
+    if (slba > blocks || nlb > blocks - slba) return complete(r, sc::kLbaOutOfRange);
+    parts += nlb > 0;
+  }
+  if (parts == 0) return complete(r, sc::kSuccess);
+  r.parts_pending = parts;
+  for (uint32_t i = 0; i < ranges; i++) {
+    const uint64_t nlb = get32(d + 16 * i + 4), slba = get64(d + 16 * i + 8);
+    if (nlb > 0) backend_io(r, IoKind::kDeallocate, slba * kBlockBytes, nlb * kBlockBytes);
+  }
+}
+
+void Connection::backend_io(Request& r, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes) {
+  backend_inflight_++;
+  auto self = shared_from_this();
+  const uint16_t slot = r.slot;
+  const uint32_t generation = r.generation;
+  std::shared_ptr<AlignedBuffer> buffer = (kind == IoKind::kRead || kind == IoKind::kWrite) ? r.buffer : nullptr;
+  target_.backend()(subsystem_->replica_uuid, kind, offset_bytes, length_bytes, std::move(buffer), [self, slot, generation, kind](Status s) {
+    // The pool may live on another reactor: come back to ours before touching the connection.
+    self->reactor_.post([self, slot, generation, kind, s] { self->backend_done(slot, generation, s, kind); });
+  });
+}
+
+void Connection::backend_done(uint16_t slot, uint32_t generation, Status status, IoKind kind) {
+  backend_inflight_--;
+  Request& r = *requests_[slot];
+  if (r.generation != generation || r.state != RequestState::kExecuting) return;
+  const uint16_t st = status_of(status, kind);
+  if (!status.ok()) log_line(str("nvmf: connection ", id_, ": I/O failed: ", status.error().message));
+  if (r.parts_pending > 0) {
+    if (st != sc::kSuccess && r.first_error_status == sc::kSuccess) r.first_error_status = st;
+    if (--r.parts_pending > 0) return;
+    return complete(r, r.first_error_status);
+  }
+  complete(r, st, 0, kind == IoKind::kRead && status.ok() ? r.transfer_bytes : 0);
+}
+
+void Connection::complete_held_aers(uint16_t status) {
+  for (auto& r : requests_) {
+    if (r->state == RequestState::kHeld) complete(*r, status);
+  }
+}
+
+void Connection::complete(Request& r, uint16_t status, uint64_t result, uint32_t data_bytes) {
+  assert(r.state == RequestState::kExecuting || r.state == RequestState::kHeld);
+  if (state_ != ConnectionState::kEstablished) return free_request(r);
+  const uint32_t hd = hdgst_ ? pdu::kDigestBytes : 0;
+  bool response_implied = false;
+  if (data_bytes > 0) {
+    // SUCCESS (with LAST) replaces the CapsuleResp only when the host turned SQ flow control
+    // off and the completion has nothing else to say.
+    response_implied = sq_flow_disabled_ && status == sc::kSuccess && result == 0;
+    const uint32_t alignment = (hpda_ + 1u) * 4;
+    const uint32_t pdo = (pdu::kDataHeaderBytes + hd + alignment - 1) / alignment * alignment;
+    OutPdu data;
+    data.head.assign(pdo, 0);
+    uint8_t* p = data.head.data();
+    p[0] = pdu::kC2hData;
+    p[1] = static_cast<uint8_t>(pdu::kFlagLast | (response_implied ? pdu::kFlagSuccess : 0) | (hdgst_ ? pdu::kFlagHdgst : 0) |
+                                (ddgst_ ? pdu::kFlagDdgst : 0));
+    p[2] = pdu::kDataHeaderBytes;
+    p[3] = static_cast<uint8_t>(pdo);
+    put32(p + 4, pdo + data_bytes + (ddgst_ ? pdu::kDigestBytes : 0));
+    put16(p + 8, r.cid);
+    put32(p + 12, 0);
+    put32(p + 16, data_bytes);
+    if (hdgst_) put32(p + pdu::kDataHeaderBytes, digest(p, pdu::kDataHeaderBytes));
+    data.body = r.buffer;
+    data.body_bytes = data_bytes;
+    if (ddgst_) {
+      put32(data.tail.data(), digest(r.buffer->data(), data_bytes));
+      data.tail_bytes = pdu::kDigestBytes;
+    }
+    queue_pdu(std::move(data));
+  }
+  if (!response_implied) {
+    OutPdu resp;
+    resp.head.assign(pdu::kCapsuleRespHeaderBytes + hd, 0);
+    uint8_t* p = resp.head.data();
+    p[0] = pdu::kCapsuleResp;
+    p[1] = hdgst_ ? pdu::kFlagHdgst : 0;
+    p[2] = pdu::kCapsuleRespHeaderBytes;
+    put32(p + 4, pdu::kCapsuleRespHeaderBytes + hd);
+    put64(p + 8, result);  // DW0, DW1
+    put16(p + 16, sqhd_);
+    put16(p + 18, qid_);
+    put16(p + 20, r.cid);
+    put16(p + 22, status);
+    if (hdgst_) put32(p + pdu::kCapsuleRespHeaderBytes, digest(p, pdu::kCapsuleRespHeaderBytes));
+    queue_pdu(std::move(resp));
+  }
+  free_request(r);
+}
+
+// ---- send ---------------------------------------------------------------------------------------
+
+void Connection::send_r2t(Request& r) {
+  const uint32_t hd = hdgst_ ? pdu::kDigestBytes : 0;
+  OutPdu pdu;
+  pdu.head.assign(pdu::kDataHeaderBytes + hd, 0);
+  uint8_t* p = pdu.head.data();
+  p[0] = pdu::kR2t;
+  p[1] = hdgst_ ? pdu::kFlagHdgst : 0;
+  p[2] = pdu::kDataHeaderBytes;
+  put32(p + 4, pdu::kDataHeaderBytes + hd);
+  put16(p + 8, r.cid);
+  put16(p + 10, r.slot);  // TTAG
+  put32(p + 12, 0);       // R2TO
+  put32(p + 16, r.transfer_bytes);
+  if (hdgst_) put32(p + pdu::kDataHeaderBytes, digest(p, pdu::kDataHeaderBytes));
+  queue_pdu(std::move(pdu));
+}
+
+void Connection::queue_pdu(OutPdu pdu) {
+  tx_.push_back(std::move(pdu));
+  flush_tx();
+}
+
+void Connection::flush_tx() {
+  if (send_inflight_ || tx_.empty() || write_shut_ || fd_ < 0) return;
+  size_t count = 0, skip = tx_sent_in_front_;
+  auto add = [&](const uint8_t* p, size_t bytes) {
+    if (bytes == 0) return;
+    if (skip >= bytes) {
+      skip -= bytes;
+      return;
+    }
+    iov_[count++] = iovec{const_cast<uint8_t*>(p + skip), bytes - skip};
+    skip = 0;
+  };
+  for (const OutPdu& p : tx_) {
+    if (count + 3 > kMaxIovecs) break;
+    add(p.head.data(), p.head.size());
+    if (p.body) add(p.body->data() + p.body_offset, p.body_bytes);
+    add(p.tail.data(), p.tail_bytes);
+  }
+  msg_ = msghdr{};
+  msg_.msg_iov = iov_.data();
+  msg_.msg_iovlen = count;
+  send_inflight_ = true;
+  auto self = shared_from_this();
+  reactor_.submit([fd = fd_, msg = &msg_](io_uring_sqe* sqe) { io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL); },
+                  [self](int result) { self->on_sent(result); });
+}
+
+void Connection::on_sent(int result) {
+  send_inflight_ = false;
+  if (result < 0) {
+    write_shut_ = true;
+    tx_.clear();
+    if (state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished) {
+      begin_close(CloseMode::kAbort, str("send failed: ", std::strerror(-result)));
+    }
+    maybe_finish_close();
+    return;
+  }
+  size_t sent = tx_sent_in_front_ + static_cast<size_t>(result);
+  while (!tx_.empty() && sent >= tx_.front().total()) {
+    sent -= tx_.front().total();
+    tx_.pop_front();
+  }
+  tx_sent_in_front_ = sent;
+  if (write_shut_) tx_.clear();
+  if (state_ == ConnectionState::kClosing && tx_.empty() && !write_shut_) {
+    // Everything, including a TermReq, is on the wire: FIN after it, then wait for the host to hang up.
+    ::shutdown(fd_, SHUT_WR);
+    write_shut_ = true;
+  }
+  flush_tx();
+  maybe_finish_close();
+}
+
+// ---- lifecycle ----------------------------------------------------------------------------------
+
+void Connection::begin_close(CloseMode mode, const std::string& reason) {
+  if (state_ == ConnectionState::kClosed) return;
+  if (state_ == ConnectionState::kClosing) {
+    if (mode == CloseMode::kAbort && fd_ >= 0) {
+      ::shutdown(fd_, SHUT_RDWR);
+      write_shut_ = true;
+      if (!send_inflight_) tx_.clear();
+    }
+    return;
+  }
+  set_state(ConnectionState::kClosing);
+  close_reason_ = reason;
+  deadline_ = Clock::now() + kLingerTimeout;
+  log_line(str("nvmf: connection ", id_, " from ", peer_, " closing: ", reason));
+  if (controller_) {
+    if (queue_state_ == QueueState::kAdmin) {
+      target_.delete_controller(controller_, str("its admin queue closed (", reason, ")"));
+    } else {
+      target_.detach_queue(controller_, qid_);
+    }
+  }
+  set_queue_state(QueueState::kDetached);
+  for (auto& r : requests_) {
+    if (r->state == RequestState::kReceivingData || r->state == RequestState::kHeld) free_request(*r);
+  }
+  if (mode == CloseMode::kAbort) {
+    ::shutdown(fd_, SHUT_RDWR);
+    write_shut_ = true;
+    if (!send_inflight_) tx_.clear();
+  } else if (tx_.empty() && !send_inflight_) {
+    ::shutdown(fd_, SHUT_WR);
+    write_shut_ = true;
+  }
+  ensure_timer();
+  maybe_finish_close();
+}
+
+void Connection::maybe_finish_close() {
+  if (state_ != ConnectionState::kClosing || recv_inflight_ || send_inflight_ || !read_shut_) return;
+  close(fd_);
+  fd_ = -1;
+  tx_.clear();
+  set_state(ConnectionState::kClosed);
+  controller_.reset();
+  target_.connection_closed(id_);
+}
+
+bool Connection::timer_needed() const {
+  switch (state_) {
+    case ConnectionState::kAwaitingIcReq:
+    case ConnectionState::kClosing: return true;
+    case ConnectionState::kEstablished: return queue_state_ == QueueState::kAdmin && kato_ms_ > 0;
+    case ConnectionState::kClosed: return false;
+  }
+  return false;
+}
+
+void Connection::ensure_timer() {
+  if (timer_inflight_ || !timer_needed()) return;
+  timer_inflight_ = true;
+  timer_ts_.tv_sec = 0;
+  timer_ts_.tv_nsec = kTimerTickNs;
+  auto self = shared_from_this();
+  reactor_.submit([ts = &timer_ts_](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, ts, 0, 0); },
+                  [self](int) {
+                    self->timer_inflight_ = false;
+                    self->on_timer();
+                  });
+}
+
+void Connection::on_timer() {
+  const auto now = Clock::now();
+  switch (state_) {
+    case ConnectionState::kAwaitingIcReq:
+      if (now > deadline_) begin_close(CloseMode::kAbort, "no ICReq within 10 s");
+      break;
+    case ConnectionState::kClosing:
+      if (now > deadline_ && fd_ >= 0) begin_close(CloseMode::kAbort, "linger expired");
+      break;
+    case ConnectionState::kEstablished:
+      if (queue_state_ == QueueState::kAdmin && kato_ms_ > 0 && now - last_keep_alive_ > std::chrono::milliseconds(kato_ms_) + kKeepAliveSlack) {
+        begin_close(CloseMode::kAbort, str("keep-alive timeout (KATO ", kato_ms_, " ms)"));
+      }
+      break;
+    case ConnectionState::kClosed: break;
+  }
+  ensure_timer();
+}
+
+}  // namespace strata::nvmf

@@ -1,0 +1,377 @@
+#include "nvmf/target.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "nvmf/connection.h"
+#include "util/log.h"
+
+namespace strata::nvmf {
+namespace {
+
+constexpr int kListenBacklog = 512;
+// How long stop() waits for connections to finish closing (they only wait for their own SQEs).
+constexpr auto kStopWait = std::chrono::seconds(10);
+// After a failed accept (EMFILE, ENOMEM, ...) wait before retrying, so an exhausted fd table
+// does not turn the reactor into a busy loop.
+constexpr long long kAcceptRetryNs = 100'000'000;
+constexpr uint16_t kCntlidMax = 0xFFEF;  // 0xFFF0..0xFFFF are reserved
+
+std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return str(host, ":", port);
+}
+
+}  // namespace
+
+const char* controller_state_name(ControllerState s) {
+  switch (s) {
+    case ControllerState::kDisabled: return "disabled";
+    case ControllerState::kEnabled: return "enabled";
+    case ControllerState::kShutdown: return "shutdown";
+    case ControllerState::kDeleted: return "deleted";
+  }
+  return "?";
+}
+
+std::string subsystem_nqn(const std::string& replica_uuid) { return std::string(kSubsystemNqnPrefix) + replica_uuid; }
+
+Reactor& Target::next_reactor() { return *reactors_[next_reactor_++ % reactors_.size()]; }
+
+Result<int> Target::bind_listener(const std::string& host, uint16_t port, uint16_t* bound_port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string port_text = std::to_string(port);
+  if (int rc = getaddrinfo(host.c_str(), port_text.c_str(), &hints, &found); rc != 0) {
+    return Error{ErrorCode::kInvalidArgument, str("cannot resolve listen address ", host, ": ", gai_strerror(rc))};
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{ErrorCode::kIoError, str("socket: ", std::strerror(errno))};
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, kListenBacklog) != 0) {
+    int err = errno;
+    close(fd);
+    return Error{err == EADDRINUSE ? ErrorCode::kFailedPrecondition : ErrorCode::kIoError,
+                 str("cannot listen on ", host, ":", port, ": ", std::strerror(err),
+                     err == EADDRINUSE ? " (another process holds the port; pick another port or stop it)" : "")};
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  *bound_port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd;
+}
+
+Result<ListenResult> Target::listen(const ListenOptions& o) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (listening_) return Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is already listening"};
+    if (stopping_) return Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is stopping"};
+  }
+  ListenResult result{};
+  auto io = bind_listener(o.listen_host, o.listen_port, &result.listen_port);
+  if (!io.ok()) return io.error();
+  auto disc = bind_listener(o.discovery_host, o.discovery_port, &result.discovery_port);
+  if (!disc.ok()) {
+    close(io.value());
+    return disc.error();
+  }
+  auto a = std::make_shared<Listener>();
+  a->fd = io.value();
+  a->reactor = &next_reactor();
+  auto b = std::make_shared<Listener>();
+  b->fd = disc.value();
+  b->discovery = true;
+  b->reactor = &next_reactor();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    listening_ = true;
+    listeners_ = {a, b};
+    open_listeners_ = 2;
+    io_traddr_ = o.listen_host;
+    io_port_ = result.listen_port;
+  }
+  for (auto& l : {a, b}) l->reactor->post([this, l] { arm_accept(l); });
+  log_line(str("nvmf: listening on ", o.listen_host, ":", result.listen_port, ", discovery on ", o.discovery_host, ":", result.discovery_port));
+  return result;
+}
+
+void Target::arm_accept(std::shared_ptr<Listener> l) {
+  if (l->closing) {
+    close(l->fd);
+    listener_closed();
+    return;
+  }
+  l->accept_inflight = true;
+  l->reactor->submit([fd = l->fd](io_uring_sqe* sqe) { io_uring_prep_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK); },
+                     [this, l](int result) { on_accept(l, result); });
+}
+
+void Target::on_accept(std::shared_ptr<Listener> l, int result) {
+  l->accept_inflight = false;
+  if (l->closing) {
+    if (result >= 0) close(result);
+    close(l->fd);
+    listener_closed();
+    return;
+  }
+  if (result < 0) {
+    if (result != -EAGAIN && result != -EINTR && result != -ECONNABORTED) {
+      log_line(str("nvmf: accept failed: ", std::strerror(-result), "; retrying in 100 ms"));
+      auto ts = std::make_shared<__kernel_timespec>();
+      ts->tv_nsec = kAcceptRetryNs;
+      l->accept_inflight = true;  // the retry timer stands in for the accept
+      l->reactor->submit([ts](io_uring_sqe* sqe) { io_uring_prep_timeout(sqe, ts.get(), 0, 0); },
+                         [this, l, ts](int) {
+                           l->accept_inflight = false;
+                           arm_accept(l);
+                         });
+      return;
+    }
+    arm_accept(l);
+    return;
+  }
+  int one = 1;
+  setsockopt(result, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::shared_ptr<Connection> c;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!stopping_) {
+      uint64_t id = next_connection_id_++;
+      c = std::make_shared<Connection>(*this, next_reactor(), result, l->discovery, id, peer_name(result));
+      connections_[id] = c;
+    }
+  }
+  if (c) {
+    // Post even to our own reactor: start() submits SQEs and must run on the connection's thread.
+    c->reactor().post([c] { c->start(); });
+  } else {
+    close(result);
+  }
+  arm_accept(l);
+}
+
+void Target::listener_closed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  open_listeners_--;
+  closed_cv_.notify_all();
+}
+
+void Target::connection_closed(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  connections_.erase(id);
+  closed_cv_.notify_all();
+}
+
+void Target::stop() {
+  std::vector<std::shared_ptr<Listener>> listeners;
+  std::vector<std::shared_ptr<Connection>> connections;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    listeners = listeners_;
+    for (auto& [id, weak] : connections_) {
+      if (auto c = weak.lock()) connections.push_back(c);
+    }
+  }
+  for (auto& l : listeners) {
+    l->reactor->post([this, l] {
+      l->closing = true;
+      // Wakes the pending accept (it then fails and on_accept closes the socket).
+      ::shutdown(l->fd, SHUT_RDWR);
+      if (!l->accept_inflight) {
+        close(l->fd);
+        listener_closed();
+      }
+    });
+  }
+  for (auto& c : connections) c->close_async("the engine is shutting down");
+  std::unique_lock<std::mutex> lock(mutex_);
+  bool done = closed_cv_.wait_for(lock, kStopWait, [this] { return connections_.empty() && open_listeners_ == 0; });
+  if (!done) log_line(str("nvmf: ", connections_.size(), " connection(s) still closing after 10 s"));
+}
+
+std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed) {
+  auto sub = std::make_shared<Subsystem>();
+  sub->nqn = subsystem_nqn(replica_uuid);
+  sub->replica_uuid = replica_uuid;
+  sub->replica_uuid_bytes = parse_uuid(replica_uuid).value_or(UuidBytes{});
+  sub->size_bytes = size_bytes;
+  sub->allowed_host_nqns = std::move(allowed);
+  std::string hex;
+  for (char ch : replica_uuid) {
+    if (ch != '-') hex += ch;
+  }
+  sub->serial = hex.substr(0, 20);
+  std::vector<std::shared_ptr<Controller>> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    subsystems_[sub->nqn] = sub;
+    discovery_generation_++;
+    for (auto& [cntlid, c] : controllers_) {
+      if (c->discovery || c->subsystem->nqn != sub->nqn) continue;
+      c->subsystem = sub;
+      if (!sub->allowed_host_nqns.count(c->host_nqn)) evicted.push_back(c);
+    }
+  }
+  for (auto& c : evicted) delete_controller(c, str("host ", c->host_nqn, " was removed from the allow list of ", sub->nqn));
+  return sub->nqn;
+}
+
+void Target::unshare(const std::string& replica_uuid) {
+  std::string nqn = subsystem_nqn(replica_uuid);
+  std::vector<std::shared_ptr<Controller>> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (subsystems_.erase(nqn) == 0) return;
+    discovery_generation_++;
+    for (auto& [cntlid, c] : controllers_) {
+      if (!c->discovery && c->subsystem->nqn == nqn) evicted.push_back(c);
+    }
+  }
+  for (auto& c : evicted) delete_controller(c, str(nqn, " was unshared"));
+}
+
+bool Target::is_shared(const std::string& replica_uuid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return subsystems_.count(subsystem_nqn(replica_uuid)) > 0;
+}
+
+std::vector<SubsystemData> Target::list() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<SubsystemData> out;
+  for (auto& [nqn, sub] : subsystems_) {
+    SubsystemData d{nqn, sub->replica_uuid, {sub->allowed_host_nqns.begin(), sub->allowed_host_nqns.end()}, {}};
+    for (auto& [cntlid, c] : controllers_) {
+      if (c->discovery || c->subsystem->nqn != nqn || c->state == ControllerState::kDeleted) continue;
+      d.connected_hosts.push_back(ConnectedHostData{c->host_nqn, cntlid, static_cast<uint32_t>(c->queues.size())});
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::shared_ptr<const Subsystem> Target::find_subsystem(const std::string& nqn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = subsystems_.find(nqn);
+  return it == subsystems_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Controller> Target::create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
+                                                      const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) return nullptr;
+  for (uint32_t tries = 0; tries < kCntlidMax; tries++) {
+    uint16_t id = next_cntlid_;
+    next_cntlid_ = next_cntlid_ >= kCntlidMax ? 1 : next_cntlid_ + 1;
+    if (controllers_.count(id)) continue;
+    auto c = std::make_shared<Controller>(id, discovery, std::move(subsystem), host_nqn, host_id);
+    c->kato_ms = kato_ms;
+    c->queues[0] = std::move(admin);
+    controllers_[id] = c;
+    return c;
+  }
+  return nullptr;
+}
+
+std::string Target::attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
+                                    const UuidBytes& host_id, std::weak_ptr<Connection> queue, std::shared_ptr<Controller>* out) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = controllers_.find(cntlid);
+  if (it == controllers_.end()) return str("no controller ", cntlid);
+  Controller& c = *it->second;
+  if (c.discovery) return "the discovery controller has no I/O queues";
+  if (c.subsystem->nqn != subnqn || c.host_nqn != host_nqn || c.host_id != host_id) return str("controller ", cntlid, " belongs to another host or subsystem");
+  if (c.state != ControllerState::kEnabled) return str("controller ", cntlid, " is ", controller_state_name(c.state), ", not enabled");
+  if (qid > c.io_queues_granted_zero_based + 1u) return str("qid ", qid, " is beyond the ", c.io_queues_granted_zero_based + 1, " I/O queues granted");
+  if (auto q = c.queues.find(qid); q != c.queues.end() && !q->second.expired()) return str("qid ", qid, " is already connected");
+  c.queues[qid] = std::move(queue);
+  *out = it->second;
+  return "";
+}
+
+void Target::detach_queue(const std::shared_ptr<Controller>& controller, uint16_t qid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  controller->queues.erase(qid);
+}
+
+void Target::set_controller_state(Controller& c, ControllerState next) {
+  switch (next) {
+    case ControllerState::kDisabled: assert(c.state == ControllerState::kEnabled || c.state == ControllerState::kShutdown || c.state == ControllerState::kDisabled); break;
+    case ControllerState::kEnabled: assert(c.state == ControllerState::kDisabled); break;
+    case ControllerState::kShutdown: assert(c.state == ControllerState::kEnabled || c.state == ControllerState::kDisabled || c.state == ControllerState::kShutdown); break;
+    case ControllerState::kDeleted: assert(c.state != ControllerState::kDeleted); break;
+  }
+  c.state = next;
+}
+
+void Target::delete_controller(const std::shared_ptr<Controller>& controller, const std::string& reason) {
+  std::vector<std::shared_ptr<Connection>> queues;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (controller->state == ControllerState::kDeleted) return;
+    set_controller_state(*controller, ControllerState::kDeleted);
+    controllers_.erase(controller->cntlid);
+    for (auto& [qid, weak] : controller->queues) {
+      if (auto q = weak.lock()) queues.push_back(q);
+    }
+    controller->queues.clear();
+  }
+  log_line(str("nvmf: controller ", controller->cntlid, " of ", controller->host_nqn, " deleted: ", reason));
+  for (auto& q : queues) q->close_async(reason);
+}
+
+std::vector<uint8_t> Target::discovery_log(const std::string& host_nqn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  constexpr size_t kRecordBytes = 1024;
+  std::vector<const Subsystem*> visible;
+  for (auto& [nqn, sub] : subsystems_) {
+    if (sub->allowed_host_nqns.count(host_nqn)) visible.push_back(sub.get());
+  }
+  std::vector<uint8_t> log(kRecordBytes * (1 + visible.size()), 0);
+  put64(&log[0], discovery_generation_);  // GENCTR
+  put64(&log[8], visible.size());         // NUMREC
+  put16(&log[16], 0);                     // RECFMT
+  for (size_t i = 0; i < visible.size(); i++) {
+    uint8_t* e = &log[kRecordBytes * (i + 1)];
+    e[0] = 3;                                                    // TRTYPE: TCP
+    e[1] = io_traddr_.find(':') != std::string::npos ? 2 : 1;   // ADRFAM: IPv6 / IPv4
+    e[2] = 2;                                                    // SUBTYPE: NVM subsystem
+    e[3] = 0x02;                                                 // TREQ: secure channel not required
+    put16(e + 4, 1);                                             // PORTID
+    put16(e + 6, 0xFFFF);                                        // CNTLID: dynamic
+    put16(e + 8, 32);                                            // ASQSZ
+    put_text(e + 32, 32, std::to_string(io_port_), '\0');        // TRSVCID
+    put_text(e + 256, 256, visible[i]->nqn, '\0');               // SUBNQN
+    put_text(e + 512, 256, io_traddr_, '\0');                    // TRADDR
+    e[768] = 0;                                                  // TSAS.SECTYPE: none
+  }
+  return log;
+}
+
+}  // namespace strata::nvmf

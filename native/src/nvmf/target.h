@@ -1,0 +1,175 @@
+// The NVMe/TCP target: two listeners (I/O and discovery), the subsystems (one per shared
+// replica), the controllers hosts create with Connect, and the connections that carry them.
+// Sockets are driven by the reactors' io_uring (accept/recv/sendmsg/timeout SQEs), so an idle
+// target sleeps with the reactors.
+//
+// Locking contract: mutex_ guards the registries (subsystems_, controllers_, connections_,
+// listeners) and every Controller's mutable fields (Controller has no lock of its own: its
+// fields are few and touched rarely, on Connect, admin commands and teardown). A Connection
+// is touched only on its reactor. Subsystem objects are immutable snapshots: an allow-list
+// update replaces the shared_ptr, so a connection never sees a half-updated subsystem.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pool/types.h"
+#include "reactor/reactor.h"
+#include "util/aligned_buffer.h"
+#include "util/status.h"
+#include "nvmf/protocol.h"
+#include "util/uuid.h"
+
+namespace strata::nvmf {
+
+class Connection;
+
+struct ListenOptions {
+  std::string listen_host;
+  uint16_t listen_port;
+  std::string discovery_host;
+  uint16_t discovery_port;
+};
+
+struct ListenResult {
+  uint16_t listen_port;
+  uint16_t discovery_port;
+};
+
+struct ConnectedHostData {
+  std::string host_nqn;
+  uint16_t cntlid;
+  uint32_t queues;
+};
+
+struct SubsystemData {
+  std::string nqn;
+  std::string replica_uuid;
+  std::vector<std::string> allowed_host_nqns;
+  std::vector<ConnectedHostData> connected_hosts;
+};
+
+// The data path below a namespace: Engine::replica_io. `done` may run on any thread.
+using IoBackend = std::function<void(const std::string& replica_uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                                     std::shared_ptr<AlignedBuffer> buffer, std::function<void(Status)> done)>;
+
+// One shared replica: an NVM subsystem with a single namespace (NSID 1).
+struct Subsystem {
+  std::string nqn;
+  std::string replica_uuid;
+  UuidBytes replica_uuid_bytes{};
+  uint64_t size_bytes = 0;
+  std::set<std::string> allowed_host_nqns;  // empty: nobody may connect
+  std::string serial;                       // 20 ASCII characters, from the replica uuid
+};
+
+enum class ControllerState {
+  kDisabled,  // admin queue connected, CC.EN = 0 (CSTS.RDY = 0): only properties and admin commands
+  kEnabled,   // CC.EN = 1, CSTS.RDY = 1: I/O queues may connect and do I/O
+  kShutdown,  // CC.SHN written: CSTS.SHST reports complete; held AERs were completed
+  kDeleted,   // torn down (admin queue gone, KATO expired, subsystem unshared): its queues are closing
+};
+const char* controller_state_name(ControllerState s);
+
+// A dynamic controller created by an admin-queue Connect (cntlid 0xFFFF). Fields after the
+// const ones are guarded by Target::mutex_.
+struct Controller {
+  Controller(uint16_t id, bool disc, std::shared_ptr<const Subsystem> sub, std::string host, UuidBytes hid)
+      : cntlid(id), discovery(disc), subsystem(std::move(sub)), host_nqn(std::move(host)), host_id(hid) {}
+  const uint16_t cntlid;
+  const bool discovery;                               // the discovery controller (CNTRLTYPE 2)
+  std::shared_ptr<const Subsystem> subsystem;         // null for discovery; refreshed on allow-list update
+  const std::string host_nqn;
+  const UuidBytes host_id;
+
+  ControllerState state = ControllerState::kDisabled;
+  uint32_t cc = 0;
+  uint32_t kato_ms = 0;
+  uint32_t async_event_config = 0;
+  uint16_t io_queues_granted_zero_based = kIoQueuesDefaultZeroBased;
+  std::map<uint16_t, std::weak_ptr<Connection>> queues;  // qid -> connection (0 = admin)
+
+  static constexpr uint16_t kIoQueuesDefaultZeroBased = 63;
+};
+
+class Target {
+ public:
+  Target(std::vector<Reactor*> reactors, IoBackend backend) : reactors_(std::move(reactors)), backend_(std::move(backend)) {}
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  // Any thread (the JS thread): binds both listeners (port 0 = ephemeral) and arms accept.
+  Result<ListenResult> listen(const ListenOptions& options);
+  // Control thread: closes listeners and every connection, and waits until they are closed.
+  void stop();
+
+  // Any thread. Sharing an already shared replica replaces its allow list in place; hosts that
+  // are no longer allowed are disconnected.
+  std::string share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed_host_nqns);
+  // Any thread; idempotent. Disconnects the subsystem's hosts.
+  void unshare(const std::string& replica_uuid);
+  bool is_shared(const std::string& replica_uuid);
+  std::vector<SubsystemData> list();
+
+  // ---- for connections (their reactor thread) ----
+  const IoBackend& backend() const { return backend_; }
+  std::shared_ptr<const Subsystem> find_subsystem(const std::string& nqn);
+  // Creates a controller for an admin queue; null when all controller ids are in use.
+  std::shared_ptr<Controller> create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
+                                                const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin);
+  // Attaches an I/O queue to an enabled controller; an empty string on success, else why not.
+  std::string attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
+                              const UuidBytes& host_id, std::weak_ptr<Connection> queue, std::shared_ptr<Controller>* out);
+  void detach_queue(const std::shared_ptr<Controller>& controller, uint16_t qid);
+  // Tears a controller down and asks each of its queues to close.
+  void delete_controller(const std::shared_ptr<Controller>& controller, const std::string& reason);
+  // The one function that changes a controller's state (asserts legal transitions). Caller holds mutex_.
+  void set_controller_state(Controller& controller, ControllerState next);
+  std::mutex& mutex() { return mutex_; }
+  // Discovery log page 0x70 for a host: only the subsystems it may connect to.
+  std::vector<uint8_t> discovery_log(const std::string& host_nqn);
+  void connection_closed(uint64_t id);
+  Reactor& next_reactor();
+
+ private:
+  struct Listener {
+    int fd = -1;
+    bool discovery = false;
+    Reactor* reactor = nullptr;
+    bool closing = false;        // reactor thread only
+    bool accept_inflight = false;  // reactor thread only
+  };
+  Result<int> bind_listener(const std::string& host, uint16_t port, uint16_t* bound_port);
+  void arm_accept(std::shared_ptr<Listener> listener);  // listener's reactor thread
+  void on_accept(std::shared_ptr<Listener> listener, int result);
+  void listener_closed();
+
+  const std::vector<Reactor*> reactors_;
+  const IoBackend backend_;
+  std::atomic<size_t> next_reactor_{0};
+
+  std::mutex mutex_;
+  std::condition_variable closed_cv_;  // signalled when a connection or listener finishes closing
+  bool listening_ = false;
+  bool stopping_ = false;
+  std::vector<std::shared_ptr<Listener>> listeners_;
+  size_t open_listeners_ = 0;
+  std::string io_traddr_;
+  uint16_t io_port_ = 0;
+  uint64_t discovery_generation_ = 1;
+  std::map<std::string, std::shared_ptr<const Subsystem>> subsystems_;  // by NQN
+  std::map<uint16_t, std::shared_ptr<Controller>> controllers_;         // by cntlid
+  uint16_t next_cntlid_ = 1;
+  std::map<uint64_t, std::weak_ptr<Connection>> connections_;          // open (fd not yet closed)
+  uint64_t next_connection_id_ = 1;
+};
+
+std::string subsystem_nqn(const std::string& replica_uuid);
+
+}  // namespace strata::nvmf

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs inside the interop VM (test/interop/vm.sh): a real strata-engine serves a replica over
+# NVMe/TCP to the Linux kernel's nvme-tcp host. Prints PASS/FAIL per step; exits non-zero if
+# any step failed.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=/tmp/strata-interop
+mkdir -p $WORK
+HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:5a7a0000-0000-4000-8000-00000000c0de
+HOSTID=5a7a0000-0000-4000-8000-00000000c0de
+export STRATA_ENDPOINT=127.0.0.1:10124 STRATA_TOKEN=interop-token-0123456789
+echo "$STRATA_TOKEN" > $WORK/token
+POOL=11111111-2222-4333-8444-555555555555
+REPLICA=66666666-7777-4888-8999-aaaaaaaaaaaa
+NQN=nqn.2026-11.io.strata:replica:$REPLICA
+FAILED=0
+step() { local name=$1; shift; local t0=$(date +%s); if "$@" > $WORK/step.log 2>&1; then echo "PASS $name ($(( $(date +%s) - t0 )) s)"; else echo "FAIL $name"; sed 's/^/    /' $WORK/step.log | tail -n 30; FAILED=1; fi; }
+ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
+
+start_engine() {
+  # A fresh log per start, so "engine ready" means this process.
+  [ -f $WORK/engine.log ] && cat $WORK/engine.log >> $WORK/engine-previous.log
+  : > $WORK/engine.log
+  node "$ROOT/bin/strata-engine.js" --node vm --data-dir $WORK/data --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
+    >> $WORK/engine.log 2>&1 &
+  ENGINE_PID=$!
+  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done
+  cat $WORK/engine.log; return 1
+}
+stop_engine() { kill -TERM $ENGINE_PID && wait $ENGINE_PID; }
+device() {  # the block device of our subsystem's namespace
+  for s in /sys/class/nvme-subsystem/*; do
+    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
+    for n in $s/nvme*n*; do [ -e "$n" ] && { echo /dev/$(basename $n); return 0; }; done
+  done
+  return 1
+}
+connect() {
+  nvme connect -t tcp -n $NQN -a 127.0.0.1 -s 4420 --hostnqn $HOSTNQN --hostid $HOSTID "$@" || return 1
+  for _ in $(seq 1 40); do DEV=$(device) && [ -b "$DEV" ] && return 0; sleep 0.5; done
+  return 1
+}
+disconnect() { nvme disconnect -n $NQN; }
+fio_verify() {  # bs jobs
+  fio --name=verify-$1 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=$1 --numjobs=$2 --iodepth=16 \
+    --size=24M --offset_increment=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting --minimal | cut -d';' -f1-8
+}
+trim_pass() {
+  fio --name=trim --filename=$DEV --direct=1 --ioengine=libaio --rw=trim --bs=1M --offset=128M --size=16M --iodepth=16 --minimal >/dev/null &&
+  cmp -n $((16 << 20)) <(dd if=$DEV bs=1M skip=128 count=16 iflag=direct 2>/dev/null) /dev/zero
+}
+
+modprobe nvme-tcp
+cd "$ROOT"
+step "engine starts" start_engine
+step "pool, replica and share" bash -c "
+  node $ROOT/test/interop/ctl.js CreatePool '{\"uuid\":\"$POOL\",\"name\":\"vm\",\"device_uri\":\"file://$WORK/disk.img?size_mib=512\",\"cluster_size_bytes\":1048576}' &&
+  node $ROOT/test/interop/ctl.js CreateReplica '{\"uuid\":\"$REPLICA\",\"name\":\"r\",\"pool\":\"vm\",\"size_bytes\":268435456,\"thin\":true}' &&
+  node $ROOT/test/interop/ctl.js ShareReplica '{\"uuid\":\"$REPLICA\",\"allowed_host_nqns\":[\"$HOSTNQN\"]}'"
+step "nvme discover lists the subsystem" bash -c "nvme discover -t tcp -a 127.0.0.1 -s 8009 --hostnqn $HOSTNQN --hostid $HOSTID | tee /dev/stderr | grep -q $NQN"
+step "nvme discover as another host lists nothing" bash -c "! nvme discover -t tcp -a 127.0.0.1 -s 8009 --hostnqn nqn.2014-08.org.example:stranger 2>&1 | grep -q $NQN"
+step "nvme connect from a host that is not allowed is refused" bash -c "! nvme connect -t tcp -n $NQN -a 127.0.0.1 -s 4420 --hostnqn nqn.2014-08.org.example:stranger"
+step "nvme connect" connect
+echo "    device: ${DEV:-none}"
+step "ListSubsystems shows the kernel host" bash -c "node $ROOT/test/interop/ctl.js ListSubsystems '{}' | grep -q $HOSTNQN"
+step "fio verify 4K, 2 jobs, iodepth 16" fio_verify 4k 2
+step "fio verify 128K, 2 jobs, iodepth 16" fio_verify 128k 2
+step "trim pass reads back zeros" trim_pass
+step "write a marker" bash -c "dd if=/dev/urandom of=$WORK/marker bs=1M count=4 2>/dev/null && dd if=$WORK/marker of=$DEV bs=1M seek=200 oflag=direct conv=fsync 2>/dev/null"
+step "nvme disconnect" disconnect
+step "engine restarts" bash -c "kill -TERM $ENGINE_PID; while kill -0 $ENGINE_PID 2>/dev/null; do sleep 0.2; done"
+step "engine starts again" start_engine
+step "nvme connect after restart" connect
+step "marker survived the restart" bash -c "cmp -n $((4 << 20)) $WORK/marker <(dd if=$DEV bs=1M skip=200 count=4 iflag=direct 2>/dev/null)"
+step "nvme disconnect" disconnect
+step "nvme connect with header and data digests (-g -G)" connect -g -G
+step "fio verify 4K with digests" fio_verify 4k 2
+step "nvme disconnect (digests)" disconnect
+kill -TERM $ENGINE_PID 2>/dev/null; wait $ENGINE_PID 2>/dev/null
+[ $FAILED = 0 ] && echo "INTEROP PASS" || { echo "INTEROP FAIL"; echo "--- engine log tail"; tail -n 30 $WORK/engine.log; }
+exit $FAILED
