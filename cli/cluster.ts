@@ -128,13 +128,16 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
       continue;
     }
     const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(":")), Number(endpoint.slice(endpoint.lastIndexOf(":") + 1))];
-    if (!(await portFree(host, port))) throw new Error(`${node}: port ${endpoint} is in use by another program; pick another with --base-port`);
+    for (const p of [port, port + 1000, port + 2000]) {
+      if (!(await portFree(host, p))) throw new Error(`${node}: port ${host}:${p} is in use by another program; pick other ports with --base-port`);
+    }
     const out = openSync(logFile, "a");
     const child = spawn(
       process.execPath,
       [engineBin, "--node", node, "--grpc-listen", endpoint, "--data-dir", dataDir, "--labels", `zone=${labels.zone}`, "--cores", "1", "--token-file", tokenFile,
-       // Several engines share this machine: NVMe/TCP on any free ports.
-       "--nvmf-listen", "127.0.0.1:0", "--nvmf-discovery-listen", "127.0.0.1:0"],
+       // Several engines share this machine, so each gets its own NVMe/TCP ports, stable across
+       // restarts so a host can reconnect: the gRPC port + 1000 for I/O, + 2000 for discovery.
+       "--nvmf-listen", `${host}:${port + 1000}`, "--nvmf-discovery-listen", `${host}:${port + 2000}`],
       { detached: true, stdio: ["ignore", out, out] },
     );
     closeSync(out);

@@ -65,8 +65,9 @@ export async function startCluster(opts: { nodes?: number; diskMib?: number } = 
   const env = { STRATA_HOME: home, STRATA_STACK: stack };
   let base = 0;
   for (let attempt = 0; attempt < 20 && base === 0; attempt++) {
-    const candidate = 20000 + Math.floor(Math.random() * 20000);
-    if (await portsFree(candidate, nodes)) base = candidate;
+    const candidate = 20000 + Math.floor(Math.random() * 18000);
+    // The engines use base+i for gRPC, +1000 and +2000 for NVMe/TCP (see cli/cluster.ts).
+    if ((await portsFree(candidate, nodes)) && (await portsFree(candidate + 1000, nodes)) && (await portsFree(candidate + 2000, nodes))) base = candidate;
   }
   const strata = (...args: string[]) => run(process.execPath, [join(REPO_ROOT, "bin", "strata.js"), ...args], env);
   const up = await strata("cluster", "up", "--nodes", String(nodes), "--base-port", String(base), "--disk-mib", String(opts.diskMib ?? 512));
