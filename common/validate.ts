@@ -74,6 +74,7 @@ export function checkDeviceUri(value: unknown): string | null {
     return `must be a URI like file:///var/lib/strata/disk.img?size_mib=1024, got "${value}"`;
   }
   const scheme = url.protocol.replace(/:$/, "");
+  if (scheme === "nvmf") return checkNvmfUri(value, url);
   if (!(DEVICE_SCHEMES as readonly string[]).includes(scheme))
     return `has unknown scheme "${scheme}:"; supported: ${DEVICE_SCHEMES.map((s) => s + "://").join(", ")}`;
   if (url.host !== "") return `must have an empty host (three slashes: ${scheme}:///...), got host "${url.host}"`;
@@ -84,6 +85,24 @@ export function checkDeviceUri(value: unknown): string | null {
   }
   if (scheme === "malloc" && !url.searchParams.has("size_mib")) return "malloc:// devices need ?size_mib=N";
   if (scheme === "uring" && !url.pathname.startsWith("/dev/")) return `uring:// must name a block device under /dev, got "${url.pathname}"`;
+  return null;
+}
+
+/** nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]: a remote namespace through the NVMe/TCP initiator. */
+function checkNvmfUri(value: string, url: URL): string | null {
+  const form = "nvmf://HOST:PORT/NQN";
+  if (url.hostname === "" || url.port === "") return `must look like ${form} (host and port), got "${value}"`;
+  const nqn = decodeURIComponent(url.pathname.slice(1));
+  if (!nqn.startsWith("nqn.") || nqn.length > 223 || nqn.includes("/")) return `must name a subsystem NQN ("nqn.…", at most 223 bytes) after the port, got "${nqn}"`;
+  for (const [key, v] of url.searchParams) {
+    if (key === "hostnqn") {
+      if (!v.startsWith("nqn.") || v.length > 223) return `hostnqn must be an NQN ("nqn.…", at most 223 bytes), got "${v}"`;
+    } else if (key === "io_timeout_ms" || key === "io_queues") {
+      if (!/^[1-9][0-9]{0,9}$/.test(v)) return `${key} must be a positive whole number, got "${v}"`;
+    } else {
+      return `has unknown parameter "${key}"; nvmf:// takes hostnqn, io_timeout_ms and io_queues`;
+    }
+  }
   return null;
 }
 

@@ -65,6 +65,7 @@ export async function startServer(
     ShareReplica: unary("ShareReplica", (r: { uuid: string; allowed_host_nqns: string[] }) => service.shareReplica(r)),
     UnshareReplica: unary("UnshareReplica", async (r: { uuid: string }) => (await service.unshareReplica(r.uuid), {})),
     ListSubsystems: unary("ListSubsystems", async () => ({ subsystems: await service.listSubsystems() })),
+    ListControllers: unary("ListControllers", async () => ({ controllers: await service.listControllers() })),
   } as grpc.UntypedServiceImplementation);
 
   const port = await new Promise<number>((resolve, reject) => {

@@ -167,6 +167,19 @@ export class EngineService {
     return (await this.native.listSubsystems()).map((s) => this.toSubsystem(s)).sort((a, b) => (a.nqn ?? "").localeCompare(b.nqn ?? ""));
   }
 
+  async listControllers(): Promise<
+    { uri: string; state: string; cntlid: number; queues: number; reconnects: number; last_error: string }[]
+  > {
+    return (await this.native.listControllers()).map((c) => ({
+      uri: c.uri,
+      state: c.state,
+      cntlid: c.cntlid,
+      queues: c.queues,
+      reconnects: c.reconnects,
+      last_error: c.last_error ?? "",
+    }));
+  }
+
   private async describeSubsystem(nqn: string): Promise<Subsystem> {
     const s = (await this.native.listSubsystems()).find((x) => x.nqn === nqn);
     if (!s) throw notFound(`subsystem ${nqn} is not served`);

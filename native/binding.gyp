@@ -12,6 +12,8 @@
         "src/device/file_device.cc",
         "src/device/malloc_device.cc",
         "src/device/open.cc",
+        "src/device/nvmf_device.cc",
+        "src/nvmf/initiator.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",

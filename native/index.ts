@@ -209,6 +209,40 @@ export interface NativeStorage {
   /** Removes the subsystem and disconnects its hosts. Unsharing an unshared replica succeeds. */
   unshareReplica(opts: { uuid: string }): Promise<void>;
   listSubsystems(): Promise<NvmfSubsystemInfo[]>;
+
+  /**
+   * NVMe/TCP initiator controllers of this process: one per open nvmf:// device
+   * (nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]).
+   */
+  listControllers(): Promise<NvmfControllerInfo[]>;
+  /** benchReplica's load generator on a raw device by URI (e.g. nvmf://), no pool in between. */
+  benchDevice(opts: {
+    uri: string;
+    pattern: "randread" | "randwrite" | "read" | "write";
+    block_size_bytes: number;
+    queue_depth: number;
+    duration_ms: number;
+    span_bytes: number;
+  }): Promise<BenchResult>;
+  /** Tests and tools only: one I/O on a raw device (opened and closed per call). Resolves with the data for "read". */
+  deviceIo(opts: {
+    uri: string;
+    kind: "read" | "write" | "flush" | "deallocate" | "write_zeroes";
+    offset_bytes: number;
+    length_bytes: number;
+    data: Buffer | null;
+  }): Promise<Buffer | undefined>;
+}
+
+export interface NvmfControllerInfo {
+  readonly uri: string;
+  /** connecting, live, reconnecting, failed or closed. */
+  readonly state: "connecting" | "live" | "reconnecting" | "failed" | "closed";
+  readonly cntlid: number;
+  /** I/O queues (the admin queue not counted). */
+  readonly queues: number;
+  readonly reconnects: number;
+  readonly last_error: string | null;
 }
 
 function addonPath(): string {

@@ -144,6 +144,17 @@ Napi::Value to_js(Napi::Env env, const nvmf::ConnectedHostData& h) {
   return o;
 }
 
+Napi::Value to_js(Napi::Env env, const nvmf::ControllerInfo& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uri", c.uri);
+  o.Set("state", c.state);
+  o.Set("cntlid", num(env, c.cntlid));
+  o.Set("queues", num(env, c.queues));
+  o.Set("reconnects", num(env, c.reconnects));
+  o.Set("last_error", c.last_error.empty() ? env.Null() : Napi::String::New(env, c.last_error));
+  return o;
+}
+
 Napi::Value to_js(Napi::Env env, const nvmf::SubsystemData& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("nqn", s.nqn);
@@ -402,6 +413,61 @@ Napi::Value ListSubsystems(const Napi::CallbackInfo& info) {
                                                       [](const Napi::Object&, auto done) { Engine::instance().list_subsystems(done); });
 }
 
+Napi::Value ListControllers(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<nvmf::ControllerInfo>>(info, default_to_js<std::vector<nvmf::ControllerInfo>>(),
+                                                       [](const Napi::Object&, auto done) { Engine::instance().list_controllers(done); });
+}
+
+BenchPattern get_pattern(const Napi::Object& o) {
+  std::string pattern = get_string(o, "pattern");
+  if (pattern == "randread") return BenchPattern::kRandRead;
+  if (pattern == "randwrite") return BenchPattern::kRandWrite;
+  if (pattern == "read") return BenchPattern::kRead;
+  if (pattern == "write") return BenchPattern::kWrite;
+  throw ArgumentError{str("pattern '", pattern, "' must be randread, randwrite, read or write")};
+}
+
+Napi::Value BenchDevice(const Napi::CallbackInfo& info) {
+  return async_call<BenchResultData>(info, default_to_js<BenchResultData>(), [&](const Napi::Object& o, auto done) {
+    BenchOptions opts{get_string(o, "uri"), get_pattern(o), get_u64(o, "block_size_bytes"),
+                      static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "queue_depth"), 1 << 20)), get_u64(o, "duration_ms"), get_u64(o, "span_bytes")};
+    Engine::instance().bench_device(std::move(opts), done);
+  });
+}
+
+// deviceIo({uri, kind, offset_bytes, length_bytes, data}): tests and tools only.
+Napi::Value DeviceIo(const Napi::CallbackInfo& info) {
+  auto buffer = std::make_shared<std::shared_ptr<AlignedBuffer>>();
+  auto is_read = std::make_shared<bool>(false);
+  ToJs<Unit> convert = [buffer, is_read](Napi::Env env, Unit&) -> Napi::Value {
+    if (!*is_read) return env.Undefined();
+    return Napi::Buffer<uint8_t>::Copy(env, (*buffer)->data(), (*buffer)->size());
+  };
+  return async_call<Unit>(info, convert, [&](const Napi::Object& o, auto done) {
+    std::string kind = get_string(o, "kind");
+    uint64_t offset = get_u64(o, "offset_bytes");
+    uint64_t length = get_u64(o, "length_bytes");
+    IoKind k;
+    if (kind == "read") k = IoKind::kRead;
+    else if (kind == "write") k = IoKind::kWrite;
+    else if (kind == "flush") k = IoKind::kFlush;
+    else if (kind == "deallocate") k = IoKind::kDeallocate;
+    else if (kind == "write_zeroes") k = IoKind::kWriteZeroes;
+    else throw ArgumentError{str("kind '", kind, "' must be read, write, flush, deallocate or write_zeroes")};
+    if ((k == IoKind::kRead || k == IoKind::kWrite) && (length == 0 || length > kMaxToolIoBytes)) {
+      throw ArgumentError{str("deviceIo moves 1 to ", kMaxToolIoBytes, " bytes per call")};
+    }
+    *is_read = k == IoKind::kRead;
+    if (k == IoKind::kRead || k == IoKind::kWrite) *buffer = std::make_shared<AlignedBuffer>(length);
+    if (k == IoKind::kWrite) {
+      Napi::Value v = o.Get("data");
+      if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() != length) throw ArgumentError{"deviceIo write needs data: a Buffer of length_bytes"};
+      std::memcpy((*buffer)->data(), v.As<Napi::Buffer<uint8_t>>().Data(), length);
+    }
+    Engine::instance().device_io(get_string(o, "uri"), k, offset, length, *buffer, unit_done(done));
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
@@ -429,6 +495,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("shareReplica", Napi::Function::New(env, ShareReplica, "shareReplica"));
   exports.Set("unshareReplica", Napi::Function::New(env, UnshareReplica, "unshareReplica"));
   exports.Set("listSubsystems", Napi::Function::New(env, ListSubsystems, "listSubsystems"));
+  exports.Set("listControllers", Napi::Function::New(env, ListControllers, "listControllers"));
+  exports.Set("benchDevice", Napi::Function::New(env, BenchDevice, "benchDevice"));
+  exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
   return exports;
 }
 

@@ -1,6 +1,12 @@
 #include "engine.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <future>
+#include <random>
+
+#include "device/nvmf_device.h"
 
 #include "util/log.h"
 #include "util/uuid.h"
@@ -45,6 +51,11 @@ Status Engine::start(int cores) {
     reactors.push_back(std::move(reactor));
   }
   reactors_ = std::move(reactors);
+  {
+    std::vector<Reactor*> raw;
+    for (auto& r : reactors_) raw.push_back(r.get());
+    nvmf::set_initiator_reactors(std::move(raw));
+  }
   if (!control_) control_ = std::make_unique<TaskThread>();
   state_ = EngineState::kRunning;
   return Status();
@@ -77,6 +88,9 @@ void Engine::shutdown(StatusCallback done) {
       if (s.ok()) s = pool->finish_export_sync();
       if (!s.ok() && first.ok()) first = s;
     }
+    // After the pools (a pool may sit on an nvmf:// device): our initiator's sockets' receives
+    // must end before the reactors stop.
+    nvmf::close_all_controllers();
     std::vector<std::unique_ptr<Reactor>> reactors;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -443,6 +457,160 @@ void Engine::list_subsystems(Callback<std::vector<nvmf::SubsystemData>> done) {
     target = nvmf_.get();
   }
   done(target ? target->list() : std::vector<nvmf::SubsystemData>{});
+}
+
+}  // namespace strata
+
+namespace strata {
+
+void Engine::list_controllers(Callback<std::vector<nvmf::ControllerInfo>> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  done(nvmf::list_controllers());
+}
+
+namespace {
+uint64_t bench_now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+// benchDevice: like Pool::bench, but straight on a Device (no pool, no replica map).
+struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
+  std::shared_ptr<Device> device;
+  Reactor* reactor = nullptr;
+  BenchOptions options;
+  uint64_t blocks = 0;
+  bool write = false, random = false;
+  std::vector<AlignedBuffer> buffers;
+  std::mt19937_64 rng{std::random_device{}()};
+  uint64_t next_block = 0, start_ns = 0, deadline_ns = 0;
+  uint32_t inflight = 0;
+  BenchResultData result;
+  std::vector<uint32_t> latencies_us;
+  int error = 0;
+  Callback<BenchResultData> done;
+
+  void issue(size_t slot) {
+    uint64_t now = bench_now_ns();
+    if (now >= deadline_ns || error != 0) {
+      if (inflight == 0 && done) finish(now);
+      return;
+    }
+    uint64_t block = random ? rng() % blocks : next_block++ % blocks;
+    inflight++;
+    auto self = shared_from_this();
+    auto cb = [self, slot, now](int res) {
+      self->inflight--;
+      if (res < 0) {
+        if (self->error == 0) self->error = res;
+      } else {
+        self->result.ops++;
+        self->result.bytes += self->options.block_size_bytes;
+        if (self->latencies_us.size() < (1u << 24)) self->latencies_us.push_back(static_cast<uint32_t>((bench_now_ns() - now) / 1000));
+      }
+      self->issue(slot);
+    };
+    uint64_t off = block * options.block_size_bytes;
+    auto len = static_cast<uint32_t>(options.block_size_bytes);
+    if (write) device->write(*reactor, off, len, buffers[slot].data(), cb);
+    else device->read(*reactor, off, len, buffers[slot].data(), cb);
+  }
+
+  void finish(uint64_t now) {
+    result.elapsed_us = (now - start_ns) / 1000;
+    if (!latencies_us.empty()) {
+      std::sort(latencies_us.begin(), latencies_us.end());
+      result.lat_p50_us = latencies_us[latencies_us.size() / 2];
+      result.lat_p99_us = latencies_us[std::min(latencies_us.size() - 1, latencies_us.size() * 99 / 100)];
+    }
+    double seconds = std::max<double>(1e-9, static_cast<double>(result.elapsed_us) / 1e6);
+    result.iops = static_cast<double>(result.ops) / seconds;
+    result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
+    auto d = std::move(done);
+    done = nullptr;
+    if (error != 0) d(Error{ErrorCode::kIoError, str("benchDevice I/O failed: ", std::strerror(-error))});
+    else d(result);
+  }
+};
+}  // namespace
+
+void Engine::bench_device(BenchOptions o, Callback<BenchResultData> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  control_->post([this, o, done] {
+    auto dev = open_device(o.uuid, /*may_create=*/false);
+    if (!dev.ok()) return done(dev.error());
+    std::shared_ptr<Device> device = std::move(dev.value());
+    uint64_t span = o.span_bytes == 0 ? device->size_bytes() : std::min(o.span_bytes, device->size_bytes());
+    uint32_t bs = device->description().block_size_bytes;
+    if (o.block_size_bytes == 0 || o.block_size_bytes % bs != 0 || o.block_size_bytes > (1u << 20) || o.block_size_bytes > span) {
+      return done(Error{ErrorCode::kInvalidArgument, str("bench block_size_bytes ", o.block_size_bytes, " must be a multiple of ", bs,
+                                                         ", at most 1 MiB and at most the span (", span, " bytes)")});
+    }
+    if (o.queue_depth == 0 || o.queue_depth > 1024) return done(Error{ErrorCode::kInvalidArgument, "bench queue_depth must be 1 to 1024"});
+    if (o.duration_ms == 0 || o.duration_ms > 3600 * 1000) return done(Error{ErrorCode::kInvalidArgument, "bench duration_ms must be 1 to 3600000"});
+    auto* nd = dynamic_cast<NvmfDevice*>(device.get());
+    Reactor* reactor = nd ? nd->controller().io_reactor() : reactors_[0].get();
+    auto run = std::make_shared<DeviceBench>();
+    run->device = device;
+    run->reactor = reactor;
+    run->options = o;
+    run->blocks = span / o.block_size_bytes;
+    run->write = o.pattern == BenchPattern::kRandWrite || o.pattern == BenchPattern::kWrite;
+    run->random = o.pattern == BenchPattern::kRandRead || o.pattern == BenchPattern::kRandWrite;
+    for (uint32_t i = 0; i < o.queue_depth; i++) {
+      run->buffers.emplace_back(o.block_size_bytes);
+      for (uint64_t b = 0; b + 8 <= o.block_size_bytes; b += 8) std::memcpy(run->buffers.back().data() + b, &b, 8);
+    }
+    // The device is closed on the control thread, never on a reactor (closing waits for nothing, but keeps threads tidy).
+    run->done = [this, device, done](Result<BenchResultData> r) {
+      control_->post([device, done, r] { done(r); });
+    };
+    reactor->post([run, o] {
+      run->start_ns = bench_now_ns();
+      run->deadline_ns = run->start_ns + o.duration_ms * 1'000'000;
+      for (uint32_t i = 0; i < o.queue_depth; i++) run->issue(i);
+    });
+  });
+}
+
+void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                       std::shared_ptr<AlignedBuffer> buffer, StatusCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s);
+  }
+  control_->post([this, uri, kind, offset_bytes, length_bytes, buffer, done] {
+    auto dev = open_device(uri, /*may_create=*/false);
+    if (!dev.ok()) return done(Status(dev.error()));
+    std::shared_ptr<Device> device = std::move(dev.value());
+    auto* nd = dynamic_cast<NvmfDevice*>(device.get());
+    Reactor* reactor = nd ? nd->controller().io_reactor() : reactors_[0].get();
+    auto finish = [this, device, buffer, done, uri](int res) {
+      control_->post([device, done, res, uri] {
+        if (res < 0) return done(Status(ErrorCode::kIoError,
+                                        str("I/O on ", uri, res == -ETIMEDOUT ? " timed out" : " failed", ": ", std::strerror(-res))));
+        done(Status());
+      });
+    };
+    reactor->post([device, nd, reactor, kind, offset_bytes, length_bytes, buffer, finish] {
+      uint8_t* data = buffer ? buffer->data() : nullptr;
+      auto len = static_cast<uint32_t>(length_bytes);
+      switch (kind) {
+        case IoKind::kRead: return device->read(*reactor, offset_bytes, len, data, finish);
+        case IoKind::kWrite: return device->write(*reactor, offset_bytes, len, data, finish);
+        case IoKind::kFlush: return device->flush(*reactor, finish);
+        case IoKind::kWriteZeroes: return device->write_zeroes(*reactor, offset_bytes, length_bytes, finish);
+        case IoKind::kDeallocate:
+          if (nd) return nd->deallocate(*reactor, offset_bytes, length_bytes, finish);
+          return device->write_zeroes(*reactor, offset_bytes, length_bytes, finish);
+      }
+    });
+  });
 }
 
 }  // namespace strata

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "nvmf/initiator.h"
 #include "nvmf/target.h"
 #include "pool/pool.h"
 #include "pool/types.h"
@@ -68,6 +69,14 @@ class Engine {
   void share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done);
   void unshare_replica(const std::string& uuid, StatusCallback done);
   void list_subsystems(Callback<std::vector<nvmf::SubsystemData>> done);
+
+  // NVMe/TCP initiator. Controllers live as long as the nvmf:// device that opened them.
+  void list_controllers(Callback<std::vector<nvmf::ControllerInfo>> done);
+  // A load generator on a raw device (any URI; `uuid` of `options` holds the device URI).
+  void bench_device(BenchOptions options, Callback<BenchResultData> done);
+  // One I/O on a raw device (tests and tools): opens, does the I/O, closes.
+  void device_io(const std::string& uri, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+                 std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
 
  private:
   Engine() = default;

@@ -14,11 +14,12 @@
 #include "device/device.h"
 #include "device/file_device.h"
 #include "device/malloc_device.h"
+#include "device/nvmf_device.h"
 
 namespace strata {
 namespace {
 
-constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N";
+constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N, nvmf://HOST:PORT/NQN";
 constexpr const char* kAllowRule =
     "only regular files and block devices with major 7, 8, 43, 259 or 240-255 may hold a pool";
 constexpr uint64_t kMaxSizeMib = uint64_t{1} << 30;  // 1 PiB: a limit on everything
@@ -119,6 +120,7 @@ const char* device_kind_name(DeviceKind kind) {
 }
 
 Result<std::unique_ptr<Device>> open_device(const std::string& uri, bool may_create) {
+  if (uri.rfind("nvmf://", 0) == 0) return NvmfDevice::open(uri);  // remote namespace through the NVMe/TCP initiator
   auto parsed_or = parse_uri(uri);
   if (!parsed_or.ok()) return parsed_or.error();
   const ParsedUri& parsed = parsed_or.value();

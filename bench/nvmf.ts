@@ -1,0 +1,156 @@
+// `npm run bench:nvmf`: the same replica measured locally (benchReplica in the engine that owns
+// it) and remotely (benchDevice on nvmf://127.0.0.1:PORT/NQN from a second engine process, our
+// initiator over loopback TCP to our target), alternating workload by workload so both see the
+// same noise. Prints a table and, as the LAST line, one JSON object of remote/local ratios plus
+// added_latency_qd1_us (remote p50 - local p50, 4K randread at qd1).
+//
+// The target engine runs in a child process (`node dist/bench/nvmf.js --target`), as in
+// production where the host and the storage node are different engines.
+import { fork, ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadNative, BenchResult } from "../native";
+
+const MiB = 1024 * 1024;
+const RUNTIME_MS = Number(process.env.STRATA_BENCH_RUNTIME_S ?? 3) * 1000;
+const ROUNDS = Number(process.env.STRATA_BENCH_ROUNDS ?? 2);
+const SPAN_BYTES = 256 * MiB;
+const HOST_NQN = "nqn.2026-11.io.strata:node:bench-initiator";
+/** STRATA_BENCH_ONLY=regex limits the run to matching workload names (for quick checks). */
+const ONLY = new RegExp(process.env.STRATA_BENCH_ONLY ?? ".");
+
+interface Workload {
+  readonly name: string;
+  readonly pattern: "randread" | "randwrite" | "read" | "write";
+  readonly block_size_bytes: number;
+  readonly queue_depth: number;
+}
+const ALL_WORKLOADS: Workload[] = [
+  { name: "randread_4k_qd1", pattern: "randread", block_size_bytes: 4096, queue_depth: 1 },
+  { name: "randread_4k_qd32", pattern: "randread", block_size_bytes: 4096, queue_depth: 32 },
+  { name: "randwrite_4k_qd1", pattern: "randwrite", block_size_bytes: 4096, queue_depth: 1 },
+  { name: "randwrite_4k_qd32", pattern: "randwrite", block_size_bytes: 4096, queue_depth: 32 },
+  { name: "read_128k_qd8", pattern: "read", block_size_bytes: 128 * 1024, queue_depth: 8 },
+  { name: "write_128k_qd8", pattern: "write", block_size_bytes: 128 * 1024, queue_depth: 8 },
+];
+const WORKLOADS = ALL_WORKLOADS.filter((w) => ONLY.test(w.name));
+
+type Msg = { id: number; op: "bench"; w: Workload } | { id: number; op: "stop" };
+
+/** The target side: a pool on a file, a thick pre-written replica, shared over NVMe/TCP. */
+async function targetMain(): Promise<void> {
+  const native = loadNative();
+  native.start({ cores: 2 });
+  const dir = mkdtempSync(join(tmpdir(), "strata-bench-nvmf-"));
+  const pool_uuid = randomUUID();
+  await native.createPool({ uuid: pool_uuid, name: "bench-nvmf", device_uri: `file://${join(dir, "pool.img")}?size_mib=${SPAN_BYTES / MiB + 64}`, cluster_size_bytes: 4 * MiB, force: true });
+  const uuid = randomUUID();
+  await native.createReplica({ pool_uuid, uuid, name: "bench", size_bytes: SPAN_BYTES, thin: false });
+  // Written end to end once: steady state, no first-write effects.
+  await native.benchReplica({ uuid, pattern: "write", block_size_bytes: MiB, queue_depth: 8, duration_ms: 4000, span_bytes: SPAN_BYTES });
+  const { listen_port } = await native.startNvmf({ listen_host: "127.0.0.1", listen_port: 0, discovery_host: "127.0.0.1", discovery_port: 0 });
+  const { nqn } = await native.shareReplica({ uuid, allowed_host_nqns: [HOST_NQN] });
+  process.on("message", (m: Msg) => {
+    void (async () => {
+      if (m.op === "stop") {
+        await native.shutdown();
+        rmSync(dir, { recursive: true, force: true });
+        process.send!({ id: m.id, result: null }, () => process.exit(0));
+        return;
+      }
+      const { w } = m;
+      const result = await native.benchReplica({ uuid, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES });
+      process.send!({ id: m.id, result });
+    })();
+  });
+  process.send!({ id: 0, ready: { port: listen_port, nqn } });
+}
+
+class Child {
+  private next = 1;
+  private readonly waiting = new Map<number, (r: BenchResult | null) => void>();
+  readonly ready: Promise<{ port: number; nqn: string }>;
+  private readonly proc: ChildProcess;
+  constructor() {
+    this.proc = fork(__filename, ["--target"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    this.ready = new Promise((resolve, reject) => {
+      this.proc.once("exit", (code) => reject(new Error(`target process exited with ${code}`)));
+      this.proc.on("message", (m: { id: number; ready?: { port: number; nqn: string }; result?: BenchResult | null }) => {
+        if (m.ready) return resolve(m.ready);
+        this.waiting.get(m.id)?.(m.result ?? null);
+        this.waiting.delete(m.id);
+      });
+    });
+  }
+  call(msg: { op: "bench"; w: Workload } | { op: "stop" }): Promise<BenchResult | null> {
+    const id = this.next++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.proc.send({ ...msg, id });
+    });
+  }
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function main(): Promise<void> {
+  const child = new Child();
+  const { port, nqn } = await child.ready;
+  const native = loadNative();
+  native.start({ cores: 2 });
+  const uri = `nvmf://127.0.0.1:${port}/${nqn}?hostnqn=${HOST_NQN}`;
+  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[] }[] = WORKLOADS.map((w) => ({ workload: w.name, local: [], remote: [] }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, w] of WORKLOADS.entries()) {
+      // ABBA order: whichever side runs second also absorbs the page-cache writeback of the
+      // first side's writes, so neither side is always second.
+      const local = async () => rows[i].local.push((await child.call({ op: "bench", w }))!);
+      const remote = async () =>
+        rows[i].remote.push(await native.benchDevice({ uri, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES }));
+      if (round % 2 === 0) {
+        await local();
+        await remote();
+      } else {
+        await remote();
+        await local();
+      }
+    }
+  }
+  await native.shutdown();
+  await child.call({ op: "stop" });
+
+  const pick = (rs: BenchResult[]) => ({ iops: median(rs.map((r) => r.iops)), p50: median(rs.map((r) => r.lat_p50_us)), p99: median(rs.map((r) => r.lat_p99_us)) });
+  const header = ["workload", "local IOPS", "local p50 us", "local p99 us", "remote IOPS", "remote p50 us", "remote p99 us", "remote/local"];
+  const table = [header];
+  const summary: Record<string, number> = {};
+  let added = 0;
+  for (const r of rows) {
+    const l = pick(r.local), m = pick(r.remote);
+    const ratio = m.iops / l.iops;
+    summary[`remote_local_${r.workload}_ratio`] = Number(ratio.toFixed(3));
+    if (r.workload === "randread_4k_qd1") added = m.p50 - l.p50;
+    table.push([r.workload, l.iops.toFixed(0), String(l.p50), String(l.p99), m.iops.toFixed(0), String(m.p50), String(m.p99), ratio.toFixed(2)]);
+  }
+  summary.added_latency_qd1_us = added;
+  const widths = header.map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  console.log(`NVMe/TCP over loopback: ${ROUNDS} rounds x ${RUNTIME_MS / 1000} s per workload, medians; local = benchReplica in the target engine, remote = benchDevice(${uri.replace(/\?.*/, "")}) from a second engine process`);
+  for (const row of table) console.log("| " + row.map((cell, c) => cell.padEnd(widths[c])).join(" | ") + " |");
+  console.log(JSON.stringify(summary));
+}
+
+if (process.argv.includes("--target")) {
+  targetMain().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,32 @@
+// A Device backed by a remote NVMe/TCP namespace: nvmf://HOST:PORT/NQN[?hostnqn=..&io_timeout_ms=..&io_queues=..].
+#pragma once
+#include <memory>
+
+#include "device/device.h"
+#include "nvmf/initiator.h"
+
+namespace strata {
+
+class NvmfDevice : public Device {
+ public:
+  static Result<std::unique_ptr<Device>> open(const std::string& uri);
+  ~NvmfDevice() override;
+
+  void read(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, void* buffer, IoCallback done) override;
+  void write(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, const void* buffer, IoCallback done) override;
+  void flush(Reactor& reactor, IoCallback done) override;
+  void write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
+  // Deallocate (DSM): the range reads as zeros afterwards on our target.
+  void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done);
+  Status read_sync(uint64_t offset_bytes, size_t length_bytes, void* buffer) override;
+  Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) override;
+  Result<uint64_t> refresh_size() override { return description_.size_bytes; }
+
+  nvmf::HostController& controller() { return *controller_; }
+
+ private:
+  NvmfDevice(DeviceDescription d, std::shared_ptr<nvmf::HostController> c) : Device(std::move(d)), controller_(std::move(c)) {}
+  std::shared_ptr<nvmf::HostController> controller_;
+};
+
+}  // namespace strata

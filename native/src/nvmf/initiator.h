@@ -1,0 +1,108 @@
+// NVMe/TCP initiator (host side). A HostController owns an admin queue and N I/O queues, each its
+// own TCP connection. Setup (ICReq, Connect, properties, Identify, Set Features) is a short
+// blocking exchange on the calling (control) thread; afterwards every queue lives on one
+// reactor: recv/send/timer SQEs on that reactor's io_uring, no polling. A 1 s timer per queue
+// expires I/Os past their deadline and (admin queue) sends Keep Alive every KATO/2. A lost
+// connection moves the controller to kReconnecting; a helper thread redoes setup with
+// exponential backoff and hands the new sockets to the queues, which re-send what is pending.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reactor/reactor.h"
+#include "util/status.h"
+
+namespace strata::nvmf {
+
+enum class HostControllerState {
+  kConnecting,    // first setup in progress on the control thread
+  kLive,          // every queue connected; I/O flows
+  kReconnecting,  // a connection was lost; I/Os wait (up to their timeout) while setup is retried
+  kFailed,        // first setup failed; never served I/O
+  kClosed,        // closed by its owner; I/Os fail
+};
+const char* host_controller_state_name(HostControllerState state);
+
+struct InitiatorOptions {
+  std::string host;  // IPv4 address or name
+  uint16_t port = 4420;
+  std::string subnqn;
+  std::string hostnqn;
+  uint32_t io_queues = 2;
+  uint32_t queue_depth = 128;
+  uint32_t io_timeout_ms = 30000;
+  uint32_t kato_ms = 10000;
+  uint32_t connect_timeout_ms = 5000;
+};
+
+struct ControllerInfo {
+  std::string uri;
+  std::string state;
+  uint32_t cntlid = 0;
+  uint32_t queues = 0;
+  uint64_t reconnects = 0;
+  std::string last_error;
+};
+
+// Registered by the engine at start: the reactors I/O queues are spread over.
+void set_initiator_reactors(std::vector<Reactor*> reactors);
+// The default host NQN of this process: nqn.2026-11.io.strata:node:<hostname>.
+std::string default_host_nqn();
+std::vector<ControllerInfo> list_controllers();
+// Closes every controller (engine shutdown, before the reactors stop).
+void close_all_controllers();
+
+class Queue;
+
+class HostController : public std::enable_shared_from_this<HostController> {
+ public:
+  // Blocking: connects every queue; on success the controller is kLive.
+  static Result<std::shared_ptr<HostController>> connect(const std::string& uri, InitiatorOptions options);
+  ~HostController();
+
+  uint64_t size_bytes() const { return size_bytes_; }
+  uint32_t block_bytes() const { return block_bytes_; }
+  // Any reactor thread. `done` runs on `caller` with bytes or -errno (-ETIMEDOUT on timeout).
+  enum class Op { kRead, kWrite, kFlush, kWriteZeroes, kDeallocate };
+  void io(Reactor& caller, Op op, uint64_t offset_bytes, uint64_t length_bytes, void* buffer, IoCallback done);
+  void close();
+  ControllerInfo info();
+  // The reactor of the first I/O queue: where a load generator or a sync call runs best.
+  Reactor* io_reactor() const;
+  // Blocking wrapper for the control thread (never a reactor thread).
+  int io_sync(Op op, uint64_t offset_bytes, uint64_t length_bytes, void* buffer);
+  // Called by a queue (on its reactor) when its connection ended.
+  void connection_lost(const std::string& why);
+
+ private:
+  explicit HostController(std::string uri, InitiatorOptions options) : uri_(std::move(uri)), options_(std::move(options)) {}
+  void set_state(HostControllerState next);  // the one place the state changes
+  Status setup(std::vector<int>& fds_out);  // blocking: admin + I/O connections
+  void reconnect_loop();
+
+  const std::string uri_;
+  const InitiatorOptions options_;
+  std::mutex mutex_;  // guards state_, cntlid_, reconnects_, last_error_
+  HostControllerState state_ = HostControllerState::kConnecting;
+  uint16_t cntlid_ = 0;
+  uint64_t reconnects_ = 0;
+  std::string last_error_;
+  uint64_t size_bytes_ = 0;
+  uint32_t block_bytes_ = 4096;
+  uint32_t in_capsule_bytes_ = 0;
+  uint32_t max_h2c_bytes_ = 0;
+  std::vector<std::shared_ptr<Queue>> queues_;  // [0] = admin
+  std::atomic<uint32_t> next_queue_{0};
+  std::thread reconnector_;
+  std::atomic<bool> closing_{false};
+};
+
+}  // namespace strata::nvmf
