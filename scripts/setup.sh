@@ -13,12 +13,16 @@ done_step() { log "  done in $(( $(date +%s) - step_started )) s"; }
 
 # Debian packages the build needs. Only root can install them; others get the exact command.
 missing=()
-for pkg in liburing-dev g++ make python3 pkg-config fio; do
+# tshark: the third-party NVMe/TCP decoder of test/native/nvmf/tshark.test.ts; clang and
+# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of scripts/test-fuzz.sh.
+for pkg in liburing-dev g++ make python3 pkg-config fio tshark clang libclang-rt-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" -eq 0 ]; then
+    # wireshark-common otherwise asks whether non-root users may capture; answer no up front.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     log "run as root: apt-get install -y ${missing[*]}"; exit 1

@@ -14,6 +14,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,9 +64,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(Target& target, Reactor& reactor, int fd, bool discovery_port, uint64_t id, std::string peer);
   ~Connection();
   void start();                                   // reactor thread
-  void close_async(const std::string& reason);    // any thread
+  // Any thread. With `let_closing_flush`, a connection that is already closing (flushing a
+  // TermReq or lingering for the host's FIN) is left to finish that on its own; its linger
+  // timer still bounds it.
+  void close_async(const std::string& reason, bool let_closing_flush = false);
   uint64_t id() const { return id_; }
   Reactor& reactor() { return reactor_; }
+
+  // Socket-less seam for the fuzzers (native/fuzz) and other in-process tests: after
+  // attach_test_sink() the connection never touches its fd or the reactor's ring (the Reactor
+  // need not be started). feed_for_test() delivers bytes exactly as a recv completion would;
+  // every byte we would send goes to the sink; work that would be posted back to the reactor
+  // (backend completions, close_async) is queued and run by run_posted_for_test(), so a
+  // harness controls when "asynchronous" completions arrive. Not for production paths.
+  using TestSink = std::function<void(const uint8_t* data, size_t bytes)>;
+  void attach_test_sink(TestSink sink);
+  void feed_for_test(const uint8_t* data, size_t bytes);
+  size_t run_posted_for_test();
+  void peer_closed_for_test();  // as recv returning 0
+  bool closed_for_test() const { return state_ == ConnectionState::kClosing || state_ == ConnectionState::kClosed; }
 
  private:
   enum class CloseMode { kFlush, kAbort };
@@ -120,6 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send_r2t(Request& r);
   void flush_tx();
   void on_sent(int result);
+  void post_to_reactor(std::function<void()> task);
 
   // lifecycle
   void begin_close(CloseMode mode, const std::string& reason);
@@ -171,6 +189,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   bool timer_inflight_ = false;
   __kernel_timespec timer_ts_{};
+
+  // test seam (see attach_test_sink): set means "no socket, no ring"
+  TestSink test_sink_;
+  std::deque<std::function<void()>> test_posted_;
 };
 
 }  // namespace strata::nvmf

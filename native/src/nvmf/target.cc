@@ -343,7 +343,10 @@ void Target::delete_controller(const std::shared_ptr<Controller>& controller, co
     controller->queues.clear();
   }
   log_line(str("nvmf: controller ", controller->cntlid, " of ", controller->host_nqn, " deleted: ", reason));
-  for (auto& q : queues) q->close_async(reason);
+  // A queue already closing is typically the one whose fatal error deleted this controller:
+  // aborting it here would shut the socket down before its C2HTermReq left (the host then saw
+  // only a FIN; found by test/native/nvmf/tshark.test.ts). Let it flush; linger bounds it.
+  for (auto& q : queues) q->close_async(reason, /*let_closing_flush=*/true);
 }
 
 std::vector<uint8_t> Target::discovery_log(const std::string& host_nqn) {
