@@ -7,6 +7,7 @@
 // The target engine runs in a child process (`node dist/bench/nvmf.js --target`), as in
 // production where the host and the storage node are different engines.
 import { fork, ChildProcess } from "node:child_process";
+import { median, ONLY, Workload, WORKLOADS } from "./workloads";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,24 +19,7 @@ const RUNTIME_MS = Number(process.env.STRATA_BENCH_RUNTIME_S ?? 3) * 1000;
 const ROUNDS = Number(process.env.STRATA_BENCH_ROUNDS ?? 2);
 const SPAN_BYTES = 256 * MiB;
 const HOST_NQN = "nqn.2026-11.io.strata:node:bench-initiator";
-/** STRATA_BENCH_ONLY=regex limits the run to matching workload names (for quick checks). */
-const ONLY = new RegExp(process.env.STRATA_BENCH_ONLY ?? ".");
-
-interface Workload {
-  readonly name: string;
-  readonly pattern: "randread" | "randwrite" | "read" | "write";
-  readonly block_size_bytes: number;
-  readonly queue_depth: number;
-}
-const ALL_WORKLOADS: Workload[] = [
-  { name: "randread_4k_qd1", pattern: "randread", block_size_bytes: 4096, queue_depth: 1 },
-  { name: "randread_4k_qd32", pattern: "randread", block_size_bytes: 4096, queue_depth: 32 },
-  { name: "randwrite_4k_qd1", pattern: "randwrite", block_size_bytes: 4096, queue_depth: 1 },
-  { name: "randwrite_4k_qd32", pattern: "randwrite", block_size_bytes: 4096, queue_depth: 32 },
-  { name: "read_128k_qd8", pattern: "read", block_size_bytes: 128 * 1024, queue_depth: 8 },
-  { name: "write_128k_qd8", pattern: "write", block_size_bytes: 128 * 1024, queue_depth: 8 },
-];
-const WORKLOADS = ALL_WORKLOADS.filter((w) => ONLY.test(w.name));
+const SELECTED = WORKLOADS.filter((w) => ONLY.test(w.name));
 
 type Msg = { id: number; op: "bench"; w: Workload } | { id: number; op: "stop" };
 
@@ -93,20 +77,15 @@ class Child {
   }
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
 async function main(): Promise<void> {
   const child = new Child();
   const { port, nqn } = await child.ready;
   const native = loadNative();
   native.start({ cores: 2 });
   const uri = `nvmf://127.0.0.1:${port}/${nqn}?hostnqn=${HOST_NQN}`;
-  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[] }[] = WORKLOADS.map((w) => ({ workload: w.name, local: [], remote: [] }));
+  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[] }[] = SELECTED.map((w) => ({ workload: w.name, local: [], remote: [] }));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, w] of WORKLOADS.entries()) {
+    for (const [i, w] of SELECTED.entries()) {
       // ABBA order: whichever side runs second also absorbs the page-cache writeback of the
       // first side's writes, so neither side is always second.
       const local = async () => rows[i].local.push((await child.call({ op: "bench", w }))!);

@@ -11,29 +11,13 @@ import { join, resolve } from "node:path";
 import { connectEngine } from "../common/client";
 import { loadNative, NativeStorage } from "../native";
 import { ensureFio, runFio } from "./fio";
+import { median, ONLY, WORKLOADS } from "./workloads";
 
 const MiB = 1024 * 1024;
 const RUNTIME_S = Number(process.env.STRATA_BENCH_RUNTIME_S ?? 4);
 const ROUNDS = Number(process.env.STRATA_BENCH_ROUNDS ?? 2);
 const SPAN_BYTES = 256 * MiB;
-/** STRATA_BENCH_ONLY=regex limits the run to matching "<device>_<workload>" names (for quick checks). */
-const ONLY = new RegExp(process.env.STRATA_BENCH_ONLY ?? ".");
 const root = resolve(__dirname, "..", "..");
-
-interface Workload {
-  readonly name: string;
-  readonly rw: "randread" | "randwrite" | "read" | "write";
-  readonly block_size_bytes: number;
-  readonly queue_depth: number;
-}
-const WORKLOADS: Workload[] = [
-  { name: "randread_4k_qd1", rw: "randread", block_size_bytes: 4096, queue_depth: 1 },
-  { name: "randread_4k_qd32", rw: "randread", block_size_bytes: 4096, queue_depth: 32 },
-  { name: "randwrite_4k_qd1", rw: "randwrite", block_size_bytes: 4096, queue_depth: 1 },
-  { name: "randwrite_4k_qd32", rw: "randwrite", block_size_bytes: 4096, queue_depth: 32 },
-  { name: "read_128k_qd8", rw: "read", block_size_bytes: 128 * 1024, queue_depth: 8 },
-  { name: "write_128k_qd8", rw: "write", block_size_bytes: 128 * 1024, queue_depth: 8 },
-];
 
 interface Row {
   device: string;
@@ -42,11 +26,6 @@ interface Row {
   fio_iops: number;
   ours_p99_us: number;
   fio_p99_us: number;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 async function prepareReplica(native: NativeStorage, device_uri: string): Promise<string> {
@@ -83,7 +62,7 @@ async function storageBench(native: NativeStorage, dir: string): Promise<Row[]> 
       for (let round = 0; round < ROUNDS; round++) {
         const r = await native.benchReplica({
           uuid: replica,
-          pattern: w.rw,
+          pattern: w.pattern,
           block_size_bytes: w.block_size_bytes,
           queue_depth: w.queue_depth,
           duration_ms: RUNTIME_S * 1000,
@@ -91,7 +70,7 @@ async function storageBench(native: NativeStorage, dir: string): Promise<Row[]> 
         });
         ours.push(r.iops);
         oursP99.push(r.lat_p99_us);
-        const f = runFio({ filename: kind.fioFile, size_bytes: SPAN_BYTES, rw: w.rw, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, runtime_s: RUNTIME_S });
+        const f = runFio({ filename: kind.fioFile, size_bytes: SPAN_BYTES, rw: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, runtime_s: RUNTIME_S });
         theirs.push(f.iops);
         theirsP99.push(f.lat_p99_us);
       }
