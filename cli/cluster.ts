@@ -177,6 +177,8 @@ export interface NodeStatus {
   readonly node: string;
   readonly endpoint: string;
   readonly state: "running" | "stopped" | "unreachable";
+  /** Where the node serves NVMe/TCP; empty when it is not running. */
+  readonly nvmf_endpoint: string;
   readonly pools: number;
   readonly used_bytes: number;
   readonly capacity_bytes: number;
@@ -190,11 +192,12 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
   const token = readToken(record);
   return Promise.all(
     record.nodes.map(async (n): Promise<NodeStatus> => {
-      const base = { node: n.node, endpoint: n.endpoint, pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0 };
+      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0 };
       if (!alive(n.pid)) return { ...base, state: "stopped", pid: null };
       const engine = connectEngine({ node: n.node, endpoint: n.endpoint, token });
       try {
-        const [{ pools }, { replicas }] = await Promise.all([
+        const [info, { pools }, { replicas }] = await Promise.all([
+          engine.call("GetInfo", {}, 3_000),
           engine.call("ListPools", {}, 3_000),
           engine.call("ListReplicas", { pool: "" }, 3_000),
         ]);
@@ -202,6 +205,7 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
           ...base,
           state: "running",
           pid: n.pid,
+          nvmf_endpoint: info.nvmf_endpoint,
           pools: pools.length,
           used_bytes: pools.reduce((s, p) => s + p.used_bytes, 0),
           capacity_bytes: pools.reduce((s, p) => s + p.capacity_bytes, 0),

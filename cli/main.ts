@@ -88,10 +88,11 @@ export async function main(argv: string[]): Promise<number> {
           }
           print(
             formatTable([
-              ["NODE", "ENDPOINT", "STATE", "POOLS", "USED/CAPACITY", "REPLICAS"],
+              ["NODE", "ENDPOINT", "NVMF", "STATE", "POOLS", "USED/CAPACITY", "REPLICAS"],
               ...rows.map((r) => [
                 r.node,
                 r.endpoint,
+                r.nvmf_endpoint || "-",
                 r.state,
                 String(r.pools),
                 `${formatBytes(r.used_bytes)}/${formatBytes(r.capacity_bytes)}`,

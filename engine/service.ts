@@ -206,6 +206,7 @@ export class EngineService {
       cores: this.cores,
       grpc_endpoint: this.grpcEndpoint,
       uptime_ms: Date.now() - this.startedAt,
+      nvmf_endpoint: this.nvmfAddress,
     };
   }
 
