@@ -112,10 +112,85 @@ export interface NvmfConnectedHost {
 export interface NvmfSubsystemInfo {
   /** nqn.2026-11.io.strata:replica:<replica uuid> */
   readonly nqn: string;
+  /** The uuid of what the namespace serves: a replica or a nexus (see `kind`). */
   readonly replica_uuid: string;
+  readonly kind: "replica" | "nexus";
   /** Host NQNs allowed to connect; empty means nobody may. */
   readonly allowed_host_nqns: readonly string[];
   readonly connected_hosts: readonly NvmfConnectedHost[];
+}
+
+/** A nexus child's lifecycle state. */
+export type NexusChildState =
+  /** In sync: receives every write, serves reads. */
+  | "online"
+  /** Receives writes while a rebuild copies the rest into it; serves no reads. */
+  | "rebuilding"
+  /** Out of sync after an error, a timeout, a failed rebuild or a client request. */
+  | "faulted"
+  /** Out of sync and closed: could not be opened. */
+  | "offline";
+
+/** Why a child is not online ("none" when it is). */
+export type NexusChildReason =
+  | "none"
+  | "io_failure"
+  | "timed_out"
+  | "cannot_open"
+  | "no_space"
+  | "rebuild_failed"
+  | "by_client"
+  | "out_of_sync";
+
+export interface RebuildInfo {
+  readonly child_uri: string;
+  readonly source_uri: string;
+  /** waiting, running, paused, completed, stopped or failed. */
+  readonly state: "waiting" | "running" | "paused" | "completed" | "stopped" | "failed";
+  /** Only the segments written while the child was away are copied. */
+  readonly partial: boolean;
+  readonly bytes_done: number;
+  readonly bytes_total: number;
+  /** The nexus size: a partial rebuild's bytes_total is measured against it. */
+  readonly volume_bytes: number;
+  /** Segments a thin source never wrote: zeroed on the child instead of copied. */
+  readonly segments_skipped: number;
+  readonly mib_per_s: number;
+  readonly start_ms: number;
+  readonly end_ms: number | null;
+  readonly error: string | null;
+}
+
+export interface NexusChildInfo {
+  /** replica:///<uuid> (on this node) or nvmf://HOST:PORT/NQN. */
+  readonly uri: string;
+  readonly state: NexusChildState;
+  readonly reason: NexusChildReason;
+  readonly last_error: string | null;
+  readonly read_ops: number;
+  readonly write_ops: number;
+  readonly errors: number;
+  /** Bytes written while it was away: what a partial rebuild will copy. */
+  readonly missed_bytes: number;
+  readonly rebuild: RebuildInfo | null;
+}
+
+export interface NexusInfo {
+  readonly uuid: string;
+  /** open, shutting_down or shutdown. */
+  readonly state: "open" | "shutting_down" | "shutdown";
+  /** online (every child online), degraded (some) or faulted (none: I/O fails). */
+  readonly health: "online" | "degraded" | "faulted";
+  readonly size_bytes: number;
+  /** The newest membership generation on the children's labels. */
+  readonly generation: number;
+  /** The newest label did not record a clean shutdown. */
+  readonly opened_after_unclean_shutdown: boolean;
+  /** nqn.2026-11.io.strata:nexus:<uuid> while published. */
+  readonly nqn: string | null;
+  readonly frontend_host_nqn: string | null;
+  readonly children: readonly NexusChildInfo[];
+  readonly stats: IoStats;
 }
 
 /**
@@ -139,8 +214,11 @@ export interface NativeError extends Error {
 }
 
 export interface NativeStorage {
-  /** Starts `cores` reactor threads. Must be called once before any other call. */
-  start(opts: { cores: number }): void;
+  /**
+   * Starts `cores` reactor threads. Must be called once before any other call.
+   * `fault_injection` (tests only) wraps nexus children so injectFault works.
+   */
+  start(opts: { cores: number; fault_injection?: boolean }): void;
   /** Drains in-flight I/O, writes clean-shutdown state for every pool, stops reactors. */
   shutdown(): Promise<void>;
 
@@ -232,6 +310,46 @@ export interface NativeStorage {
     length_bytes: number;
     data: Buffer | null;
   }): Promise<Buffer | undefined>;
+
+  /**
+   * Creates a nexus (RAID-1) over children: replica:///<uuid> (local) or nvmf:// URIs. Child
+   * health comes from the labels on the children (the newest generation wins); children that
+   * cannot be opened are left out as offline/cannot_open. Idempotent by uuid. The nexus is
+   * also a device: nexus:///<uuid> for benchDevice and deviceIo.
+   */
+  createNexus(opts: { uuid: string; size_bytes: number; children: string[]; child_io_timeout_ms?: number }): Promise<NexusInfo>;
+  /** Shuts the nexus down (if needed) and forgets it; never touches the replicas. Idempotent. */
+  destroyNexus(opts: { uuid: string }): Promise<void>;
+  /** Unpublishes, drains I/O, writes clean labels and closes the children. */
+  shutdownNexus(opts: { uuid: string }): Promise<void>;
+  /** Shares the nexus over NVMe/TCP to one frontend host NQN. */
+  publishNexus(opts: { uuid: string; frontend_host_nqn: string }): Promise<{ nqn: string }>;
+  /** Refused (FAILED_PRECONDITION) for a frontend other than the one it is published to. */
+  unpublishNexus(opts: { uuid: string; frontend_host_nqn: string }): Promise<void>;
+  listNexus(): Promise<NexusInfo[]>;
+  nexusChild(opts: { uuid: string; child_uri: string; action: "add" | "remove" | "fault" | "online" }): Promise<void>;
+  nexusRebuild(opts: { uuid: string; child_uri: string; action: "start" | "pause" | "resume" | "stop" }): Promise<void>;
+  /** The child's running rebuild, or its latest finished one. */
+  rebuildStats(opts: { uuid: string; child_uri: string }): Promise<RebuildInfo>;
+  rebuildHistory(opts: { uuid: string }): Promise<RebuildInfo[]>;
+  /** Tests only (start with fault_injection): fail or delay a child's I/O; `clear` removes all rules. */
+  injectFault(
+    opts:
+      | { uuid: string; child_uri: string; clear: true }
+      | {
+          uuid: string;
+          child_uri: string;
+          clear?: false;
+          op: "read" | "write" | "any";
+          error: "none" | "eio" | "enospc";
+          delay_ms: number;
+          /** Nexus offsets; 0 and 0 = the whole child. */
+          offset_bytes: number;
+          length_bytes: number;
+          /** Matching I/Os to fault; 0 = until cleared. */
+          count: number;
+        },
+  ): Promise<void>;
 }
 
 export interface NvmfControllerInfo {

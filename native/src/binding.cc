@@ -159,12 +159,61 @@ Napi::Value to_js(Napi::Env env, const nvmf::SubsystemData& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("nqn", s.nqn);
   o.Set("replica_uuid", s.replica_uuid);
+  o.Set("kind", s.kind);
   Napi::Array hosts = Napi::Array::New(env, s.allowed_host_nqns.size());
   for (size_t i = 0; i < s.allowed_host_nqns.size(); i++) hosts.Set(i, s.allowed_host_nqns[i]);
   o.Set("allowed_host_nqns", hosts);
   Napi::Array connected = Napi::Array::New(env, s.connected_hosts.size());
   for (size_t i = 0; i < s.connected_hosts.size(); i++) connected.Set(i, to_js(env, s.connected_hosts[i]));
   o.Set("connected_hosts", connected);
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const nexus::RebuildInfo& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("child_uri", r.child_uri);
+  o.Set("source_uri", r.source_uri);
+  o.Set("state", r.state);
+  o.Set("partial", r.partial);
+  o.Set("bytes_done", num(env, r.bytes_done));
+  o.Set("bytes_total", num(env, r.bytes_total));
+  o.Set("volume_bytes", num(env, r.volume_bytes));
+  o.Set("segments_skipped", num(env, r.segments_skipped));
+  o.Set("mib_per_s", Napi::Number::New(env, r.mib_per_s));
+  o.Set("start_ms", num(env, r.start_ms));
+  o.Set("end_ms", r.end_ms == 0 ? env.Null() : num(env, r.end_ms));
+  o.Set("error", str_or_null(env, r.error));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const nexus::ChildInfo& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uri", c.uri);
+  o.Set("state", c.state);
+  o.Set("reason", c.reason);
+  o.Set("last_error", str_or_null(env, c.last_error));
+  o.Set("read_ops", num(env, c.read_ops));
+  o.Set("write_ops", num(env, c.write_ops));
+  o.Set("errors", num(env, c.errors));
+  o.Set("missed_bytes", num(env, c.missed_bytes));
+  o.Set("rebuild", c.has_rebuild ? to_js(env, c.rebuild) : env.Null());
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const nexus::NexusInfoData& n) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uuid", n.uuid);
+  o.Set("state", n.state);
+  o.Set("health", n.health);
+  o.Set("size_bytes", num(env, n.size_bytes));
+  o.Set("generation", num(env, n.generation));
+  o.Set("opened_after_unclean_shutdown", n.opened_after_unclean_shutdown);
+  o.Set("nqn", str_or_null(env, n.nqn));
+  o.Set("frontend_host_nqn", str_or_null(env, n.frontend_host_nqn));
+  Napi::Array children = Napi::Array::New(env, n.children.size());
+  for (size_t i = 0; i < n.children.size(); i++) children.Set(i, to_js(env, n.children[i]));
+  o.Set("children", children);
+  o.Set("stats", to_js(env, n.stats));
   return o;
 }
 
@@ -205,14 +254,17 @@ std::function<void(Status)> unit_done(std::function<void(Result<Unit>)> done) {
 Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int cores = 1;
+  bool fault_injection = false;
   try {
-    cores = static_cast<int>(std::min<uint64_t>(get_u64(options_of(info), "cores"), 1 << 20));
+    Napi::Object o = options_of(info);
+    cores = static_cast<int>(std::min<uint64_t>(get_u64(o, "cores"), 1 << 20));
+    if (!o.Get("fault_injection").IsUndefined()) fault_injection = get_bool(o, "fault_injection");
   } catch (const ArgumentError& e) {
     Napi::Error err = Napi::Error::New(env, e.message);
     err.Set("code", "INVALID_ARGUMENT");
     throw err;
   }
-  Status s = Engine::instance().start(cores);
+  Status s = Engine::instance().start(cores, fault_injection);
   if (!s.ok()) throw Napi::Error(env, make_js_error(env, s.error()));
   return env.Undefined();
 }
@@ -468,6 +520,99 @@ Napi::Value DeviceIo(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- nexus ----
+
+Napi::Value CreateNexus(const Napi::CallbackInfo& info) {
+  return async_call<nexus::NexusInfoData>(info, default_to_js<nexus::NexusInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::CreateNexusOptions opts;
+    opts.uuid = get_string(o, "uuid");
+    opts.size_bytes = get_u64(o, "size_bytes");
+    opts.children = get_strings(o, "children");
+    if (!o.Get("child_io_timeout_ms").IsUndefined()) opts.child_io_timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "child_io_timeout_ms"), UINT32_MAX));
+    Engine::instance().create_nexus(std::move(opts), done);
+  });
+}
+
+Napi::Value DestroyNexus(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) { Engine::instance().destroy_nexus(get_string(o, "uuid"), unit_done(done)); });
+}
+
+Napi::Value ShutdownNexus(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) { Engine::instance().shutdown_nexus(get_string(o, "uuid"), unit_done(done)); });
+}
+
+Napi::Value PublishNexus(const Napi::CallbackInfo& info) {
+  ToJs<std::string> convert = [](Napi::Env env, std::string& nqn) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("nqn", nqn);
+    return o;
+  };
+  return async_call<std::string>(info, convert, [&](const Napi::Object& o, auto done) {
+    Engine::instance().publish_nexus(get_string(o, "uuid"), get_string(o, "frontend_host_nqn"), done);
+  });
+}
+
+Napi::Value UnpublishNexus(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().unpublish_nexus(get_string(o, "uuid"), get_string(o, "frontend_host_nqn"), unit_done(done));
+  });
+}
+
+Napi::Value ListNexus(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<nexus::NexusInfoData>>(info, default_to_js<std::vector<nexus::NexusInfoData>>(),
+                                                       [](const Napi::Object&, auto done) { Engine::instance().list_nexus(done); });
+}
+
+Napi::Value NexusChild(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().child_op(get_string(o, "uuid"), get_string(o, "child_uri"), get_string(o, "action"), unit_done(done));
+  });
+}
+
+Napi::Value NexusRebuild(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().rebuild_op(get_string(o, "uuid"), get_string(o, "child_uri"), get_string(o, "action"), unit_done(done));
+  });
+}
+
+Napi::Value RebuildStats(const Napi::CallbackInfo& info) {
+  return async_call<nexus::RebuildInfo>(info, default_to_js<nexus::RebuildInfo>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().rebuild_stats(get_string(o, "uuid"), get_string(o, "child_uri"), done);
+  });
+}
+
+Napi::Value RebuildHistory(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<nexus::RebuildInfo>>(info, default_to_js<std::vector<nexus::RebuildInfo>>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().rebuild_history(get_string(o, "uuid"), done);
+  });
+}
+
+// injectFault({uuid, child_uri, clear?, op, error, delay_ms, offset_bytes, length_bytes, count})
+Napi::Value InjectFault(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    std::optional<FaultRule> rule;
+    if (o.Get("clear").IsUndefined() || !get_bool(o, "clear")) {
+      FaultRule r;
+      std::string op = get_string(o, "op");
+      if (op == "read") r.op = FaultOp::kRead;
+      else if (op == "write") r.op = FaultOp::kWrite;
+      else if (op == "any") r.op = FaultOp::kAny;
+      else throw ArgumentError{str("fault op '", op, "' must be read, write or any")};
+      std::string error = get_string(o, "error");
+      if (error == "none") r.error = 0;
+      else if (error == "eio") r.error = EIO;
+      else if (error == "enospc") r.error = ENOSPC;
+      else throw ArgumentError{str("fault error '", error, "' must be none, eio or enospc")};
+      r.delay_ms = static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "delay_ms"), 3600000));
+      r.offset_bytes = get_u64(o, "offset_bytes");
+      r.length_bytes = get_u64(o, "length_bytes");
+      r.remaining = get_u64(o, "count");
+      rule = r;
+    }
+    Engine::instance().inject_fault(get_string(o, "uuid"), get_string(o, "child_uri"), rule, unit_done(done));
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
@@ -498,6 +643,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listControllers", Napi::Function::New(env, ListControllers, "listControllers"));
   exports.Set("benchDevice", Napi::Function::New(env, BenchDevice, "benchDevice"));
   exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
+  exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));
+  exports.Set("destroyNexus", Napi::Function::New(env, DestroyNexus, "destroyNexus"));
+  exports.Set("shutdownNexus", Napi::Function::New(env, ShutdownNexus, "shutdownNexus"));
+  exports.Set("publishNexus", Napi::Function::New(env, PublishNexus, "publishNexus"));
+  exports.Set("unpublishNexus", Napi::Function::New(env, UnpublishNexus, "unpublishNexus"));
+  exports.Set("listNexus", Napi::Function::New(env, ListNexus, "listNexus"));
+  exports.Set("nexusChild", Napi::Function::New(env, NexusChild, "nexusChild"));
+  exports.Set("nexusRebuild", Napi::Function::New(env, NexusRebuild, "nexusRebuild"));
+  exports.Set("rebuildStats", Napi::Function::New(env, RebuildStats, "rebuildStats"));
+  exports.Set("rebuildHistory", Napi::Function::New(env, RebuildHistory, "rebuildHistory"));
+  exports.Set("injectFault", Napi::Function::New(env, InjectFault, "injectFault"));
   return exports;
 }
 

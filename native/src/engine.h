@@ -9,9 +9,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <vector>
 
+#include "nexus/nexus.h"
 #include "nvmf/initiator.h"
 #include "nvmf/target.h"
 #include "pool/pool.h"
@@ -36,7 +38,8 @@ class Engine {
  public:
   static Engine& instance();
 
-  Status start(int cores);
+  // `fault_injection`: wrap nexus children so faults can be injected (a test flag).
+  Status start(int cores, bool fault_injection = false);
   void shutdown(StatusCallback done);
 
   void probe_device(const std::string& uri, Callback<DeviceInfoData> done);
@@ -78,8 +81,37 @@ class Engine {
   void device_io(const std::string& uri, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
                  std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
 
+  // Nexus (native/src/nexus). Children are replica:///<uuid> (a local replica) or nvmf:// URIs.
+  struct CreateNexusOptions {
+    std::string uuid;
+    uint64_t size_bytes = 0;
+    std::vector<std::string> children;
+    uint32_t child_io_timeout_ms = 5000;
+  };
+  void create_nexus(CreateNexusOptions options, Callback<nexus::NexusInfoData> done);
+  void destroy_nexus(const std::string& uuid, StatusCallback done);
+  void shutdown_nexus(const std::string& uuid, StatusCallback done);
+  void publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, Callback<std::string> done);
+  void unpublish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, StatusCallback done);
+  void list_nexus(Callback<std::vector<nexus::NexusInfoData>> done);
+  // action: add | remove | fault | online
+  void child_op(const std::string& uuid, const std::string& child_uri, const std::string& action, StatusCallback done);
+  // action: start | pause | resume | stop
+  void rebuild_op(const std::string& uuid, const std::string& child_uri, const std::string& action, StatusCallback done);
+  void rebuild_stats(const std::string& uuid, const std::string& child_uri, Callback<nexus::RebuildInfo> done);
+  void rebuild_history(const std::string& uuid, Callback<std::vector<nexus::RebuildInfo>> done);
+  // Fault injection (only when started with fault_injection). An empty rule list clears.
+  void inject_fault(const std::string& uuid, const std::string& child_uri, std::optional<FaultRule> rule, StatusCallback done);
+
  private:
   Engine() = default;
+  std::shared_ptr<nexus::Nexus> find_nexus(const std::string& uuid);
+  // Control thread: opens one child (with retries) and reads its label.
+  nexus::OpenedChild open_child(const std::string& uri, uint64_t nexus_size_bytes, uint32_t io_timeout_ms, Status* fatal);
+  // Opens a device by URI, including the engine's own replica:/// and nexus:/// devices.
+  Result<std::unique_ptr<Device>> open_any_device(const std::string& uri);
+  void io_nexus(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, std::shared_ptr<AlignedBuffer> buffer,
+                StatusCallback done);
   Status check_running();
   std::shared_ptr<Pool> find_pool(const std::string& uuid);
   std::shared_ptr<Pool> find_replica_pool(const std::string& replica_uuid);
@@ -97,6 +129,9 @@ class Engine {
   std::map<std::string, std::shared_ptr<Pool>> pools_;        // imported pools by uuid
   std::map<std::string, std::string> replica_pool_;           // replica uuid -> pool uuid
   std::set<std::string> device_busy_;                         // device identities being opened or used
+  std::map<std::string, std::shared_ptr<nexus::Nexus>> nexuses_;  // by uuid
+  std::map<std::string, std::string> replica_nexus_;          // local replica uuid -> nexus using it as a child
+  bool fault_injection_ = false;
   std::unique_ptr<nvmf::Target> nvmf_;                        // null until start_nvmf
   // Stopped targets are kept, never destroyed: late completions of closed connections may still
   // hold references to them.

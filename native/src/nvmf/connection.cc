@@ -812,7 +812,7 @@ void Connection::backend_io(Request& r, IoKind kind, uint64_t offset_bytes, uint
   const uint16_t slot = r.slot;
   const uint32_t generation = r.generation;
   std::shared_ptr<AlignedBuffer> buffer = (kind == IoKind::kRead || kind == IoKind::kWrite) ? r.buffer : nullptr;
-  target_.backend()(subsystem_->replica_uuid, kind, offset_bytes, length_bytes, std::move(buffer), [self, slot, generation, kind](Status s) {
+  target_.backend()(*subsystem_, kind, offset_bytes, length_bytes, std::move(buffer), [self, slot, generation, kind](Status s) {
     // The pool may live on another reactor: come back to ours before touching the connection.
     self->post_to_reactor([self, slot, generation, kind, s] { self->backend_done(slot, generation, s, kind); });
   });

@@ -54,7 +54,9 @@ const char* controller_state_name(ControllerState s) {
   return "?";
 }
 
-std::string subsystem_nqn(const std::string& replica_uuid) { return std::string(kSubsystemNqnPrefix) + replica_uuid; }
+std::string subsystem_nqn(const std::string& uuid, NamespaceKind kind) {
+  return std::string(kind == NamespaceKind::kNexus ? kNexusNqnPrefix : kSubsystemNqnPrefix) + uuid;
+}
 
 Reactor& Target::next_reactor() { return *reactors_[next_reactor_++ % reactors_.size()]; }
 
@@ -216,9 +218,10 @@ void Target::stop() {
   if (!done) log_line(str("nvmf: ", connections_.size(), " connection(s) still closing after 10 s"));
 }
 
-std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed) {
+std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed, NamespaceKind kind) {
   auto sub = std::make_shared<Subsystem>();
-  sub->nqn = subsystem_nqn(replica_uuid);
+  sub->nqn = subsystem_nqn(replica_uuid, kind);
+  sub->kind = kind;
   sub->replica_uuid = replica_uuid;
   sub->replica_uuid_bytes = parse_uuid(replica_uuid).value_or(UuidBytes{});
   sub->size_bytes = size_bytes;
@@ -243,8 +246,8 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
   return sub->nqn;
 }
 
-void Target::unshare(const std::string& replica_uuid) {
-  std::string nqn = subsystem_nqn(replica_uuid);
+void Target::unshare(const std::string& replica_uuid, NamespaceKind kind) {
+  std::string nqn = subsystem_nqn(replica_uuid, kind);
   std::vector<std::shared_ptr<Controller>> evicted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -257,16 +260,17 @@ void Target::unshare(const std::string& replica_uuid) {
   for (auto& c : evicted) delete_controller(c, str(nqn, " was unshared"));
 }
 
-bool Target::is_shared(const std::string& replica_uuid) {
+bool Target::is_shared(const std::string& replica_uuid, NamespaceKind kind) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return subsystems_.count(subsystem_nqn(replica_uuid)) > 0;
+  return subsystems_.count(subsystem_nqn(replica_uuid, kind)) > 0;
 }
 
 std::vector<SubsystemData> Target::list() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<SubsystemData> out;
   for (auto& [nqn, sub] : subsystems_) {
-    SubsystemData d{nqn, sub->replica_uuid, {sub->allowed_host_nqns.begin(), sub->allowed_host_nqns.end()}, {}};
+    SubsystemData d{nqn, sub->replica_uuid, sub->kind == NamespaceKind::kNexus ? "nexus" : "replica",
+                    {sub->allowed_host_nqns.begin(), sub->allowed_host_nqns.end()}, {}};
     for (auto& [cntlid, c] : controllers_) {
       if (c->discovery || c->subsystem->nqn != nqn || c->state == ControllerState::kDeleted) continue;
       d.connected_hosts.push_back(ConnectedHostData{c->host_nqn, cntlid, static_cast<uint32_t>(c->queues.size())});

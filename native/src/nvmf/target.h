@@ -48,21 +48,30 @@ struct ConnectedHostData {
   uint32_t queues;
 };
 
+// What a subsystem's one namespace serves.
+enum class NamespaceKind {
+  kReplica,  // a replica of a local pool: nqn.2026-11.io.strata:replica:<uuid>
+  kNexus,    // a nexus (a replicated volume): nqn.2026-11.io.strata:nexus:<uuid>
+};
+
 struct SubsystemData {
   std::string nqn;
-  std::string replica_uuid;
+  std::string replica_uuid;  // the uuid of what it serves (a replica or a nexus, per `kind`)
+  std::string kind;
   std::vector<std::string> allowed_host_nqns;
   std::vector<ConnectedHostData> connected_hosts;
 };
 
-// The data path below a namespace: Engine::replica_io. `done` may run on any thread.
-using IoBackend = std::function<void(const std::string& replica_uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
+struct Subsystem;
+// The data path below a namespace: Engine::replica_io or the nexus. `done` may run on any thread.
+using IoBackend = std::function<void(const Subsystem& subsystem, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
                                      std::shared_ptr<AlignedBuffer> buffer, std::function<void(Status)> done)>;
 
 // One shared replica: an NVM subsystem with a single namespace (NSID 1).
 struct Subsystem {
   std::string nqn;
-  std::string replica_uuid;
+  NamespaceKind kind = NamespaceKind::kReplica;
+  std::string replica_uuid;  // of the replica or the nexus
   UuidBytes replica_uuid_bytes{};
   uint64_t size_bytes = 0;
   std::set<std::string> allowed_host_nqns;  // empty: nobody may connect
@@ -111,10 +120,11 @@ class Target {
 
   // Any thread. Sharing an already shared replica replaces its allow list in place; hosts that
   // are no longer allowed are disconnected.
-  std::string share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed_host_nqns);
+  std::string share(const std::string& uuid, uint64_t size_bytes, std::set<std::string> allowed_host_nqns,
+                    NamespaceKind kind = NamespaceKind::kReplica);
   // Any thread; idempotent. Disconnects the subsystem's hosts.
-  void unshare(const std::string& replica_uuid);
-  bool is_shared(const std::string& replica_uuid);
+  void unshare(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);
+  bool is_shared(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);
   std::vector<SubsystemData> list();
 
   // ---- for connections (their reactor thread) ----
@@ -170,6 +180,6 @@ class Target {
   uint64_t next_connection_id_ = 1;
 };
 
-std::string subsystem_nqn(const std::string& replica_uuid);
+std::string subsystem_nqn(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);
 
 }  // namespace strata::nvmf

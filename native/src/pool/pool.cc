@@ -300,6 +300,14 @@ Result<IoStats> Pool::stats(const std::string& uuid) const {
   return r->stats;
 }
 
+Result<std::pair<uint64_t, std::vector<bool>>> Pool::allocation_map(const std::string& uuid) const {
+  Replica* r = find_replica(uuid);
+  if (r == nullptr || r->state != ReplicaState::kOnline) return Error{ErrorCode::kNotFound, str("no replica ", uuid)};
+  std::vector<bool> mapped(r->map.size());
+  for (size_t i = 0; i < r->map.size(); i++) mapped[i] = r->map[i] != Replica::kUnmapped || r->allocating.count(i) > 0;
+  return std::make_pair(layout_.cluster_size_bytes, std::move(mapped));
+}
+
 // ---- exclusive control operations -----------------------------------------------------------
 
 void Pool::run_exclusive(std::function<void(std::function<void()>)> op) {

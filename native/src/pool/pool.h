@@ -79,6 +79,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void grow(std::function<void(Result<PoolInfoData>)> done);
   PoolCheckReportData check() const;
   Result<IoStats> stats(const std::string& uuid) const;
+  // Which virtual clusters of a replica hold data (false: reads zeros), and the cluster size.
+  // A rebuild reads this to skip what a thin replica never wrote.
+  Result<std::pair<uint64_t, std::vector<bool>>> allocation_map(const std::string& uuid) const;
   // Replica I/O: offset/length multiples of 512; split at cluster boundaries; `buffer` is
   // 4 KiB-aligned (O_DIRECT) and lives until `done`.
   void io(const std::string& replica_uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, uint8_t* buffer, Done done);

@@ -1,0 +1,1169 @@
+#include "nexus/nexus.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "device/replica_device.h"
+#include "util/crc32c.h"
+#include "util/log.h"
+
+namespace strata::nexus {
+namespace {
+
+uint64_t steady_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+uint64_t steady_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+ChildReason reason_of_errno(int error) {
+  if (error == -ETIMEDOUT) return ChildReason::kTimedOut;
+  if (error == -ENOSPC) return ChildReason::kNoSpace;
+  return ChildReason::kIoFailure;
+}
+
+bool is_local(const std::shared_ptr<Device>& d) {
+  Device* inner = d.get();
+  if (auto* f = dynamic_cast<FaultDevice*>(inner)) inner = &f->inner();
+  return dynamic_cast<ReplicaDevice*>(inner) != nullptr;
+}
+
+ReplicaDevice* local_replica(const std::shared_ptr<Device>& d) {
+  Device* inner = d.get();
+  if (auto* f = dynamic_cast<FaultDevice*>(inner)) inner = &f->inner();
+  return dynamic_cast<ReplicaDevice*>(inner);
+}
+
+}  // namespace
+
+const char* child_state_name(ChildState s) {
+  switch (s) {
+    case ChildState::kOnline: return "online";
+    case ChildState::kRebuilding: return "rebuilding";
+    case ChildState::kFaulted: return "faulted";
+    case ChildState::kOffline: return "offline";
+  }
+  return "unknown";
+}
+
+const char* child_reason_name(ChildReason r) {
+  switch (r) {
+    case ChildReason::kNone: return "none";
+    case ChildReason::kIoFailure: return "io_failure";
+    case ChildReason::kTimedOut: return "timed_out";
+    case ChildReason::kCannotOpen: return "cannot_open";
+    case ChildReason::kNoSpace: return "no_space";
+    case ChildReason::kRebuildFailed: return "rebuild_failed";
+    case ChildReason::kByClient: return "by_client";
+    case ChildReason::kOutOfSync: return "out_of_sync";
+  }
+  return "unknown";
+}
+
+const char* nexus_state_name(NexusState s) {
+  switch (s) {
+    case NexusState::kOpen: return "open";
+    case NexusState::kShuttingDown: return "shutting_down";
+    case NexusState::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+const char* rebuild_state_name(RebuildState s) {
+  switch (s) {
+    case RebuildState::kWaiting: return "waiting";
+    case RebuildState::kRunning: return "running";
+    case RebuildState::kPaused: return "paused";
+    case RebuildState::kCompleted: return "completed";
+    case RebuildState::kStopped: return "stopped";
+    case RebuildState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+UuidBytes child_identity(const std::string& uri) {
+  std::string tail;
+  if (uri.rfind("replica:///", 0) == 0) {
+    tail = uri.substr(11);
+  } else if (auto at = uri.find(":replica:"); at != std::string::npos) {
+    tail = uri.substr(at + 9);
+    if (auto q = tail.find('?'); q != std::string::npos) tail = tail.substr(0, q);
+  }
+  if (auto id = parse_uuid(tail)) return *id;
+  // Not a Strata replica: a stable id from the URI (without query), marked as such in byte 6.
+  std::string base = uri.substr(0, uri.find('?'));
+  UuidBytes id{};
+  for (int i = 0; i < 4; i++) {
+    uint32_t c = crc32c(static_cast<uint32_t>(i * 0x9e3779b9u), base.data(), base.size());
+    std::memcpy(id.data() + 4 * i, &c, 4);
+  }
+  id[6] = static_cast<uint8_t>((id[6] & 0x0f) | 0x80);
+  return id;
+}
+
+// ---- structures ---------------------------------------------------------------------------
+
+struct Nexus::Child {
+  std::string uri;
+  UuidBytes identity{};
+  std::shared_ptr<Device> device;  // null while closed (Offline, or being reopened)
+  std::shared_ptr<FaultDevice> faults;
+  uint32_t max_io_bytes = 1u << 20;
+  ChildState state = ChildState::kOffline;
+  ChildReason reason = ChildReason::kNone;
+  std::string last_error;
+  // Dirty units written while the child was away. Meaningful only when `tracking`: otherwise
+  // what it missed is unknown and only a full rebuild brings it back.
+  bool tracking = false;
+  std::vector<bool> missed;
+  uint64_t inflight = 0;
+  std::vector<std::function<void()>> on_idle;
+  uint64_t read_ops = 0, write_ops = 0, errors = 0;
+  std::shared_ptr<Rebuild> rebuild;  // the active job copying into this child
+  bool reopening = false;
+};
+
+// One I/O on a child finished: wake whoever waits for the child to go idle (online, remove,
+// shutdown), after the caller has finished its own bookkeeping.
+void Nexus::release(Child& c) {
+  assert(c.inflight > 0);
+  if (--c.inflight > 0 || c.on_idle.empty()) return;
+  auto callbacks = std::move(c.on_idle);
+  c.on_idle.clear();
+  for (auto& cb : callbacks) cb();
+}
+
+struct HostIo {
+  IoKind kind;
+  uint64_t length_bytes = 0;
+  uint64_t start_us = 0;
+  uint32_t parts_pending = 0;
+  std::optional<Status> first_error;
+  Nexus::Done done;
+};
+
+struct Nexus::Part {
+  std::shared_ptr<HostIo> host;
+  IoKind kind;
+  uint64_t offset_bytes = 0, length_bytes = 0;
+  uint8_t* data = nullptr;
+  uint64_t segment = UINT64_MAX;  // UINT64_MAX: takes no range lock (flush)
+  uint32_t pending = 0;
+  uint64_t epoch = 0;
+  bool counted_write = false;
+  int error = 0;
+  bool no_space = false;
+  std::vector<std::shared_ptr<Child>> succeeded;
+  std::vector<Child*> tried;  // reads: children already asked
+};
+
+struct Nexus::Rebuild {
+  struct Run {
+    uint64_t offset_bytes, length_bytes;
+    bool zero = false;     // unallocated on the source: zero the destination instead of copying
+    bool done = false;
+    bool inflight = false;
+    bool locked = false;
+    uint64_t started_ms = 0;
+  };
+  std::shared_ptr<Child> dst, src;
+  RebuildState state = RebuildState::kWaiting;
+  bool partial = false;
+  bool finished = false;
+  std::vector<Run> runs;
+  size_t next_run = 0;
+  uint32_t inflight = 0;
+  std::vector<AlignedBuffer> buffers;
+  std::vector<bool> buffer_busy;
+  uint64_t bytes_done = 0, bytes_total = 0, segments_skipped = 0;
+  uint64_t start_ms = 0, end_ms = 0, start_us = 0, end_us = 0;
+  std::string error;
+};
+
+// ---- open -----------------------------------------------------------------------------------
+
+Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vector<OpenedChild> opened, RetireDevice retire) {
+  auto uuid_bytes = parse_uuid(options.uuid);
+  assert(uuid_bytes);
+  // The newest label of this nexus decides who is in sync; a label of another nexus means the
+  // replica belongs to someone else and we must not write into it.
+  const Label* newest = nullptr;
+  for (const OpenedChild& c : opened) {
+    if (!c.label) continue;
+    if (c.label->nexus_uuid != *uuid_bytes) {
+      return Error{ErrorCode::kFailedPrecondition, str("child ", c.uri, " carries the label of nexus ", format_uuid(c.label->nexus_uuid),
+                                                       " (generation ", c.label->generation, "); it belongs to that nexus: remove it there or use another replica")};
+    }
+    if (c.label->size_bytes != options.size_bytes) {
+      return Error{ErrorCode::kFailedPrecondition, str("child ", c.uri, " was labelled for a ", c.label->size_bytes, "-byte nexus; this nexus asks for ",
+                                                       options.size_bytes, " bytes (a nexus cannot be resized by re-creating it)")};
+    }
+    if (newest == nullptr || c.label->generation > newest->generation) newest = &*c.label;
+  }
+  auto in_newest_sync = [&](const UuidBytes& id) {
+    return newest == nullptr || std::find(newest->in_sync.begin(), newest->in_sync.end(), id) != newest->in_sync.end();
+  };
+  std::vector<std::string> in_sync_missing;
+  size_t online = 0;
+  for (const OpenedChild& c : opened) {
+    if (c.device && in_newest_sync(c.identity)) online++;
+    else if (!c.device && in_newest_sync(c.identity)) in_sync_missing.push_back(str(c.uri, " (", c.open_error, ")"));
+  }
+  if (online == 0) {
+    std::string why = newest ? str("none of the children that label generation ", newest->generation, " lists as in sync could be opened")
+                             : std::string("no child could be opened");
+    std::string list;
+    for (auto& m : in_sync_missing) list += (list.empty() ? "" : "; ") + m;
+    return Error{ErrorCode::kFailedPrecondition, str("cannot create nexus ", options.uuid, ": ", why, list.empty() ? "" : ": ", list,
+                                                     ". Nothing was written; bring an in-sync child back and retry")};
+  }
+
+  auto nexus = std::shared_ptr<Nexus>(new Nexus(options, std::move(retire)));
+  nexus->durable_generation_ = newest ? newest->generation : 0;
+  // The new membership is written lazily, before the first write is acknowledged: a nexus that
+  // is created and destroyed without writes leaves every label as it was.
+  nexus->generation_ = nexus->durable_generation_ + 1;
+  nexus->opened_after_unclean_shutdown_ = newest != nullptr && !newest->clean_shutdown;
+  for (OpenedChild& oc : opened) {
+    auto c = std::make_shared<Child>();
+    c->uri = oc.uri;
+    c->identity = oc.identity;
+    c->device = oc.device;
+    c->faults = oc.faults;
+    c->max_io_bytes = oc.max_io_bytes;
+    const bool in_sync = in_newest_sync(oc.identity);
+    if (!oc.device) {
+      c->state = ChildState::kOffline;
+      c->reason = ChildReason::kCannotOpen;
+      c->last_error = oc.open_error;
+      // In sync until now: from here on we know exactly what it misses, so its return needs
+      // only a partial rebuild.
+      c->tracking = in_sync;
+    } else if (in_sync) {
+      c->state = ChildState::kOnline;
+    } else {
+      c->state = ChildState::kFaulted;
+      c->reason = ChildReason::kOutOfSync;
+      c->last_error = str("label generation ", newest->generation, " does not list it as in sync");
+    }
+    if (c->tracking) c->missed.assign((options.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
+    nexus->children_.push_back(std::move(c));
+  }
+  return nexus;
+}
+
+std::vector<std::string> Nexus::child_uris() const {
+  std::vector<std::string> out;
+  for (auto& c : children_) out.push_back(c->uri);
+  return out;
+}
+
+void Nexus::start() {
+  for (auto& c : children_) {
+    if (c->state == ChildState::kFaulted && c->reason == ChildReason::kOutOfSync && c->device) start_rebuild(*c, false);
+  }
+}
+
+// ---- child state ----------------------------------------------------------------------------
+
+Nexus::Child* Nexus::find_child(const std::string& uri) const {
+  for (auto& c : children_) {
+    if (c->uri == uri) return c.get();
+  }
+  return nullptr;
+}
+
+size_t Nexus::online_count() const {
+  size_t n = 0;
+  for (auto& c : children_) n += c->state == ChildState::kOnline ? 1 : 0;
+  return n;
+}
+
+void Nexus::set_child_state(Child& c, ChildState next, ChildReason reason, const std::string& why) {
+  const ChildState prev = c.state;
+  const bool leaving_write_set = (prev == ChildState::kOnline || prev == ChildState::kRebuilding) &&
+                                 (next == ChildState::kFaulted || next == ChildState::kOffline);
+  assert(!(prev == ChildState::kOffline && next == ChildState::kOnline));  // only a rebuild brings a child back
+  if (leaving_write_set && !c.tracking) {
+    // From now on every write it does not get is recorded. A child that was Rebuilding gets the
+    // uncopied part of its rebuild added by rebuild_finish.
+    c.tracking = true;
+    c.missed.assign((options_.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
+  }
+  if (next == ChildState::kOnline) {
+    c.tracking = false;
+    c.missed.clear();
+  }
+  c.state = next;
+  c.reason = next == ChildState::kOnline ? ChildReason::kNone : reason;
+  if (!why.empty()) c.last_error = why;
+  log_line(str("nexus ", options_.uuid, ": child ", c.uri, " ", child_state_name(prev), " -> ", child_state_name(next), " (",
+               child_reason_name(c.reason), why.empty() ? "" : ": ", why, ")"));
+}
+
+void Nexus::mark_missed(Child& c, uint64_t offset_bytes, uint64_t length_bytes) {
+  if (!c.tracking || length_bytes == 0) return;
+  const uint64_t first = offset_bytes / kDirtyUnitBytes, last = (offset_bytes + length_bytes - 1) / kDirtyUnitBytes;
+  for (uint64_t u = first; u <= last && u < c.missed.size(); u++) c.missed[u] = true;
+}
+
+void Nexus::child_failed(Child& c, int error, uint64_t offset_bytes, uint64_t length_bytes, const char* what) {
+  c.errors++;
+  if (c.state == ChildState::kFaulted || c.state == ChildState::kOffline) {
+    mark_missed(c, offset_bytes, length_bytes);
+    return;
+  }
+  const bool was_online = c.state == ChildState::kOnline;
+  std::string why = str(what, " failed: ", error == -ETIMEDOUT ? "timed out" : std::strerror(-error));
+  set_child_state(c, ChildState::kFaulted, reason_of_errno(error), why);
+  if (c.rebuild) rebuild_finish(c.rebuild, RebuildState::kFailed, str("destination ", c.uri, " ", why));
+  mark_missed(c, offset_bytes, length_bytes);
+  // Rebuilds reading from it cannot go on.
+  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
+    if (job->src.get() == &c) rebuild_finish(job, RebuildState::kFailed, str("source ", c.uri, " ", why));
+  }
+  if (was_online) membership_changed();
+}
+
+// ---- host I/O -------------------------------------------------------------------------------
+
+void Nexus::io(IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, uint8_t* buffer, Done done) {
+  if (state_ != NexusState::kOpen) {
+    stats_.errors++;
+    return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  }
+  if (kind != IoKind::kFlush) {
+    if (offset_bytes % 512 != 0 || length_bytes % 512 != 0 || length_bytes == 0) {
+      stats_.errors++;
+      return done(Status(ErrorCode::kInvalidArgument, str("nexus I/O offset ", offset_bytes, " and length ", length_bytes, " must be non-zero multiples of 512")));
+    }
+    if (offset_bytes > options_.size_bytes || length_bytes > options_.size_bytes - offset_bytes) {
+      stats_.errors++;
+      return done(Status(ErrorCode::kOutOfRange, str("nexus I/O [", offset_bytes, ", +", length_bytes, ") is beyond its ", options_.size_bytes, " bytes")));
+    }
+  }
+  auto host = std::make_shared<HostIo>();
+  host->kind = kind;
+  host->length_bytes = length_bytes;
+  host->start_us = steady_us();
+  host->done = std::move(done);
+  host_inflight_++;
+
+  // Parts: at segment boundaries (range locks) and at the smallest child transfer limit.
+  uint64_t max_part = kSegmentBytes;
+  if (kind == IoKind::kRead || kind == IoKind::kWrite) {
+    for (auto& c : children_) {
+      if (c->device && (c->state == ChildState::kOnline || c->state == ChildState::kRebuilding)) max_part = std::min<uint64_t>(max_part, c->max_io_bytes);
+    }
+  }
+  std::vector<std::shared_ptr<Part>> parts;
+  if (kind == IoKind::kFlush) {
+    auto p = std::make_shared<Part>();
+    p->host = host;
+    p->kind = kind;
+    parts.push_back(p);
+  } else {
+    for (uint64_t off = offset_bytes; off < offset_bytes + length_bytes;) {
+      const uint64_t seg_end = (off / kSegmentBytes + 1) * kSegmentBytes;
+      const uint64_t limit_end = off - off % max_part + max_part;
+      const uint64_t end = std::min({offset_bytes + length_bytes, seg_end, limit_end});
+      auto p = std::make_shared<Part>();
+      p->host = host;
+      p->kind = kind;
+      p->offset_bytes = off;
+      p->length_bytes = end - off;
+      p->data = buffer ? buffer + (off - offset_bytes) : nullptr;
+      p->segment = off / kSegmentBytes;
+      parts.push_back(p);
+      off = end;
+    }
+  }
+  host->parts_pending = static_cast<uint32_t>(parts.size());
+  for (auto& p : parts) start_part(p);
+}
+
+void Nexus::start_part(std::shared_ptr<Part> p) {
+  if (p->kind == IoKind::kRead) return issue_read(std::move(p));
+  if (p->segment != UINT64_MAX) {
+    auto lock = segment_locks_.find(p->segment);
+    if (lock != segment_locks_.end() && lock->second > 0) {
+      blocked_writes_[p->segment].push_back(std::move(p));
+      return;
+    }
+  }
+  issue_write(std::move(p));
+}
+
+void Nexus::issue_read(std::shared_ptr<Part> p) {
+  // Round robin over Online children not yet tried for this part.
+  std::shared_ptr<Child> pick;
+  const size_t n = children_.size();
+  for (size_t i = 0; i < n && !pick; i++) {
+    auto& c = children_[(read_cursor_ + i) % n];
+    if (c->state != ChildState::kOnline || !c->device) continue;
+    if (std::find(p->tried.begin(), p->tried.end(), c.get()) != p->tried.end()) continue;
+    pick = c;
+    read_cursor_ = (read_cursor_ + i + 1) % n;
+  }
+  if (!pick) {
+    return part_done(p, Status(ErrorCode::kIoError, p->tried.empty() ? str("nexus ", options_.uuid, " has no healthy child to read from")
+                                                                      : str("read [", p->offset_bytes, ", +", p->length_bytes, ") failed on every healthy child")));
+  }
+  p->tried.push_back(pick.get());
+  pick->inflight++;
+  pick->read_ops++;
+  auto self = shared_from_this();
+  pick->device->read(*reactor_, p->offset_bytes + kLabelRegionBytes, static_cast<uint32_t>(p->length_bytes), p->data, [self, p, pick](int res) {
+    if (res < 0) {
+      self->child_failed(*pick, res, p->offset_bytes, p->length_bytes, "read");
+      self->issue_read(p);  // a read error is retried on another child
+    } else {
+      self->part_done(p, Status());
+    }
+    release(*pick);
+  });
+}
+
+void Nexus::write_started(uint64_t segment) {
+  if (segment != UINT64_MAX) segment_writes_[segment]++;
+}
+
+void Nexus::write_finished(uint64_t segment) {
+  if (segment == UINT64_MAX) return;
+  auto it = segment_writes_.find(segment);
+  assert(it != segment_writes_.end() && it->second > 0);
+  if (--it->second > 0) return;
+  segment_writes_.erase(it);
+  auto w = lock_waiters_.find(segment);
+  if (w == lock_waiters_.end()) return;
+  auto cbs = std::move(w->second);
+  lock_waiters_.erase(w);
+  for (auto& cb : cbs) cb();
+}
+
+void Nexus::issue_write(std::shared_ptr<Part> p) {
+  std::vector<std::shared_ptr<Child>> targets;
+  bool any_online = false;
+  for (auto& c : children_) {
+    if ((c->state == ChildState::kOnline || c->state == ChildState::kRebuilding) && c->device) {
+      targets.push_back(c);
+      any_online = any_online || c->state == ChildState::kOnline;
+    } else {
+      mark_missed(*c, p->offset_bytes, p->length_bytes);
+    }
+  }
+  if (!any_online) {
+    return part_done(p, Status(ErrorCode::kIoError, str("nexus ", options_.uuid, " has no healthy child: the write was not done")));
+  }
+  write_started(p->segment);
+  p->counted_write = true;
+  p->epoch = write_epoch_;
+  writes_by_epoch_[p->epoch]++;
+  p->pending = static_cast<uint32_t>(targets.size());
+  auto self = shared_from_this();
+  for (auto& c : targets) {
+    c->inflight++;
+    c->write_ops++;
+    auto cb = [self, p, c](int res) {
+      if (res < 0) {
+        self->child_failed(*c, res, p->offset_bytes, p->length_bytes, p->kind == IoKind::kFlush ? "flush" : "write");
+        if (res == -ENOSPC) p->no_space = true;
+        if (p->error == 0) p->error = res;
+      } else {
+        p->succeeded.push_back(c);
+      }
+      if (--p->pending == 0) self->write_part_finished(p);
+      release(*c);
+    };
+    const uint64_t off = p->offset_bytes + kLabelRegionBytes;
+    switch (p->kind) {
+      case IoKind::kWrite: c->device->write(*reactor_, off, static_cast<uint32_t>(p->length_bytes), p->data, cb); break;
+      case IoKind::kFlush: c->device->flush(*reactor_, cb); break;
+      // Every child must read zeros afterwards, whatever deallocate means on its device.
+      case IoKind::kDeallocate:
+      case IoKind::kWriteZeroes: c->device->write_zeroes(*reactor_, off, p->length_bytes, cb); break;
+      case IoKind::kRead: assert(false); break;
+    }
+  }
+}
+
+void Nexus::write_part_finished(const std::shared_ptr<Part>& p) {
+  write_finished(p->segment);
+  if (p->counted_write) {
+    auto it = writes_by_epoch_.find(p->epoch);
+    if (--it->second == 0) writes_by_epoch_.erase(it);
+    const uint64_t oldest = writes_by_epoch_.empty() ? UINT64_MAX : writes_by_epoch_.begin()->first;
+    std::vector<std::function<void()>> ready;
+    std::erase_if(epoch_waiters_, [&](auto& w) {
+      if (w.first > oldest) return false;
+      ready.push_back(std::move(w.second));
+      return true;
+    });
+    for (auto& r : ready) r();
+  }
+  bool healthy_ok = false;
+  for (auto& c : p->succeeded) healthy_ok = healthy_ok || c->state == ChildState::kOnline;
+  if (!healthy_ok) {
+    if (p->no_space) return part_done(p, Status(ErrorCode::kNoSpace, str("nexus ", options_.uuid, ": no healthy child has space left for the write")));
+    return part_done(p, Status(ErrorCode::kIoError, str("nexus ", options_.uuid, ": the write failed on every healthy child (", std::strerror(-p->error), ")")));
+  }
+  auto self = shared_from_this();
+  when_label_durable([self, p](bool ok) {
+    self->part_done(p, ok ? Status() : Status(ErrorCode::kIoError, str("nexus ", self->options_.uuid, ": the membership label could not be written to any healthy child")));
+  });
+}
+
+void Nexus::part_done(const std::shared_ptr<Part>& p, Status s) {
+  HostIo& h = *p->host;
+  if (!s.ok() && !h.first_error) h.first_error = s;
+  if (--h.parts_pending > 0) return;
+  const Status result = h.first_error ? *h.first_error : Status();
+  if (!result.ok()) stats_.errors++;
+  switch (h.kind) {
+    case IoKind::kRead: stats_.read_ops++; stats_.read_bytes += h.length_bytes; break;
+    case IoKind::kWrite: stats_.write_ops++; stats_.write_bytes += h.length_bytes; break;
+    case IoKind::kFlush: stats_.flush_ops++; break;
+    case IoKind::kDeallocate:
+    case IoKind::kWriteZeroes: stats_.unmap_ops++; break;
+  }
+  stats_.record_latency(steady_us() - h.start_us);
+  auto done = std::move(h.done);
+  host_inflight_--;
+  done(result);
+  maybe_drained();
+}
+
+// ---- labels ---------------------------------------------------------------------------------
+
+Label Nexus::make_label(bool clean) const {
+  Label l;
+  l.nexus_uuid = parse_uuid(options_.uuid).value();
+  l.generation = generation_;
+  l.size_bytes = options_.size_bytes;
+  l.clean_shutdown = clean;
+  for (auto& c : children_) {
+    if (l.members.size() >= kLabelMaxChildren) break;
+    l.members.push_back(c->identity);
+    if (c->state == ChildState::kOnline) l.in_sync.push_back(c->identity);
+  }
+  return l;
+}
+
+void Nexus::membership_changed() {
+  generation_++;
+  if (!label_writing_) write_label();
+}
+
+void Nexus::when_label_durable(std::function<void(bool)> then) {
+  if (durable_generation_ == generation_ && !label_writing_) return then(true);
+  label_waiters_.push_back(std::move(then));
+  if (!label_writing_) write_label();
+}
+
+void Nexus::write_label() {
+  assert(!label_writing_);
+  if (online_count() == 0) {
+    // Never write a label with nobody in sync: the last one keeps pointing at the best data.
+    auto waiters = std::move(label_waiters_);
+    label_waiters_.clear();
+    for (auto& w : waiters) w(false);
+    return;
+  }
+  label_writing_ = true;
+  const uint64_t gen = generation_;
+  auto buffer = std::make_shared<AlignedBuffer>(kLabelSlotBytes);
+  encode_label(make_label(clean_label_), buffer->data());
+  std::vector<std::shared_ptr<Child>> targets;
+  for (auto& c : children_) {
+    if ((c->state == ChildState::kOnline || c->state == ChildState::kRebuilding) && c->device) targets.push_back(c);
+  }
+  auto pending = std::make_shared<size_t>(targets.size());
+  auto self = shared_from_this();
+  auto one_done = [self, gen, pending]() {
+    if (--*pending > 0) return;
+    self->label_writing_ = false;
+    self->durable_generation_ = std::max(self->durable_generation_, gen);
+    if (self->generation_ != self->durable_generation_) return self->write_label();  // changed meanwhile: again
+    auto waiters = std::move(self->label_waiters_);
+    self->label_waiters_.clear();
+    for (auto& w : waiters) w(true);
+    self->maybe_drained();
+  };
+  for (auto& c : targets) {
+    c->inflight++;
+    c->device->write(*reactor_, label_slot_offset(gen), kLabelSlotBytes, buffer->data(), [self, c, buffer, one_done](int res) {
+      if (res < 0) {
+        self->child_failed(*c, res, 0, 0, "label write");
+        one_done();
+        return release(*c);
+      }
+      c->device->flush(*self->reactor_, [self, c, one_done](int res2) {
+        if (res2 < 0) self->child_failed(*c, res2, 0, 0, "label flush");
+        one_done();
+        release(*c);
+      });
+    });
+  }
+}
+
+// ---- range locks ----------------------------------------------------------------------------
+
+void Nexus::lock_segment(uint64_t segment, std::function<void()> locked) {
+  segment_locks_[segment]++;
+  auto w = segment_writes_.find(segment);
+  if (w == segment_writes_.end() || w->second == 0) return locked();
+  lock_waiters_[segment].push_back(std::move(locked));
+}
+
+void Nexus::unlock_segment(uint64_t segment) {
+  auto it = segment_locks_.find(segment);
+  assert(it != segment_locks_.end() && it->second > 0);
+  if (--it->second > 0) return;
+  segment_locks_.erase(it);
+  auto b = blocked_writes_.find(segment);
+  if (b == blocked_writes_.end()) return;
+  auto parts = std::move(b->second);
+  blocked_writes_.erase(b);
+  for (auto& p : parts) start_part(p);
+}
+
+// ---- rebuild --------------------------------------------------------------------------------
+
+void Nexus::set_rebuild_state(Rebuild& job, RebuildState next) {
+  log_line(str("nexus ", options_.uuid, ": rebuild of ", job.dst->uri, " ", rebuild_state_name(job.state), " -> ", rebuild_state_name(next)));
+  job.state = next;
+}
+
+void Nexus::start_rebuild(Child& dst_ref, bool partial) {
+  std::shared_ptr<Child> dst;
+  for (auto& c : children_) {
+    if (c.get() == &dst_ref) dst = c;
+  }
+  assert(dst && dst->device && !dst->rebuild);
+  // Source: an Online child, the local one when there is one (no network, and its allocation
+  // map lets a thin source skip what was never written).
+  std::shared_ptr<Child> src;
+  for (auto& c : children_) {
+    if (c->state != ChildState::kOnline || !c->device) continue;
+    if (!src || (is_local(c->device) && !is_local(src->device))) src = c;
+  }
+  auto job = std::make_shared<Rebuild>();
+  job->dst = dst;
+  job->src = src;
+  job->partial = partial && dst->tracking;
+  job->start_ms = wall_ms();
+  job->start_us = steady_us();
+  dst->rebuild = job;
+  rebuilds_.push_back(job);
+  if (!src) {
+    set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
+    return rebuild_finish(job, RebuildState::kFailed, "no healthy child to rebuild from");
+  }
+  // Join the write set first; then wait until writes issued before that (which it did not get)
+  // are finished, so the runs computed next cover them.
+  std::vector<bool> missed = job->partial ? dst->missed : std::vector<bool>{};
+  set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
+  const uint64_t barrier = ++write_epoch_;
+  auto self = shared_from_this();
+  auto begin = [self, job, missed]() mutable {
+    if (job->finished) return;
+    Nexus& n = *self;
+    // Late marks (writes in flight when it joined) were made into dst->missed: fold them in.
+    if (job->partial) {
+      for (size_t u = 0; u < missed.size() && u < job->dst->missed.size(); u++) missed[u] = missed[u] || job->dst->missed[u];
+    }
+    job->dst->tracking = false;
+    job->dst->missed.clear();
+    const uint64_t size = n.options_.size_bytes;
+    if (job->partial) {
+      // Coalesce dirty units into runs that never cross a segment (each run takes one lock).
+      for (uint64_t u = 0; u < missed.size(); u++) {
+        if (!missed[u]) continue;
+        const uint64_t off = u * kDirtyUnitBytes;
+        const uint64_t len = std::min(kDirtyUnitBytes, size - off);
+        if (!job->runs.empty()) {
+          auto& last = job->runs.back();
+          if (last.offset_bytes + last.length_bytes == off && off % kSegmentBytes != 0) {
+            last.length_bytes += len;
+            continue;
+          }
+        }
+        job->runs.push_back({off, len});
+      }
+    } else {
+      for (uint64_t off = 0; off < size; off += kSegmentBytes) job->runs.push_back({off, std::min(kSegmentBytes, size - off)});
+    }
+    for (auto& r : job->runs) job->bytes_total += r.length_bytes;
+    for (uint32_t i = 0; i < kRebuildParallelSegments; i++) job->buffers.emplace_back(kSegmentBytes);
+    job->buffer_busy.assign(kRebuildParallelSegments, false);
+    auto go = [self, job]() {
+      if (job->finished) return;
+      if (job->state == RebuildState::kWaiting) self->set_rebuild_state(*job, RebuildState::kRunning);
+      self->arm_watchdog();
+      self->rebuild_pump(job);
+    };
+    ReplicaDevice* local = local_replica(job->src->device);
+    if (job->partial || local == nullptr) return go();
+    local->allocation_map(*n.reactor_, [self, job, go](Result<std::pair<uint64_t, std::vector<bool>>> map) {
+      if (map.ok()) {
+        const uint64_t cluster = map.value().first;
+        const auto& mapped = map.value().second;
+        for (auto& r : job->runs) {
+          const uint64_t first = (r.offset_bytes + kLabelRegionBytes) / cluster, last = (r.offset_bytes + kLabelRegionBytes + r.length_bytes - 1) / cluster;
+          bool any = false;
+          for (uint64_t c = first; c <= last; c++) any = any || (c < mapped.size() && mapped[c]);
+          r.zero = !any;
+        }
+      }
+      go();
+    });
+  };
+  const uint64_t oldest = writes_by_epoch_.empty() ? UINT64_MAX : writes_by_epoch_.begin()->first;
+  if (oldest >= barrier) begin();
+  else epoch_waiters_.push_back({barrier, std::move(begin)});
+}
+
+void Nexus::rebuild_pump(const std::shared_ptr<Rebuild>& job) {
+  if (job->finished) return;
+  while (job->state == RebuildState::kRunning && job->next_run < job->runs.size() && job->inflight < kRebuildParallelSegments) {
+    size_t b = 0;
+    while (job->buffer_busy[b]) b++;
+    job->buffer_busy[b] = true;
+    const size_t r = job->next_run++;
+    job->inflight++;
+    rebuild_copy_run(job, r, b);
+  }
+  if (job->state == RebuildState::kRunning && job->next_run == job->runs.size() && job->inflight == 0) {
+    // Every run copied: make it durable, then the child is in sync.
+    auto self = shared_from_this();
+    job->dst->inflight++;
+    job->dst->device->flush(*reactor_, [self, job](int res) {
+      if (!job->finished) {
+        if (res < 0) self->child_failed(*job->dst, res, 0, 0, "rebuild flush");
+        else self->rebuild_finish(job, RebuildState::kCompleted, "");
+      }
+      release(*job->dst);
+    });
+    job->state = RebuildState::kCompleted;  // no more pumping; finish() records it
+  }
+}
+
+void Nexus::rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index) {
+  auto self = shared_from_this();
+  Rebuild::Run& run = job->runs[run_index];
+  run.inflight = true;
+  run.started_ms = steady_ms();
+  const uint64_t segment = run.offset_bytes / kSegmentBytes;
+  lock_segment(segment, [self, job, run_index, buffer_index]() {
+    Rebuild::Run& run = job->runs[run_index];
+    run.locked = true;
+    if (job->finished) return self->rebuild_run_done(job, run_index, buffer_index, 0, false);
+    const uint64_t off = run.offset_bytes + kLabelRegionBytes;
+    auto dst = job->dst, src = job->src;
+    dst->inflight++;
+    if (run.zero) {
+      job->segments_skipped++;
+      return dst->device->write_zeroes(*self->reactor_, off, run.length_bytes, [self, job, run_index, buffer_index, dst](int res) {
+        self->rebuild_run_done(job, run_index, buffer_index, res < 0 ? res : 0, false);
+        release(*dst);
+      });
+    }
+    src->inflight++;
+    uint8_t* buf = job->buffers[buffer_index].data();
+    src->device->read(*self->reactor_, off, static_cast<uint32_t>(run.length_bytes), buf, [self, job, run_index, buffer_index, dst, src, off, buf](int res) {
+      if (res < 0 || job->finished) {
+        self->rebuild_run_done(job, run_index, buffer_index, res < 0 ? res : 0, res < 0);
+        release(*src);
+        return release(*dst);
+      }
+      release(*src);
+      const uint64_t len = job->runs[run_index].length_bytes;
+      // A thin destination stays thin where the source reads as zeros.
+      bool zero = buf[0] == 0 && std::memcmp(buf, buf + 1, len - 1) == 0;
+      auto written = [self, job, run_index, buffer_index, dst](int res2) {
+        self->rebuild_run_done(job, run_index, buffer_index, res2 < 0 ? res2 : 0, false);
+        release(*dst);
+      };
+      if (zero) dst->device->write_zeroes(*self->reactor_, off, len, written);
+      else dst->device->write(*self->reactor_, off, static_cast<uint32_t>(len), buf, written);
+    });
+  });
+}
+
+void Nexus::rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index, int error, bool source_failed) {
+  Rebuild::Run& run = job->runs[run_index];
+  if (!run.inflight) return;  // the watchdog already gave up on it and released its lock
+  run.inflight = false;
+  if (run.locked) {
+    run.locked = false;
+    unlock_segment(run.offset_bytes / kSegmentBytes);
+  }
+  job->inflight--;
+  job->buffer_busy[buffer_index] = false;
+  if (job->finished) return maybe_drained();
+  if (error < 0) {
+    if (source_failed) return child_failed(*job->src, error, 0, 0, "rebuild read");  // fails this job
+    return child_failed(*job->dst, error, run.offset_bytes, run.length_bytes, "rebuild write");
+  }
+  run.done = true;
+  job->bytes_done += run.length_bytes;
+  rebuild_pump(job);
+}
+
+void Nexus::rebuild_finish(const std::shared_ptr<Rebuild>& job, RebuildState end, const std::string& error) {
+  if (job->finished) return;
+  job->finished = true;
+  job->state = end;
+  job->error = error;
+  job->end_ms = wall_ms();
+  job->end_us = steady_us();
+  std::erase(rebuilds_, job);
+  Child& dst = *job->dst;
+  if (dst.rebuild == job) dst.rebuild = nullptr;
+  if (end == RebuildState::kCompleted) {
+    set_child_state(dst, ChildState::kOnline, ChildReason::kNone, "");
+    membership_changed();
+  } else if (dst.state == ChildState::kRebuilding) {
+    set_child_state(dst, ChildState::kFaulted, end == RebuildState::kStopped ? ChildReason::kOutOfSync : ChildReason::kRebuildFailed, error);
+  }
+  if (end != RebuildState::kCompleted) {
+    // What it did not get from the rebuild is missed too (a runs list exists once it started).
+    if (!job->runs.empty()) {
+      for (auto& r : job->runs) {
+        if (!r.done) mark_missed(dst, r.offset_bytes, r.length_bytes);
+      }
+    } else {
+      dst.tracking = false;  // never computed: only a full rebuild is safe
+      dst.missed.clear();
+    }
+  }
+  log_line(str("nexus ", options_.uuid, ": rebuild of ", dst.uri, " ", rebuild_state_name(end), error.empty() ? "" : ": ", error));
+  history_.push_back(rebuild_info(*job));
+  while (history_.size() > kHistoryLimit) history_.pop_front();
+  maybe_drained();
+}
+
+void Nexus::arm_watchdog() {
+  if (watchdog_armed_ || rebuilds_.empty()) return;
+  watchdog_armed_ = true;
+  auto self = shared_from_this();
+  run_after(*reactor_, 1000, [self]() {
+    self->watchdog_armed_ = false;
+    const uint64_t now = steady_ms();
+    for (auto job : std::vector<std::shared_ptr<Rebuild>>(self->rebuilds_)) {
+      for (size_t i = 0; i < job->runs.size(); i++) {
+        auto& r = job->runs[i];
+        if (!r.inflight || now - r.started_ms < kRebuildStepTimeoutMs) continue;
+        self->rebuild_finish(job, RebuildState::kFailed, str("copying [", r.offset_bytes, ", +", r.length_bytes, ") took longer than ", kRebuildStepTimeoutMs, " ms"));
+        // Give up on the step: release its lock so host writes go on (the child is out of
+        // sync now, so whatever the late copy writes into it is rebuilt again later).
+        r.inflight = false;
+        job->inflight--;
+        if (r.locked) {
+          r.locked = false;
+          self->unlock_segment(r.offset_bytes / kSegmentBytes);
+        }
+      }
+    }
+    self->arm_watchdog();
+  });
+}
+
+RebuildInfo Nexus::rebuild_info(const Rebuild& job) const {
+  RebuildInfo i;
+  i.child_uri = job.dst->uri;
+  i.source_uri = job.src ? job.src->uri : "";
+  i.state = rebuild_state_name(job.state);
+  i.partial = job.partial;
+  i.bytes_done = job.bytes_done;
+  i.bytes_total = job.bytes_total;
+  i.volume_bytes = options_.size_bytes;
+  i.segments_skipped = job.segments_skipped;
+  const uint64_t end_us = job.finished ? job.end_us : steady_us();
+  const double seconds = static_cast<double>(end_us - job.start_us) / 1e6;
+  i.mib_per_s = seconds > 0 ? static_cast<double>(job.bytes_done) / (1024.0 * 1024.0) / seconds : 0;
+  i.start_ms = job.start_ms;
+  i.end_ms = job.finished ? job.end_ms : 0;
+  i.error = job.error;
+  return i;
+}
+
+Status Nexus::rebuild_pause(const std::string& uri) {
+  Child* c = find_child(uri);
+  if (!c) return Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri));
+  if (!c->rebuild) return Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is not being rebuilt"));
+  if (c->rebuild->state == RebuildState::kRunning) set_rebuild_state(*c->rebuild, RebuildState::kPaused);
+  return Status();
+}
+
+Status Nexus::rebuild_resume(const std::string& uri) {
+  Child* c = find_child(uri);
+  if (!c) return Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri));
+  if (!c->rebuild) return Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is not being rebuilt"));
+  if (c->rebuild->state == RebuildState::kPaused) {
+    set_rebuild_state(*c->rebuild, RebuildState::kRunning);
+    rebuild_pump(c->rebuild);
+  }
+  return Status();
+}
+
+Status Nexus::rebuild_stop(const std::string& uri) {
+  Child* c = find_child(uri);
+  if (!c) return Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri));
+  if (c->rebuild) rebuild_finish(c->rebuild, RebuildState::kStopped, "stopped by the client");
+  return Status();
+}
+
+void Nexus::rebuild_start(const std::string& uri, Done done) {
+  Child* c = find_child(uri);
+  if (!c) return done(Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri)));
+  if (c->state == ChildState::kRebuilding || c->state == ChildState::kOnline) return done(Status());
+  if (!c->device) return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is closed: online it instead")));
+  start_rebuild(*c, true);
+  done(Status());
+}
+
+Result<RebuildInfo> Nexus::rebuild_stats(const std::string& uri) const {
+  Child* c = find_child(uri);
+  if (!c) return Error{ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri)};
+  if (c->rebuild) return rebuild_info(*c->rebuild);
+  for (auto it = history_.rbegin(); it != history_.rend(); ++it) {
+    if (it->child_uri == uri) return *it;
+  }
+  return Error{ErrorCode::kNotFound, str("child ", uri, " has no rebuild")};
+}
+
+// ---- membership -----------------------------------------------------------------------------
+
+void Nexus::add_child(OpenedChild oc, Done done) {
+  if (state_ != NexusState::kOpen) return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  if (find_child(oc.uri)) {
+    retire_(oc.device);
+    return done(Status());  // idempotent
+  }
+  if (children_.size() >= kLabelMaxChildren) {
+    retire_(oc.device);
+    return done(Status(ErrorCode::kFailedPrecondition, str("a nexus has at most ", kLabelMaxChildren, " children")));
+  }
+  auto c = std::make_shared<Child>();
+  c->uri = oc.uri;
+  c->identity = oc.identity;
+  c->device = oc.device;
+  c->faults = oc.faults;
+  c->max_io_bytes = oc.max_io_bytes;
+  c->state = ChildState::kFaulted;
+  c->reason = ChildReason::kOutOfSync;
+  c->last_error = "added: needs a full rebuild";
+  children_.push_back(c);
+  membership_changed();
+  start_rebuild(*c, false);
+  done(Status());
+}
+
+void Nexus::remove_child(const std::string& uri, Done done) {
+  Child* c = find_child(uri);
+  if (!c) return done(Status());  // already gone
+  if (c->state == ChildState::kOnline && online_count() == 1) {
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is the last healthy child of nexus ", options_.uuid, "; removing it would lose the volume")));
+  }
+  if (c->rebuild) rebuild_finish(c->rebuild, RebuildState::kStopped, "child removed");
+  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
+    if (job->src.get() == c) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was removed"));
+  }
+  std::shared_ptr<Child> owned;
+  for (auto it = children_.begin(); it != children_.end(); ++it) {
+    if (it->get() == c) {
+      owned = *it;
+      children_.erase(it);
+      break;
+    }
+  }
+  read_cursor_ = 0;
+  membership_changed();
+  auto retire = retire_;
+  auto close = [owned, retire]() {
+    if (owned->device) retire(owned->device);
+    owned->device = nullptr;
+    owned->faults = nullptr;
+  };
+  if (owned->inflight == 0) close();
+  else owned->on_idle.push_back(close);
+  done(Status());
+}
+
+void Nexus::fault_child(const std::string& uri, Done done) {
+  Child* c = find_child(uri);
+  if (!c) return done(Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri)));
+  if (c->state == ChildState::kFaulted || c->state == ChildState::kOffline) return done(Status());
+  if (c->state == ChildState::kOnline && online_count() == 1) {
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is the last healthy child of nexus ", options_.uuid, "; faulting it would stop the volume")));
+  }
+  const bool was_online = c->state == ChildState::kOnline;
+  if (c->rebuild) rebuild_finish(c->rebuild, RebuildState::kStopped, "faulted by the client");
+  if (c->state != ChildState::kFaulted) set_child_state(*c, ChildState::kFaulted, ChildReason::kByClient, "faulted by the client");
+  c->reason = ChildReason::kByClient;
+  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
+    if (job->src.get() == c) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was faulted by the client"));
+  }
+  if (was_online) {
+    membership_changed();
+    // Answer once the new membership is on disk, so the caller can rely on it.
+    return when_label_durable([done](bool) { done(Status()); });
+  }
+  done(Status());
+}
+
+void Nexus::prepare_online(const std::string& uri, std::function<void(Status)> done) {
+  Child* c = find_child(uri);
+  if (!c) return done(Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri)));
+  if (state_ != NexusState::kOpen) return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  if (c->state == ChildState::kOnline || c->state == ChildState::kRebuilding) {
+    return done(Status(ErrorCode::kAlreadyExists, "already online or rebuilding"));
+  }
+  if (c->reopening) return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is already being onlined")));
+  c->reopening = true;
+  auto retire = retire_;
+  auto hand_out = [c, retire, done]() {
+    if (c->device) retire(c->device);
+    c->device = nullptr;
+    c->faults = nullptr;
+    done(Status());
+  };
+  if (c->inflight == 0) return hand_out();
+  c->on_idle.push_back(hand_out);
+}
+
+void Nexus::finish_online(OpenedChild reopened, Done done) {
+  Child* c = find_child(reopened.uri);
+  if (!c) {
+    if (reopened.device) retire_(reopened.device);
+    return done(Status(ErrorCode::kNotFound, str("child ", reopened.uri, " was removed while it was being onlined")));
+  }
+  c->reopening = false;
+  if (!reopened.device) {
+    set_child_state(*c, ChildState::kOffline, ChildReason::kCannotOpen, reopened.open_error);
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " could not be opened: ", reopened.open_error)));
+  }
+  if (state_ != NexusState::kOpen) {
+    retire_(reopened.device);
+    return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  }
+  c->device = reopened.device;
+  c->faults = reopened.faults;
+  c->max_io_bytes = reopened.max_io_bytes;
+  start_rebuild(*c, true);
+  done(Status());
+}
+
+Status Nexus::inject_fault(const std::string& uri, FaultRule rule) {
+  Child* c = find_child(uri);
+  if (!c) return Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri));
+  if (!c->faults) return Status(ErrorCode::kFailedPrecondition, str("child ", uri, " has no fault injection (engine started without it, or the child is closed)"));
+  if (rule.offset_bytes != 0 || rule.length_bytes != 0) rule.offset_bytes += kLabelRegionBytes;  // nexus offsets -> child device offsets
+  c->faults->add_rule(rule);
+  return Status();
+}
+
+Status Nexus::clear_faults(const std::string& uri) {
+  Child* c = find_child(uri);
+  if (!c) return Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri));
+  if (c->faults) c->faults->clear_rules();
+  return Status();
+}
+
+std::shared_ptr<Device> Nexus::child_device(const std::string& uri) const {
+  Child* c = find_child(uri);
+  if (!c) return nullptr;
+  if (c->faults) return c->faults->inner_shared();
+  return c->device;
+}
+
+// ---- shutdown -------------------------------------------------------------------------------
+
+void Nexus::maybe_drained() {
+  if (state_ != NexusState::kShuttingDown || on_drained_.empty()) return;
+  if (host_inflight_ > 0 || label_writing_) return;
+  for (auto& c : children_) {
+    if (c->inflight > 0) return;
+  }
+  // Drained: the clean label, then close.
+  auto waiters = std::move(on_drained_);
+  on_drained_.clear();
+  auto self = shared_from_this();
+  auto close = [self, waiters](bool) {
+    self->state_ = NexusState::kShutdown;
+    for (auto& c : self->children_) {
+      if (c->device) self->retire_(c->device);
+      c->device = nullptr;
+      c->faults = nullptr;
+    }
+    for (auto& w : waiters) w(Status());
+  };
+  if (online_count() == 0) return close(false);
+  clean_label_ = true;
+  generation_++;
+  label_waiters_.push_back(close);
+  write_label();
+}
+
+void Nexus::shutdown(Done done) {
+  if (state_ == NexusState::kShutdown) return done(Status());
+  on_drained_.push_back(std::move(done));
+  if (state_ == NexusState::kShuttingDown) return;
+  state_ = NexusState::kShuttingDown;
+  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) rebuild_finish(job, RebuildState::kStopped, "nexus shut down");
+  // Writes parked behind range locks of stopped rebuilds still run (their locks are released as
+  // the in-flight copies finish), so every accepted I/O completes.
+  maybe_drained();
+  // Children with in-flight I/O call back through on_idle.
+  auto self = shared_from_this();
+  for (auto& c : children_) {
+    if (c->inflight > 0) c->on_idle.push_back([self] { self->maybe_drained(); });
+  }
+}
+
+// ---- info -----------------------------------------------------------------------------------
+
+NexusInfoData Nexus::info() const {
+  NexusInfoData d;
+  d.uuid = options_.uuid;
+  d.state = nexus_state_name(state_);
+  const size_t online = online_count();
+  d.health = online == 0 ? "faulted" : online == children_.size() ? "online" : "degraded";
+  d.size_bytes = options_.size_bytes;
+  d.generation = durable_generation_;
+  d.opened_after_unclean_shutdown = opened_after_unclean_shutdown_;
+  d.nqn = nqn_;
+  d.frontend_host_nqn = frontend_host_nqn_;
+  d.stats = stats_;
+  for (auto& c : children_) {
+    ChildInfo ci;
+    ci.uri = c->uri;
+    ci.state = child_state_name(c->state);
+    ci.reason = child_reason_name(c->reason);
+    ci.last_error = c->last_error;
+    ci.read_ops = c->read_ops;
+    ci.write_ops = c->write_ops;
+    ci.errors = c->errors;
+    if (c->tracking) {
+      for (size_t u = 0; u < c->missed.size(); u++) {
+        if (c->missed[u]) ci.missed_bytes += std::min(kDirtyUnitBytes, options_.size_bytes - u * kDirtyUnitBytes);
+      }
+    }
+    if (c->rebuild) {
+      ci.has_rebuild = true;
+      ci.rebuild = rebuild_info(*c->rebuild);
+    }
+    d.children.push_back(std::move(ci));
+  }
+  return d;
+}
+
+}  // namespace strata::nexus
