@@ -14,6 +14,8 @@ export interface EngineConfig {
   readonly nvmf_listen: HostPort;
   /** Where the NVMe/TCP discovery controller listens. */
   readonly nvmf_discovery_listen: HostPort;
+  /** Tests only: serve the FaultInjection API and wrap nexus children so faults can be injected. */
+  readonly enable_fault_injection: boolean;
 }
 
 export interface HostPort {
@@ -24,6 +26,7 @@ export interface HostPort {
 export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-file FILE
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
                      [--nvmf-listen HOST:PORT] [--nvmf-discovery-listen HOST:PORT]
+                     [--enable-fault-injection]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
@@ -33,7 +36,10 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
   --token-file FILE    file holding the token every API call must carry
   --nvmf-listen H:P    where hosts connect over NVMe/TCP (default 127.0.0.1:4420)
   --nvmf-discovery-listen H:P
-                       the NVMe/TCP discovery controller (default 127.0.0.1:8009)`;
+                       the NVMe/TCP discovery controller (default 127.0.0.1:8009)
+  --enable-fault-injection
+                       tests only: serve the FaultInjection API (errors, delays and
+                       dropped connections on nexus children)`;
 
 export class ConfigError extends Error {}
 
@@ -42,6 +48,10 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"`);
+    if (arg === "--enable-fault-injection") {
+      values.set("enable-fault-injection", "true");
+      continue;
+    }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
     if (!["node", "grpc-listen", "data-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen"].includes(key))
@@ -88,7 +98,8 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   const nvmf_listen = parseHostPort("nvmf-listen", values.get("nvmf-listen") ?? "127.0.0.1:4420");
   const nvmf_discovery_listen = parseHostPort("nvmf-discovery-listen", values.get("nvmf-discovery-listen") ?? "127.0.0.1:8009");
 
-  return { node, grpc_listen, data_dir, labels, cores, token, nvmf_listen, nvmf_discovery_listen };
+  const enable_fault_injection = values.get("enable-fault-injection") === "true";
+  return { node, grpc_listen, data_dir, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection };
 }
 
 /** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */

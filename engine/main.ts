@@ -3,6 +3,7 @@
 import { loadNative } from "../native";
 import { ConfigError, parseFlags, USAGE } from "./config";
 import { createLogger } from "./log";
+import { NexusService } from "./nexus-service";
 import { startServer } from "./server";
 import { EngineService } from "./service";
 import { StateStore } from "./state";
@@ -24,7 +25,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger({ node: config.node });
   const native = loadNative();
-  native.start({ cores: config.cores });
+  native.start({ cores: config.cores, fault_injection: config.enable_fault_injection });
   const { nvmf_listen: io, nvmf_discovery_listen: disc } = config;
   let nvmfPorts;
   try {
@@ -48,11 +49,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     log,
   );
   service.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
+  const nexus = new NexusService(native, new StateStore(config.data_dir), config.node, config.enable_fault_injection, log);
+  nexus.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
   await service.importKnownPools();
   await service.restoreShares();
+  await nexus.restore();
   let server;
   try {
-    server = await startServer(service, config.grpc_listen, config.token, log);
+    server = await startServer(service, nexus, config.grpc_listen, config.token, log, config.enable_fault_injection);
   } catch (err) {
     log.error("cannot listen", { grpc_listen: config.grpc_listen, reason: (err as Error).message });
     await service.shutdown();

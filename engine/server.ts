@@ -5,8 +5,10 @@ import { engineDefinition } from "../common/client";
 import { tokenMatches } from "./auth";
 import { toGrpcError } from "./errors";
 import type { Logger } from "./log";
+import type { NexusService } from "./nexus-service";
 import type { EngineService } from "./service";
 
+type ChildReq = { uuid: string; child_uri: string };
 type Handler<Req, Res> = (request: Req) => Promise<Res> | Res;
 
 export interface EngineServer {
@@ -16,9 +18,11 @@ export interface EngineServer {
 
 export async function startServer(
   service: EngineService,
+  nexus: NexusService,
   listen: string,
   token: string,
   log: Logger,
+  faultInjection = false,
 ): Promise<EngineServer> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
 
@@ -66,7 +70,30 @@ export async function startServer(
     UnshareReplica: unary("UnshareReplica", async (r: { uuid: string }) => (await service.unshareReplica(r.uuid), {})),
     ListSubsystems: unary("ListSubsystems", async () => ({ subsystems: await service.listSubsystems() })),
     ListControllers: unary("ListControllers", async () => ({ controllers: await service.listControllers() })),
+    CreateNexus: unary("CreateNexus", (r: Parameters<NexusService["createNexus"]>[0]) => nexus.createNexus(r)),
+    DestroyNexus: unary("DestroyNexus", async (r: { uuid: string }) => (await nexus.destroyNexus(r.uuid), {})),
+    ShutdownNexus: unary("ShutdownNexus", (r: { uuid: string }) => nexus.shutdownNexus(r.uuid)),
+    PublishNexus: unary("PublishNexus", (r: { uuid: string; frontend_host_nqn: string }) => nexus.publishNexus(r)),
+    UnpublishNexus: unary("UnpublishNexus", (r: { uuid: string; frontend_host_nqn: string }) => nexus.unpublishNexus(r)),
+    ListNexus: unary("ListNexus", async () => ({ nexuses: await nexus.listNexus() })),
+    AddChild: unary("AddChild", (r: ChildReq) => nexus.childOp(r, "add")),
+    RemoveChild: unary("RemoveChild", (r: ChildReq) => nexus.childOp(r, "remove")),
+    FaultChild: unary("FaultChild", (r: ChildReq) => nexus.childOp(r, "fault")),
+    OnlineChild: unary("OnlineChild", (r: ChildReq) => nexus.childOp(r, "online")),
+    StartRebuild: unary("StartRebuild", (r: ChildReq) => nexus.rebuildOp(r, "start")),
+    PauseRebuild: unary("PauseRebuild", (r: ChildReq) => nexus.rebuildOp(r, "pause")),
+    ResumeRebuild: unary("ResumeRebuild", (r: ChildReq) => nexus.rebuildOp(r, "resume")),
+    StopRebuild: unary("StopRebuild", (r: ChildReq) => nexus.rebuildOp(r, "stop")),
+    GetRebuildStats: unary("GetRebuildStats", (r: ChildReq) => nexus.rebuildOp(r, "stats")),
+    GetRebuildHistory: unary("GetRebuildHistory", async (r: { uuid: string }) => ({ records: await nexus.rebuildHistory(r.uuid) })),
   } as grpc.UntypedServiceImplementation);
+  // Only a test engine serves fault injection; elsewhere the service does not exist (UNIMPLEMENTED).
+  if (faultInjection) {
+    server.addService(definition.strata.engine.v1.FaultInjection.service, {
+      InjectFault: unary("InjectFault", async (r: Parameters<NexusService["injectFault"]>[0]) => (await nexus.injectFault(r), {})),
+      ClearFaults: unary("ClearFaults", async (r: ChildReq) => (await nexus.clearFaults(r), {})),
+    } as grpc.UntypedServiceImplementation);
+  }
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));

@@ -25,7 +25,12 @@ import type { Logger } from "./log";
 import type { PoolRecord, ShareRecord, StateStore } from "./state";
 
 export const ENGINE_VERSION = "0.1.0";
-export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring"];
+export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus"];
+
+/** The host NQN an engine connects to other nodes' replicas with. */
+export function hostNqnOf(node: string): string {
+  return `nqn.2026-11.io.strata:node:${node}`;
+}
 
 /** Where a pool known to this engine stands. */
 type PoolEntry =
@@ -43,13 +48,13 @@ export function checkNqn(value: unknown): string | null {
   return null;
 }
 
-function checkField(value: unknown, field: string, problem: (v: unknown) => string | null): void {
+export function checkField(value: unknown, field: string, problem: (v: unknown) => string | null): void {
   const reason = problem(value);
   if (reason !== null) throw invalidArgument(`${field} ${reason}`);
 }
 
 /** Serializes control operations: two creates of the same uuid must not race. */
-class Mutex {
+export class Mutex {
   private tail: Promise<void> = Promise.resolve();
   run<T>(fn: () => Promise<T>): Promise<T> {
     const result = this.tail.then(fn);
@@ -207,6 +212,7 @@ export class EngineService {
       grpc_endpoint: this.grpcEndpoint,
       uptime_ms: Date.now() - this.startedAt,
       nvmf_endpoint: this.nvmfAddress,
+      host_nqn: hostNqnOf(this.node),
     };
   }
 
@@ -468,7 +474,8 @@ export class EngineService {
 
   private saveState(): void {
     const shares: ShareRecord[] = [...this.shares].map(([replica_uuid, allowed_host_nqns]) => ({ replica_uuid, allowed_host_nqns }));
-    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record), shares });
+    // Nexus records belong to NexusService; keep them as they are on disk.
+    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record), shares, nexuses: this.store.load().nexuses ?? [] });
   }
 
   private toPool(info: PoolInfo, record: PoolRecord): Pool {

@@ -20,11 +20,23 @@ export interface ShareRecord {
   readonly allowed_host_nqns: readonly string[];
 }
 
+/** A nexus: re-created (children's labels decide their health) and re-published at start. */
+export interface NexusRecord {
+  readonly uuid: string;
+  readonly size_bytes: number;
+  readonly children: readonly string[];
+  readonly child_io_timeout_ms: number;
+  /** Empty when not published. */
+  readonly frontend_host_nqn: string;
+}
+
 export interface EngineState {
   readonly version: number;
   readonly pools: readonly PoolRecord[];
   /** Absent in files written before NVMe/TCP sharing existed (still version 1). */
   readonly shares?: readonly ShareRecord[];
+  /** Absent in files written before the nexus existed (still version 1). */
+  readonly nexuses?: readonly NexusRecord[];
 }
 
 export class StateStore {

@@ -336,6 +336,8 @@ export interface NativeStorage {
   injectFault(
     opts:
       | { uuid: string; child_uri: string; clear: true }
+      /** Ends an nvmf:// child's TCP connections as a network failure would. */
+      | { uuid: string; child_uri: string; drop_connection: true }
       | {
           uuid: string;
           child_uri: string;

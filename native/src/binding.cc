@@ -590,6 +590,9 @@ Napi::Value RebuildHistory(const Napi::CallbackInfo& info) {
 // injectFault({uuid, child_uri, clear?, op, error, delay_ms, offset_bytes, length_bytes, count})
 Napi::Value InjectFault(const Napi::CallbackInfo& info) {
   return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    if (!o.Get("drop_connection").IsUndefined() && get_bool(o, "drop_connection")) {
+      return Engine::instance().drop_child_connection(get_string(o, "uuid"), get_string(o, "child_uri"), unit_done(done));
+    }
     std::optional<FaultRule> rule;
     if (o.Get("clear").IsUndefined() || !get_bool(o, "clear")) {
       FaultRule r;

@@ -1051,4 +1051,17 @@ void Engine::inject_fault(const std::string& uuid, const std::string& child_uri,
   n->reactor().post([n, child_uri, rule, done] { done(rule ? n->inject_fault(child_uri, *rule) : n->clear_faults(child_uri)); });
 }
 
+void Engine::drop_child_connection(const std::string& uuid, const std::string& child_uri, StatusCallback done) {
+  if (!fault_injection_) return done(Status(ErrorCode::kFailedPrecondition, "fault injection is off: start the engine with --enable-fault-injection (tests only)"));
+  auto n = find_nexus(uuid);
+  if (!n) return done(Status(ErrorCode::kNotFound, str("no nexus ", uuid)));
+  n->reactor().post([n, child_uri, done] {
+    auto device = n->child_device(child_uri);
+    auto* nd = dynamic_cast<NvmfDevice*>(device.get());
+    if (!nd) return done(Status(ErrorCode::kFailedPrecondition, str("child ", child_uri, " is not an open NVMe/TCP device")));
+    nd->controller().drop_connections("connection dropped by fault injection");
+    done(Status());
+  });
+}
+
 }  // namespace strata

@@ -102,6 +102,8 @@ class Engine {
   void rebuild_history(const std::string& uuid, Callback<std::vector<nexus::RebuildInfo>> done);
   // Fault injection (only when started with fault_injection). An empty rule list clears.
   void inject_fault(const std::string& uuid, const std::string& child_uri, std::optional<FaultRule> rule, StatusCallback done);
+  // Drops an NVMe/TCP child's connections (fault injection).
+  void drop_child_connection(const std::string& uuid, const std::string& child_uri, StatusCallback done);
 
  private:
   Engine() = default;

@@ -256,6 +256,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
     if (fd_ >= 0) ::close(fd_);
   }
   Reactor* reactor() const { return reactor_; }
+  // Reactor thread: end the connection as a network failure would (fault injection).
+  void drop(const std::string& why) { lost(why); }
 
   struct Io {
     uint8_t sqe[64];
@@ -755,6 +757,10 @@ void HostController::close() {
 ControllerInfo HostController::info() {
   std::lock_guard<std::mutex> lock(mutex_);
   return ControllerInfo{uri_, host_controller_state_name(state_), cntlid_, static_cast<uint32_t>(queues_.empty() ? 0 : queues_.size() - 1), reconnects_, last_error_};
+}
+
+void HostController::drop_connections(const std::string& why) {
+  for (auto& q : queues_) q->reactor()->post([q, why] { q->drop(why); });
 }
 
 void HostController::connection_lost(const std::string& why) {

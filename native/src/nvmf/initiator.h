@@ -81,6 +81,9 @@ class HostController : public std::enable_shared_from_this<HostController> {
   int io_sync(Op op, uint64_t offset_bytes, uint64_t length_bytes, void* buffer);
   // Called by a queue (on its reactor) when its connection ended.
   void connection_lost(const std::string& why);
+  // Any thread: ends every queue's connection as a network failure would (fault injection);
+  // the usual reconnect logic takes over.
+  void drop_connections(const std::string& why);
 
  private:
   explicit HostController(std::string uri, InitiatorOptions options) : uri_(std::move(uri)), options_(std::move(options)) {}
