@@ -57,7 +57,7 @@ export class NexusService {
         this.log.info("nexus restored", {
           nexus: record.uuid,
           health: info.health,
-          children: info.children.map((c) => `${c.uri} ${c.state}${c.reason === "none" ? "" : ` (${c.reason})`}`),
+          children: info.children.map((c) => `${this.shownUri(c.uri)} ${c.state}${c.reason === "none" ? "" : ` (${c.reason})`}`),
           opened_after_unclean_shutdown: info.opened_after_unclean_shutdown,
         });
       } catch (err) {

@@ -23,6 +23,22 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A free port below the kernel's ephemeral range (32768+), so no other engine's "any free port"
+ * listener can take it between tests or across this engine's restarts.
+ */
+export async function freeFixedPort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise<boolean>((resolveFree) => {
+      const server = createServer();
+      server.once("error", () => resolveFree(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolveFree(true)));
+    });
+    if (free) return port;
+  }
+}
+
 export interface TestEngine {
   readonly target: EngineTarget;
   readonly dataDir: string;
@@ -38,7 +54,18 @@ export interface TestEngine {
   restart(): Promise<void>;
 }
 
-export async function startEngine(opts: { node?: string; labels?: string; dir?: string } = {}): Promise<TestEngine> {
+export async function startEngine(
+  opts: {
+    node?: string;
+    labels?: string;
+    dir?: string;
+    /** Serve the FaultInjection API (tests only). */
+    faultInjection?: boolean;
+    /** Keep one NVMe/TCP port across restarts (hosts reconnect to the same address). */
+    fixedNvmfPort?: boolean;
+    cores?: number;
+  } = {},
+): Promise<TestEngine> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "strata-engine-test-"));
   const token = randomBytes(24).toString("base64url");
   const tokenFile = join(dir, "token");
@@ -47,6 +74,7 @@ export async function startEngine(opts: { node?: string; labels?: string; dir?: 
   const node = opts.node ?? "node-a";
   const target = { node, endpoint: `127.0.0.1:${port}`, token };
   const dataDir = join(dir, "data");
+  const nvmfListen = opts.fixedNvmfPort ? `127.0.0.1:${await freeFixedPort()}` : "127.0.0.1:0";
 
   const engine: TestEngine = {
     target,
@@ -73,10 +101,11 @@ export async function startEngine(opts: { node?: string; labels?: string; dir?: 
   };
 
   async function launch(): Promise<void> {
-    const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", "1",
-      // Several engines share this machine: NVMe/TCP on any free ports (read them from the log).
-      "--nvmf-listen", "127.0.0.1:0", "--nvmf-discovery-listen", "127.0.0.1:0"];
+    const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", String(opts.cores ?? 1),
+      // Several engines share this machine: NVMe/TCP on free ports (GetInfo reports them).
+      "--nvmf-listen", nvmfListen, "--nvmf-discovery-listen", "127.0.0.1:0"];
     if (opts.labels) args.push("--labels", opts.labels);
+    if (opts.faultInjection) args.push("--enable-fault-injection");
     const logStart = engine.logs.length;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     engine.process = child;

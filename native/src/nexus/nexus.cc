@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <unordered_set>
 
 #include "device/replica_device.h"
 #include "util/crc32c.h"
@@ -182,6 +183,9 @@ struct Nexus::Rebuild {
   uint32_t inflight = 0;
   std::vector<AlignedBuffer> buffers;
   std::vector<bool> buffer_busy;
+  // Segments written since the child joined: the allocation map was read earlier, so a run it
+  // calls unallocated is copied anyway once a write has touched its segment.
+  std::unordered_set<uint64_t> written_segments;
   uint64_t bytes_done = 0, bytes_total = 0, segments_skipped = 0;
   uint64_t start_ms = 0, end_ms = 0, start_us = 0, end_us = 0;
   std::string error;
@@ -463,6 +467,7 @@ void Nexus::issue_write(std::shared_ptr<Part> p) {
     return part_done(p, Status(ErrorCode::kIoError, str("nexus ", options_.uuid, " has no healthy child: the write was not done")));
   }
   write_started(p->segment);
+  for (auto& job : rebuilds_) job->written_segments.insert(p->segment);
   p->counted_write = true;
   p->epoch = write_epoch_;
   writes_by_epoch_[p->epoch]++;
@@ -761,13 +766,14 @@ void Nexus::rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_ind
   run.inflight = true;
   run.started_ms = steady_ms();
   const uint64_t segment = run.offset_bytes / kSegmentBytes;
-  lock_segment(segment, [self, job, run_index, buffer_index]() {
+  lock_segment(segment, [self, job, run_index, buffer_index, segment]() {
     Rebuild::Run& run = job->runs[run_index];
     run.locked = true;
     if (job->finished) return self->rebuild_run_done(job, run_index, buffer_index, 0, false);
     const uint64_t off = run.offset_bytes + kLabelRegionBytes;
     auto dst = job->dst, src = job->src;
     dst->inflight++;
+    if (run.zero && job->written_segments.count(segment)) run.zero = false;  // written since the map was read
     if (run.zero) {
       job->segments_skipped++;
       return dst->device->write_zeroes(*self->reactor_, off, run.length_bytes, [self, job, run_index, buffer_index, dst](int res) {
