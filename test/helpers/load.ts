@@ -222,6 +222,15 @@ export class VerifyingLoad {
     return { status: c.status, problems: c.status === 0 && c.data ? this.model.check(first, c.data) : [] };
   }
 
+  /** Resolves when the target has closed the I/O queue's connection (unpublish, shutdown). */
+  async socketClosed(timeout_ms = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.io.closed,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the target kept the connection open for ${timeout_ms} ms`)), timeout_ms))),
+    ]).finally(() => clearTimeout(timer));
+  }
+
   close(): void {
     this.io.socket.destroy();
     this.admin.socket.destroy();

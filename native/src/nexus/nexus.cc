@@ -229,8 +229,39 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
                                                      ". Nothing was written; bring an in-sync child back and retry")};
   }
 
+  uint64_t found_generation = newest ? newest->generation : 0;
+  if (!newest) {
+    // A fresh nexus claims its replicas at once (generation 1, clean: nothing written yet), so
+    // no other nexus can take them before the first write.
+    Label first;
+    first.nexus_uuid = *uuid_bytes;
+    first.generation = 1;
+    first.size_bytes = options.size_bytes;
+    first.clean_shutdown = true;
+    for (OpenedChild& c : opened) {
+      first.members.push_back(c.identity);
+      if (c.device) first.in_sync.push_back(c.identity);
+    }
+    AlignedBuffer slot(kLabelSlotBytes);
+    encode_label(first, slot.data());
+    size_t claimed = 0;
+    for (OpenedChild& c : opened) {
+      if (!c.device) continue;
+      if (Status s = c.device->write_sync(label_slot_offset(1), kLabelSlotBytes, slot.data()); !s.ok()) {
+        c.open_error = str("writing its label failed: ", s.error().message);
+        c.device.reset();
+        c.faults.reset();
+        continue;
+      }
+      claimed++;
+    }
+    if (claimed == 0) return Error{ErrorCode::kIoError, str("cannot create nexus ", options.uuid, ": no child took its label")};
+    found_generation = 1;
+  }
+
   auto nexus = std::shared_ptr<Nexus>(new Nexus(options, std::move(retire)));
-  nexus->durable_generation_ = newest ? newest->generation : 0;
+  nexus->durable_generation_ = found_generation;
+  nexus->opened_generation_ = nexus->durable_generation_;
   // The new membership is written lazily, before the first write is acknowledged: a nexus that
   // is created and destroyed without writes leaves every label as it was.
   nexus->generation_ = nexus->durable_generation_ + 1;
@@ -585,9 +616,17 @@ void Nexus::write_label() {
   const uint64_t gen = generation_;
   auto buffer = std::make_shared<AlignedBuffer>(kLabelSlotBytes);
   encode_label(make_label(clean_label_), buffer->data());
+  // Every child whose device still works gets the label, out-of-sync ones included: a child
+  // faulted by the client (or left behind by a stopped rebuild) must learn that it is stale, or a
+  // later create that cannot reach the in-sync children would trust its old label. A failure on
+  // such a child changes nothing (child_failed only records it).
   std::vector<std::shared_ptr<Child>> targets;
   for (auto& c : children_) {
-    if ((c->state == ChildState::kOnline || c->state == ChildState::kRebuilding) && c->device) targets.push_back(c);
+    if (!c->device) continue;
+    const bool writing = c->state == ChildState::kOnline || c->state == ChildState::kRebuilding;
+    const bool device_ok = c->reason == ChildReason::kByClient || c->reason == ChildReason::kOutOfSync ||
+                           c->reason == ChildReason::kRebuildFailed || c->reason == ChildReason::kNoSpace;
+    if (writing || device_ok) targets.push_back(c);
   }
   auto pending = std::make_shared<size_t>(targets.size());
   auto self = shared_from_this();
@@ -1112,7 +1151,9 @@ void Nexus::maybe_drained() {
     }
     for (auto& w : waiters) w(Status());
   };
-  if (online_count() == 0) return close(false);
+  // Nothing written since open: the labels on disk still describe the data exactly, and writing
+  // one now would record children that were merely absent as out of sync.
+  if (online_count() == 0 || durable_generation_ == opened_generation_) return close(false);
   clean_label_ = true;
   generation_++;
   label_waiters_.push_back(close);

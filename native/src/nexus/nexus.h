@@ -236,6 +236,7 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   // on disk. Writes are acknowledged only when they are equal.
   uint64_t generation_ = 0;
   uint64_t durable_generation_ = 0;
+  uint64_t opened_generation_ = 0;  // the newest generation found at open
   bool label_writing_ = false;
   bool clean_label_ = false;  // the next label says clean shutdown (set once drained)
   std::vector<std::function<void(bool)>> label_waiters_;

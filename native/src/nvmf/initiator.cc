@@ -452,7 +452,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
         if (status == 0 && io->read && io->received != io->length) {
           return lost(str("read command ", cid, " completed with ", io->received, " of ", io->length, " bytes")), false;
         }
-        complete(cid, status == 0 ? static_cast<int>(io->length) : -EIO);
+        // Capacity Exceeded (a full thin pool on the target) stays distinguishable from a failure.
+        complete(cid, status == 0 ? static_cast<int>(io->length) : (status & 0x7ff) == 0x81 ? -ENOSPC : -EIO);
         return true;
       }
       case pdu::kC2hData: {

@@ -13,7 +13,7 @@ function clean(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void; is:
   t.is(c.readsFailed, 0, "no read failed at the host");
 }
 
-test("SIGKILL of a replica's engine: writes go on, the child faults, the engine returns, a partial rebuild makes every child identical", async (t) => {
+test.serial("SIGKILL of a replica's engine: writes go on, the child faults, the engine returns, a partial rebuild makes every child identical", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start();
   t.teardown(() => load.close());
@@ -42,7 +42,7 @@ test("SIGKILL of a replica's engine: writes go on, the child faults, the engine 
   t.deepEqual(await c.differingSegments(), [[], []], "all children byte-identical");
 });
 
-test("write errors injected into one child: it faults (io_failure), writes continue, and it comes back identical", async (t) => {
+test.serial("write errors injected into one child: it faults (io_failure), writes continue, and it comes back identical", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start();
   t.teardown(() => load.close());
@@ -62,7 +62,7 @@ test("write errors injected into one child: it faults (io_failure), writes conti
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
-test("read errors injected into one child: every read still returns the right data (retried on another child)", async (t) => {
+test.serial("read errors injected into one child: every read still returns the right data (retried on another child)", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start(6, 0.6);
   t.teardown(() => load.close());
@@ -84,7 +84,7 @@ test("read errors injected into one child: every read still returns the right da
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
-test("split I/O: a write across a segment boundary whose second part fails on one child succeeds from the others; failing on every child fails the whole write", async (t) => {
+test.serial("split I/O: a write across a segment boundary whose second part fails on one child succeeds from the others; failing on every child fails the whole write", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start();
   t.teardown(() => load.close());
@@ -112,7 +112,7 @@ test("split I/O: a write across a segment boundary whose second part fails on on
   t.not(read.status, 0, "with no healthy child a read fails instead of returning stale data");
 });
 
-test("unclean shutdown of the nexus node while a child was stale: the restarted nexus uses only the in-sync children and rebuilds the stale one", async (t) => {
+test.serial("unclean shutdown of the nexus node while a child was stale: the restarted nexus uses only the in-sync children and rebuilds the stale one", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start();
   t.teardown(() => load.close());
@@ -149,7 +149,7 @@ test("unclean shutdown of the nexus node while a child was stale: the restarted 
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
-test("a full rebuild concurrent with writes, paused and resumed, ends with identical children", async (t) => {
+test.serial("a full rebuild concurrent with writes, paused and resumed, ends with identical children", async (t) => {
   const c = await NexusCluster.start(t, { sizeBytes: 64 * MiB });
   const load = (await c.load()).start();
   t.teardown(() => load.close());
@@ -184,7 +184,7 @@ test("a full rebuild concurrent with writes, paused and resumed, ends with ident
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
-test("losing the last healthy child: the host gets errors, never silently wrong data", async (t) => {
+test.serial("losing the last healthy child: the host gets errors, never silently wrong data", async (t) => {
   const c = await NexusCluster.start(t);
   const load = (await c.load()).start();
   t.teardown(() => load.close());
