@@ -311,6 +311,8 @@ export interface NativeStorage {
     data: Buffer | null;
   }): Promise<Buffer | undefined>;
 
+  /** Benchmarks only: copies a range between two devices, `queue_depth` segments in flight (the raw-copy baseline of a rebuild). */
+  copyDevice(opts: { src_uri: string; dst_uri: string; offset_bytes: number; length_bytes: number; segment_bytes: number; queue_depth: number }): Promise<BenchResult>;
   /**
    * Creates a nexus (RAID-1) over children: replica:///<uuid> (local) or nvmf:// URIs. Child
    * health comes from the labels on the children (the newest generation wins); children that

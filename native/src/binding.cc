@@ -520,6 +520,19 @@ Napi::Value DeviceIo(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value CopyDevice(const Napi::CallbackInfo& info) {
+  return async_call<BenchResultData>(info, default_to_js<BenchResultData>(), [&](const Napi::Object& o, auto done) {
+    Engine::CopyOptions opts;
+    opts.src_uri = get_string(o, "src_uri");
+    opts.dst_uri = get_string(o, "dst_uri");
+    opts.offset_bytes = get_u64(o, "offset_bytes");
+    opts.length_bytes = get_u64(o, "length_bytes");
+    opts.segment_bytes = get_u64(o, "segment_bytes");
+    opts.queue_depth = static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "queue_depth"), 1 << 20));
+    Engine::instance().copy_device(std::move(opts), done);
+  });
+}
+
 // ---- nexus ----
 
 Napi::Value CreateNexus(const Napi::CallbackInfo& info) {
@@ -646,6 +659,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listControllers", Napi::Function::New(env, ListControllers, "listControllers"));
   exports.Set("benchDevice", Napi::Function::New(env, BenchDevice, "benchDevice"));
   exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
+  exports.Set("copyDevice", Napi::Function::New(env, CopyDevice, "copyDevice"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));
   exports.Set("destroyNexus", Napi::Function::New(env, DestroyNexus, "destroyNexus"));
   exports.Set("shutdownNexus", Napi::Function::New(env, ShutdownNexus, "shutdownNexus"));

@@ -1064,4 +1064,94 @@ void Engine::drop_child_connection(const std::string& uuid, const std::string& c
   });
 }
 
+namespace {
+struct DeviceCopy : std::enable_shared_from_this<DeviceCopy> {
+  std::shared_ptr<Device> src, dst;
+  Reactor* reactor = nullptr;
+  Engine::CopyOptions o;
+  std::vector<AlignedBuffer> buffers;
+  uint64_t next = 0, start_ns = 0;
+  uint32_t inflight = 0;
+  int error = 0;
+  BenchResultData result;
+  Callback<BenchResultData> done;
+
+  void issue(size_t slot) {
+    if (error != 0 || next >= o.length_bytes) {
+      if (inflight == 0 && done) finish();
+      return;
+    }
+    const uint64_t off = o.offset_bytes + next;
+    const auto len = static_cast<uint32_t>(std::min(o.segment_bytes, o.length_bytes - next));
+    next += len;
+    inflight++;
+    auto self = shared_from_this();
+    src->read(*reactor, off, len, buffers[slot].data(), [self, slot, off, len](int res) {
+      if (res < 0) {
+        self->error = res;
+        self->inflight--;
+        return self->issue(slot);
+      }
+      self->dst->write(*self->reactor, off, len, self->buffers[slot].data(), [self, slot, len](int res2) {
+        self->inflight--;
+        if (res2 < 0) self->error = res2;
+        else {
+          self->result.ops++;
+          self->result.bytes += len;
+        }
+        self->issue(slot);
+      });
+    });
+  }
+
+  void finish() {
+    result.elapsed_us = (bench_now_ns() - start_ns) / 1000;
+    const double seconds = std::max<double>(1e-9, static_cast<double>(result.elapsed_us) / 1e6);
+    result.iops = static_cast<double>(result.ops) / seconds;
+    result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
+    auto d = std::move(done);
+    done = nullptr;
+    if (error != 0) d(Error{ErrorCode::kIoError, str("copyDevice failed: ", std::strerror(-error))});
+    else d(result);
+  }
+};
+}  // namespace
+
+void Engine::copy_device(CopyOptions o, Callback<BenchResultData> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  if (o.segment_bytes == 0 || o.segment_bytes % 4096 != 0 || o.segment_bytes > (4u << 20) || o.queue_depth == 0 || o.queue_depth > 64) {
+    return done(Error{ErrorCode::kInvalidArgument, "copy segment_bytes must be a multiple of 4096 up to 4 MiB and queue_depth 1 to 64"});
+  }
+  control_->post([this, o, done] {
+    auto s = open_any_device(o.src_uri);
+    if (!s.ok()) return done(s.error());
+    auto d = open_any_device(o.dst_uri);
+    if (!d.ok()) return done(d.error());
+    auto run = std::make_shared<DeviceCopy>();
+    run->src = std::move(s.value());
+    run->dst = std::move(d.value());
+    if (o.offset_bytes + o.length_bytes > std::min(run->src->size_bytes(), run->dst->size_bytes())) {
+      return done(Error{ErrorCode::kOutOfRange, "copy range is beyond one of the devices"});
+    }
+    run->o = o;
+    auto* local = dynamic_cast<ReplicaDevice*>(run->src.get());
+    // Where a rebuild from this source runs: on the source pool's reactor.
+    run->reactor = local ? nullptr : home_reactor(*run->src, reactors_[0].get());
+    if (local) {
+      auto pool = find_replica_pool(local->replica_uuid());
+      run->reactor = pool ? &pool->reactor() : reactors_[0].get();
+    }
+    for (uint32_t i = 0; i < o.queue_depth; i++) run->buffers.emplace_back(o.segment_bytes);
+    auto src = run->src, dst = run->dst;
+    run->done = [this, src, dst, done](Result<BenchResultData> r) { control_->post([src, dst, done, r] { done(r); }); };
+    run->reactor->post([run] {
+      run->start_ns = bench_now_ns();
+      for (uint32_t i = 0; i < run->o.queue_depth; i++) run->issue(i);
+    });
+  });
+}
+
 }  // namespace strata

@@ -77,6 +77,14 @@ class Engine {
   void list_controllers(Callback<std::vector<nvmf::ControllerInfo>> done);
   // A load generator on a raw device (any URI; `uuid` of `options` holds the device URI).
   void bench_device(BenchOptions options, Callback<BenchResultData> done);
+  // Copies [offset, +length) from one device to another, `queue_depth` segments in flight: the
+  // raw-copy baseline the rebuild benchmark compares against.
+  struct CopyOptions {
+    std::string src_uri, dst_uri;
+    uint64_t offset_bytes = 0, length_bytes = 0, segment_bytes = 1u << 20;
+    uint32_t queue_depth = 4;
+  };
+  void copy_device(CopyOptions options, Callback<BenchResultData> done);
   // One I/O on a raw device (tests and tools): opens, does the I/O, closes.
   void device_io(const std::string& uri, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
                  std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
