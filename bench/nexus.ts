@@ -124,6 +124,7 @@ async function main(): Promise<void> {
   // 1. Writes.
   const workloads = [
     { name: "randwrite_4k_qd32", pattern: "randwrite" as const, block_size_bytes: 4096, queue_depth: 32 },
+    { name: "randwrite_4k_qd1", pattern: "randwrite" as const, block_size_bytes: 4096, queue_depth: 1 },
     { name: "write_128k_qd8", pattern: "write" as const, block_size_bytes: 128 * 1024, queue_depth: 8 },
   ];
   const results = workloads.map(() => ({ one: [] as BenchResult[], three: [] as BenchResult[] }));
@@ -182,7 +183,8 @@ async function main(): Promise<void> {
     const b = median(results[i].one.map((r) => r.iops));
     const mib = (rs: BenchResult[]) => median(rs.map((r) => r.mib_per_s));
     rows.push([`${w.name} IOPS (MiB/s)`, `${a.toFixed(0)} (${mib(results[i].three).toFixed(1)})`, `${b.toFixed(0)} (${mib(results[i].one).toFixed(1)})`, (a / b).toFixed(2)]);
-    summary[w.name === "randwrite_4k_qd32" ? "replica3_replica1_write_ratio" : "replica3_replica1_write_128k_ratio"] = Number((a / b).toFixed(3));
+    const key = { randwrite_4k_qd32: "replica3_replica1_write_ratio", randwrite_4k_qd1: "replica3_replica1_write_qd1_ratio", write_128k_qd8: "replica3_replica1_write_128k_ratio" }[w.name]!;
+    summary[key] = Number((a / b).toFixed(3));
   }
   const rb = median(rebuilds);
   const rc = median(copies);

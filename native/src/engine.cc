@@ -39,8 +39,7 @@ Engine& Engine::instance() {
 
 Status Engine::start(int cores, bool fault_injection) {
   std::lock_guard<std::mutex> lock(mutex_);
-  fault_injection_ = fault_injection;
-  if (state_ == EngineState::kRunning) return Status();  // already started: starting is idempotent
+  if (state_ == EngineState::kRunning) return Status();  // already started: starting is idempotent (the first options win)
   if (state_ == EngineState::kStopping) return Status(ErrorCode::kFailedPrecondition, "the native engine is shutting down; wait for shutdown() to finish");
   if (cores < 1 || cores > kMaxCores) return Status(ErrorCode::kInvalidArgument, str("cores must be 1 to ", kMaxCores, ", got ", cores));
   std::vector<std::unique_ptr<Reactor>> reactors;
@@ -53,6 +52,7 @@ Status Engine::start(int cores, bool fault_injection) {
     reactors.push_back(std::move(reactor));
   }
   reactors_ = std::move(reactors);
+  fault_injection_ = fault_injection;
   {
     std::vector<Reactor*> raw;
     for (auto& r : reactors_) raw.push_back(r.get());

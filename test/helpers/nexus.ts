@@ -48,6 +48,7 @@ export class NexusCluster {
       ["node-a", "node-b", "node-c"].map((node) => startEngine({ node, faultInjection: true, fixedNvmfPort: true })),
     );
     t.teardown(async () => {
+      if (!t.passed) for (const e of engines) t.log(`--- ${e.target.node} (exit ${e.process.exitCode ?? e.process.signalCode}) ---\n${e.logs.slice(-3000)}`);
       for (const e of engines) await e.kill();
       for (const e of engines) rmSync(e.dir, { recursive: true, force: true });
     });

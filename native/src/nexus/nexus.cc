@@ -774,7 +774,7 @@ void Nexus::start_rebuild(Child& dst_ref, bool partial) {
   else epoch_waiters_.push_back({barrier, std::move(begin)});
 }
 
-void Nexus::rebuild_pump(const std::shared_ptr<Rebuild>& job) {
+void Nexus::rebuild_pump(std::shared_ptr<Rebuild> job) {
   if (job->finished) return;
   while (job->state == RebuildState::kRunning && job->next_run < job->runs.size() && job->inflight < kRebuildParallelSegments) {
     size_t b = 0;
@@ -862,7 +862,7 @@ void Nexus::rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_ind
   rebuild_pump(job);
 }
 
-void Nexus::rebuild_finish(const std::shared_ptr<Rebuild>& job, RebuildState end, const std::string& error) {
+void Nexus::rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::string error) {
   if (job->finished) return;
   job->finished = true;
   job->state = end;

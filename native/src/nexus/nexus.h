@@ -211,10 +211,10 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
 
   // Rebuild.
   void start_rebuild(Child& dst, bool partial);
-  void rebuild_pump(const std::shared_ptr<Rebuild>& job);
+  void rebuild_pump(std::shared_ptr<Rebuild> job);
   void rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index);
   void rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index, int error, bool source_failed);
-  void rebuild_finish(const std::shared_ptr<Rebuild>& job, RebuildState end, const std::string& error);
+  void rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::string error);
   void set_rebuild_state(Rebuild& job, RebuildState next);
   void arm_watchdog();
   RebuildInfo rebuild_info(const Rebuild& job) const;

@@ -204,3 +204,43 @@ test.serial("losing the last healthy child: the host gets errors, never silently
   t.deepEqual(read.problems, []);
   t.is((await c.child(0)).reason, "io_failure");
 });
+
+test.serial("a rebuild whose source fails ends as rebuild_failed; one whose destination hangs times out; neither hangs and writes go on", async (t) => {
+  const c = await NexusCluster.start(t, { sizeBytes: 64 * MiB });
+  const load = (await c.load()).start(4, 0); // writes only: reads would fault the source first
+  t.teardown(() => load.close());
+  await load.progress(100);
+
+  // Source failure: node-c's child rebuilds from the local child, whose reads then fail.
+  await c.a.call("RemoveChild", { uuid: c.nexus, child_uri: c.children[2] });
+  await c.a.call("AddChild", { uuid: c.nexus, child_uri: c.children[2] });
+  await c.fault(2, { op: "write", error: "none", delay_ms: 30 }); // keep the rebuild running a while
+  await c.fault(0, { op: "read", error: "eio" });
+  let n = await c.waitFor("the rebuild to fail", (x) => x.children[2].state === "faulted");
+  t.is(n.children[2].reason, "rebuild_failed");
+  t.is(n.children[0].reason, "io_failure", "the failed source is faulted too");
+  let { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
+  t.is(records[records.length - 1].state, "failed");
+  t.regex(records[records.length - 1].error, /source .* rebuild read failed/);
+  await load.progress(30); // node-b alone carries the volume
+
+  // Destination hang: every write to node-c's child is held past the 2 s child timeout.
+  await c.clearFaults(0);
+  await c.clearFaults(2);
+  await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[0] }, 30_000);
+  await c.waitFor("the local child back", (x) => x.children[0].state === "online", 60_000);
+  await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] }, 30_000);
+  await c.fault(2, { op: "write", error: "none", delay_ms: 60_000 });
+  n = await c.waitFor("the hung rebuild to time out", (x) => x.children[2].state === "faulted", 30_000);
+  t.is(n.children[2].reason, "timed_out");
+  ({ records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus }));
+  t.is(records[records.length - 1].state, "failed");
+  await load.progress(30);
+
+  await c.clearFaults(2);
+  await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] }, 30_000);
+  await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
+  clean(t, await load.stop());
+  t.deepEqual(await load.verifyAll(), []);
+  t.deepEqual(await c.differingSegments(), [[], []]);
+});
