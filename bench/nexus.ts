@@ -2,7 +2,10 @@
 //
 //  1. Writes: a 3-replica nexus (one local child, two remote children on a second engine process
 //     over NVMe/TCP loopback) against a 1-replica nexus (one local child), same workloads,
-//     alternating ABBA. Key: replica3_replica1_write_ratio (4K randwrite qd32 IOPS).
+//     alternating ABBA. Key: replica3_replica1_write_ratio (4K randwrite qd32 IOPS). On one
+//     machine every replica shares the same disk and cores, so a third nexus with three LOCAL
+//     children measures what the hardware allows for three copies without any network:
+//     replica3_local_replica1_write_ratio, the ceiling the first ratio is measured against.
 //  2. Rebuild: a full rebuild of a remote child from the local one against a raw copy of the same
 //     bytes between the same two replicas (copyDevice: read a segment, write it, 4 in flight, the
 //     same segment size and depth as the rebuild). Key: rebuild_rawcopy_ratio (MiB/s).
@@ -106,9 +109,9 @@ async function main(): Promise<void> {
   native.start({ cores: 2 });
   const dir = mkdtempSync(join(tmpdir(), "strata-bench-nexus-"));
   const pool_uuid = randomUUID();
-  await native.createPool({ uuid: pool_uuid, name: "local", device_uri: `file://${join(dir, "pool.img")}?size_mib=${(2 * VOLUME_BYTES) / MiB + 64}`, cluster_size_bytes: MiB, force: true });
+  await native.createPool({ uuid: pool_uuid, name: "local", device_uri: `file://${join(dir, "pool.img")}?size_mib=${(5 * (VOLUME_BYTES + LABEL_BYTES)) / MiB + 64}`, cluster_size_bytes: MiB, force: true });
   const local: string[] = [];
-  for (const i of [0, 1]) {
+  for (const i of [0, 1, 2, 3, 4]) {
     const uuid = randomUUID();
     await native.createReplica({ pool_uuid, uuid, name: `l-${i}`, size_bytes: VOLUME_BYTES + LABEL_BYTES, thin: true });
     local.push(uuid);
@@ -118,8 +121,11 @@ async function main(): Promise<void> {
   const three = randomUUID();
   await native.createNexus({ uuid: one, size_bytes: VOLUME_BYTES, children: [`replica:///${local[0]}`] });
   await native.createNexus({ uuid: three, size_bytes: VOLUME_BYTES, children: [`replica:///${local[1]}`, ...remote] });
+  const threeLocal = randomUUID();
+  await native.createNexus({ uuid: threeLocal, size_bytes: VOLUME_BYTES, children: local.slice(2).map((u) => `replica:///${u}`) });
   await fill(native, one);
   await fill(native, three);
+  await fill(native, threeLocal);
 
   // 1. Writes.
   const workloads = [
@@ -127,13 +133,13 @@ async function main(): Promise<void> {
     { name: "randwrite_4k_qd1", pattern: "randwrite" as const, block_size_bytes: 4096, queue_depth: 1 },
     { name: "write_128k_qd8", pattern: "write" as const, block_size_bytes: 128 * 1024, queue_depth: 8 },
   ];
-  const results = workloads.map(() => ({ one: [] as BenchResult[], three: [] as BenchResult[] }));
+  const results = workloads.map(() => ({ one: [] as BenchResult[], three: [] as BenchResult[], threeLocal: [] as BenchResult[] }));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, w] of workloads.entries()) {
       const run = (uuid: string) =>
         native.benchDevice({ uri: `nexus:///${uuid}`, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: 0 });
-      const order = round % 2 === 0 ? [one, three] : [three, one];
-      for (const uuid of order) (uuid === one ? results[i].one : results[i].three).push(await run(uuid));
+      const order = round % 2 === 0 ? [one, three, threeLocal] : [threeLocal, three, one];
+      for (const uuid of order) (uuid === one ? results[i].one : uuid === three ? results[i].three : results[i].threeLocal).push(await run(uuid));
     }
   }
 
@@ -170,6 +176,7 @@ async function main(): Promise<void> {
   const p64 = await partialRebuild(native, three, remote[0], 64 * 1024);
   const p4 = await partialRebuild(native, three, remote[0], 4096);
 
+  await native.destroyNexus({ uuid: threeLocal });
   await native.destroyNexus({ uuid: one });
   await native.destroyNexus({ uuid: three });
   await native.shutdown();
@@ -185,6 +192,9 @@ async function main(): Promise<void> {
     rows.push([`${w.name} IOPS (MiB/s)`, `${a.toFixed(0)} (${mib(results[i].three).toFixed(1)})`, `${b.toFixed(0)} (${mib(results[i].one).toFixed(1)})`, (a / b).toFixed(2)]);
     const key = { randwrite_4k_qd32: "replica3_replica1_write_ratio", randwrite_4k_qd1: "replica3_replica1_write_qd1_ratio", write_128k_qd8: "replica3_replica1_write_128k_ratio" }[w.name]!;
     summary[key] = Number((a / b).toFixed(3));
+    const c = median(results[i].threeLocal.map((r) => r.iops));
+    rows.push([`  same, 3 LOCAL children (shared-hardware ceiling)`, `${c.toFixed(0)} (${mib(results[i].threeLocal).toFixed(1)})`, `${b.toFixed(0)}`, (c / b).toFixed(2)]);
+    if (w.name === "randwrite_4k_qd32") summary.replica3_local_replica1_write_ratio = Number((c / b).toFixed(3));
   }
   const rb = median(rebuilds);
   const rc = median(copies);
