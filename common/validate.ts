@@ -124,3 +124,12 @@ export function describe(value: unknown): string {
   if (typeof value === "object") return "an object";
   return `${typeof value} ${String(value)}`;
 }
+
+/** NVMe Qualified Names: "nqn." then printable ASCII without spaces, at most 223 bytes (NVMe base spec). */
+export function checkNqn(value: unknown): string | null {
+  if (typeof value !== "string") return `must be a string NQN, got ${typeof value}`;
+  if (!value.startsWith("nqn.")) return `must start with "nqn." (e.g. nqn.2014-08.org.nvmexpress:uuid:…), got "${value}"`;
+  if (Buffer.byteLength(value, "utf8") > 223) return `must be at most 223 bytes, got ${Buffer.byteLength(value, "utf8")}`;
+  if (!/^[\x21-\x7e]+$/.test(value)) return `must be printable ASCII without spaces, got "${value}"`;
+  return null;
+}

@@ -11,9 +11,12 @@ import {
   checkLabels,
   checkName,
   checkSizeBytes,
+  checkNqn,
   checkUuid,
   DEFAULT_CLUSTER_SIZE_BYTES,
 } from "../common/validate";
+
+export { checkNqn };
 import type { Device } from "./generated/strata/engine/v1/Device";
 import type { IoStats } from "./generated/strata/engine/v1/IoStats";
 import type { NodeInfo } from "./generated/strata/engine/v1/NodeInfo";
@@ -38,15 +41,6 @@ type PoolEntry =
   | { readonly kind: "imported"; record: PoolRecord }
   /** In the state file, but its device could not be imported at start; `reason` says why. */
   | { readonly kind: "missing"; record: PoolRecord; readonly reason: string };
-
-/** NVMe Qualified Names: "nqn." then printable ASCII without spaces, at most 223 bytes (NVMe base spec). */
-export function checkNqn(value: unknown): string | null {
-  if (typeof value !== "string") return `must be a string NQN, got ${typeof value}`;
-  if (!value.startsWith("nqn.")) return `must start with "nqn." (e.g. nqn.2014-08.org.nvmexpress:uuid:…), got "${value}"`;
-  if (Buffer.byteLength(value, "utf8") > 223) return `must be at most 223 bytes, got ${Buffer.byteLength(value, "utf8")}`;
-  if (!/^[\x21-\x7e]+$/.test(value)) return `must be printable ASCII without spaces, got "${value}"`;
-  return null;
-}
 
 export function checkField(value: unknown, field: string, problem: (v: unknown) => string | null): void {
   const reason = problem(value);
@@ -199,6 +193,7 @@ export class EngineService {
       connected_hosts: s.connected_hosts.map((h) => ({ host_nqn: h.host_nqn, cntlid: h.cntlid, queues: h.queues })),
       transport: "tcp",
       address: this.nvmfAddress,
+      kind: s.kind,
     };
   }
 

@@ -4,15 +4,18 @@
 // `placement` is part of the plan a reviewer reads). It is sticky: once placed, replicas stay.
 // Size grows in place; `thin` is identity (changing it replaces the volume, which preview
 // shows as a replace). `read` reports replicas that vanished; the next `up` recreates them.
+// With replicas > 1 the volume is a nexus (provider/nexus.ts) on the first replica's node,
+// optionally published to one frontend host NQN; `up` also brings faulted children back.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
-import { checkLabels, checkSizeBytes, checkUuid, describe } from "../common/validate";
+import { checkLabels, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { destroyNexus, ensureNexus, NEXUS_LABEL_BYTES, NexusStatus, observeNexus } from "./nexus";
 import { isPlacementError, PlacedReplica, placeReplicas } from "./placement";
 import { isUnknown } from "./unknown";
 
-/** The replica count this release supports; more needs the nexus (RAID-1 over replicas). */
-export const MAX_REPLICAS = 1;
+/** The most replicas a volume may have (a nexus has at most 32 children; 5 is plenty). */
+export const MAX_REPLICAS = 5;
 
 export interface VolumeInputs {
   readonly uuid: string;
@@ -22,8 +25,12 @@ export interface VolumeInputs {
   readonly poolLabels: Record<string, string>;
   readonly pools: string[];
   readonly topologyKey: string;
+  /** Replicated volumes only: the host NQN of the frontend node the nexus is published to ("" = unpublished). */
+  readonly frontendHostNqn: string;
   /** Filled in by `check`: where each replica lives. */
   readonly placement: PlacedReplica[];
+  /** Filled in by `check` when replicas > 1: the nexus's uuid ("" for one replica). */
+  readonly nexusUuid: string;
 }
 
 /** A replica as `read` last saw it. */
@@ -34,8 +41,10 @@ export interface ReplicaStatus extends PlacedReplica {
 }
 
 export interface VolumeOutputs extends VolumeInputs {
-  /** "online" when every replica is present, "degraded" otherwise. */
-  readonly health: "online" | "degraded";
+  /** "online" when every replica is present (and in sync); "degraded" when some are not; "faulted" when the nexus has no healthy child. */
+  readonly health: "online" | "degraded" | "faulted";
+  /** Replicated volumes: the nexus as its node reports it; null for one replica. */
+  readonly nexus: NexusStatus | null;
   readonly replicaStatus: ReplicaStatus[];
   /** Node and pool of the first replica, for people reading `pulumi stack output`. */
   readonly node: string;
@@ -64,15 +73,17 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     const fail = (property: string, reason: string | null) => {
       if (reason !== null) failures.push({ property, reason });
     };
-    const inputs: VolumeInputs = {
+    let inputs: VolumeInputs = {
       thin: true,
       replicas: 1,
       poolLabels: {},
       pools: [],
       topologyKey: "zone",
+      frontendHostNqn: "",
       ...news,
       uuid: olds.uuid ?? news.uuid ?? newUuid(),
       placement: olds.placement ?? [],
+      nexusUuid: olds.nexusUuid || newUuid(),
     } as VolumeInputs;
     if (this.cluster === null) fail("node", this.configError);
     if (!isUnknown(inputs.sizeBytes)) {
@@ -82,7 +93,14 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     }
     if (!isUnknown(inputs.thin) && typeof inputs.thin !== "boolean") fail("thin", `must be true or false, got ${describe(inputs.thin)}`);
     if (!isUnknown(inputs.replicas) && (!Number.isInteger(inputs.replicas) || inputs.replicas < 1 || inputs.replicas > MAX_REPLICAS))
-      fail("replicas", `must be a whole number from 1 to ${MAX_REPLICAS} in this release (more replicas need the nexus), got ${describe(inputs.replicas)}`);
+      fail("replicas", `must be a whole number from 1 to ${MAX_REPLICAS}, got ${describe(inputs.replicas)}`);
+    const replicated = typeof inputs.replicas === "number" && inputs.replicas > 1;
+    if (!isUnknown(inputs.frontendHostNqn) && inputs.frontendHostNqn !== "") {
+      fail("frontendHostNqn", checkNqn(inputs.frontendHostNqn));
+      if (!replicated && !isUnknown(inputs.replicas)) fail("frontendHostNqn", "is for replicated volumes (replicas >= 2): a one-replica volume has no nexus to publish");
+    }
+    if (replicated && typeof olds.sizeBytes === "number" && typeof inputs.sizeBytes === "number" && inputs.sizeBytes !== olds.sizeBytes)
+      fail("sizeBytes", `cannot change from ${olds.sizeBytes} to ${inputs.sizeBytes} bytes: a replicated volume cannot be resized in this release (its nexus has a fixed size)`);
     if (!isUnknown(inputs.poolLabels)) fail("poolLabels", checkLabels(inputs.poolLabels));
     if (!isUnknown(inputs.uuid)) fail("uuid", checkUuid(inputs.uuid));
     if (!isUnknown(inputs.pools) && (!Array.isArray(inputs.pools) || inputs.pools.some((p) => typeof p !== "string")))
@@ -91,6 +109,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
 
     // Place now, so the plan shows where replicas land. Sticky: existing placement is kept.
     // (When the pools are still unknown at preview, placement happens in create.)
+    if (!replicated) inputs = { ...inputs, nexusUuid: "" };
     if (inputs.placement.length < inputs.replicas) {
       try {
         return { inputs: { ...inputs, placement: await this.place(inputs) }, failures };
@@ -107,7 +126,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     return placeReplicas(
       pools,
       {
-        size_bytes: inputs.sizeBytes,
+        size_bytes: replicaSizeBytes(inputs),
         thin: inputs.thin,
         replicas: inputs.replicas,
         pool_labels: inputs.poolLabels,
@@ -123,13 +142,16 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     const replaces: string[] = [];
     if (olds.thin !== news.thin) replaces.push("thin");
     if (olds.uuid !== news.uuid) replaces.push("uuid");
+    // One replica to several (or back) changes what the volume is: a plain replica or a nexus.
+    if ((olds.replicas ?? 1) !== news.replicas) replaces.push("replicas");
+    const republished = (olds.frontendHostNqn ?? "") !== (news.frontendHostNqn ?? "");
     const grown = news.sizeBytes !== olds.sizeBytes;
     const degraded = olds.health !== "online";
     const selectorChanged =
       JSON.stringify(olds.poolLabels) !== JSON.stringify(news.poolLabels) ||
       JSON.stringify(olds.pools) !== JSON.stringify(news.pools) ||
       olds.topologyKey !== news.topologyKey;
-    return { changes: replaces.length > 0 || grown || degraded || selectorChanged, replaces, deleteBeforeReplace: false };
+    return { changes: replaces.length > 0 || grown || degraded || selectorChanged || republished, replaces, deleteBeforeReplace: false };
   }
 
   async create(news: VolumeInputs): Promise<dynamic.CreateResult> {
@@ -141,14 +163,16 @@ export class VolumeProvider implements dynamic.ResourceProvider {
         await onNode(cluster, replica.node, (engine) =>
           engine.call(
             "CreateReplica",
-            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: inputs.sizeBytes, thin: inputs.thin },
+            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: replicaSizeBytes(inputs), thin: inputs.thin },
             MUTATE_DEADLINE_MS,
           ),
         );
         created.push(replica);
       }
+      if (inputs.replicas > 1) await ensureNexus(cluster, inputs);
     } catch (err) {
-      // Transactional: a volume that failed to create leaves no replicas behind.
+      // Transactional: a volume that failed to create leaves no nexus, share or replica behind.
+      if (inputs.replicas > 1) await destroyNexus(cluster, inputs).catch(() => undefined);
       await Promise.allSettled(
         created.map((r) => onNode(cluster, r.node, (engine) => engine.call("DestroyReplica", { uuid: r.replica_uuid }, MUTATE_DEADLINE_MS))),
       );
@@ -172,20 +196,22 @@ export class VolumeProvider implements dynamic.ResourceProvider {
           // Gone behind our back (or never made): make it again on its pool.
           await engine.call(
             "CreateReplica",
-            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: news.sizeBytes, thin: news.thin },
+            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: replicaSizeBytes(news), thin: news.thin },
             MUTATE_DEADLINE_MS,
           );
-        } else if (current.size_bytes < news.sizeBytes) {
+        } else if (news.replicas === 1 && current.size_bytes < news.sizeBytes) {
           await engine.call("ResizeReplica", { uuid: replica.replica_uuid, size_bytes: news.sizeBytes }, MUTATE_DEADLINE_MS);
         }
       });
     }
-    void olds;
+    // A replicated volume: the nexus exists, is published as asked, and faulted children rebuild.
+    if (news.replicas > 1) await ensureNexus(cluster, news, olds.frontendHostNqn ?? "");
     return { outs: await this.observe(news) };
   }
 
   async delete(_id: string, props: VolumeOutputs): Promise<void> {
     const cluster = this.clusterOrThrow();
+    if ((props.replicas ?? 1) > 1 && props.nexusUuid) await destroyNexus(cluster, props);
     for (const replica of props.placement ?? []) {
       await onNode(cluster, replica.node, (engine) => engine.call("DestroyReplica", { uuid: replica.replica_uuid }, MUTATE_DEADLINE_MS));
     }
@@ -200,12 +226,24 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       const found = replicas.find((r) => r.uuid === placed.replica_uuid);
       replicaStatus.push({ ...placed, state: found ? "online" : "missing", allocatedBytes: found?.allocated_bytes ?? 0 });
     }
+    const present = replicaStatus.every((r) => r.state === "online");
+    if (inputs.replicas > 1 && inputs.nexusUuid) {
+      const nexus = await observeNexus(cluster, inputs);
+      const health = nexus.health === "faulted" ? "faulted" : present && nexus.health === "online" ? "online" : "degraded";
+      return { ...inputs, health, nexus, replicaStatus, node: inputs.placement[0]?.node ?? "", pool: inputs.placement[0]?.pool_name ?? "" };
+    }
     return {
       ...inputs,
-      health: replicaStatus.every((r) => r.state === "online") ? "online" : "degraded",
+      health: present ? "online" : "degraded",
+      nexus: null,
       replicaStatus,
       node: inputs.placement[0]?.node ?? "",
       pool: inputs.placement[0]?.pool_name ?? "",
     };
   }
+}
+
+/** Bytes each replica holds: a replicated volume's replicas also carry the nexus label region. */
+export function replicaSizeBytes(inputs: Pick<VolumeInputs, "sizeBytes" | "replicas">): number {
+  return inputs.replicas > 1 ? inputs.sizeBytes + NEXUS_LABEL_BYTES : inputs.sizeBytes;
 }

@@ -11,9 +11,10 @@ import { VolumeProvider } from "../provider/volume";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
 import type { ReplicaStatus } from "../provider/volume";
 import type { PlacedReplica } from "../provider/placement";
+import type { NexusStatus } from "../provider/nexus";
 
 export { MIB, GIB } from "../common/validate";
-export type { PlacedReplica, ReplicaStatus };
+export type { NexusStatus, PlacedReplica, ReplicaStatus };
 
 /** The module part of every Strata resource type: `pulumi-nodejs:dynamic/strata:<Type>`. */
 const MODULE = "strata";
@@ -87,8 +88,18 @@ export interface VolumeArgs {
   readonly sizeBytes: pulumi.Input<number>;
   /** Thin volumes allocate on first write. Default true. Changing it replaces the volume. */
   readonly thin?: pulumi.Input<boolean>;
-  /** Number of replicas; 1 in this release. */
+  /**
+   * Number of replicas, 1 to 5. With 2 or more the volume is a nexus (RAID-1) on the first
+   * replica's node, which keeps serving through a replica's failure and rebuilds it. Changing
+   * it replaces the volume. A replicated volume cannot be resized in this release.
+   */
   readonly replicas?: pulumi.Input<number>;
+  /**
+   * Replicated volumes: the host NQN of the node that mounts the volume; the nexus is published
+   * over NVMe/TCP to that host only (outputs `nexus.nqn` and `nexus.address`). Changing it
+   * moves the volume to the new frontend in place.
+   */
+  readonly frontendHostNqn?: pulumi.Input<string>;
   /** Place only on these pools (and wait for them to exist). Default: any pool that fits. */
   readonly pools?: Pool[];
   /** Place only on pools carrying all these labels. */
@@ -107,8 +118,10 @@ export class Volume extends pulumi.dynamic.Resource {
   public readonly placement!: pulumi.Output<PlacedReplica[]>;
   /** What the last create/update/refresh saw of each replica. */
   public readonly replicaStatus!: pulumi.Output<ReplicaStatus[]>;
-  /** "online" or "degraded". */
+  /** "online", "degraded" (a replica missing or out of sync) or "faulted" (no healthy replica). */
   public readonly health!: pulumi.Output<string>;
+  /** Replicated volumes: the nexus (node, health, NVMe/TCP nqn and address, each child's state); null for one replica. */
+  public readonly nexus!: pulumi.Output<NexusStatus | null>;
   /** Node of the first replica. */
   public readonly node!: pulumi.Output<string>;
   /** Pool name of the first replica. */
@@ -126,7 +139,10 @@ export class Volume extends pulumi.dynamic.Resource {
         pools: (args.pools ?? []).map((p) => p.uuid),
         poolLabels: args.poolLabels ?? {},
         topologyKey: args.topologyKey ?? "zone",
+        frontendHostNqn: args.frontendHostNqn ?? "",
         uuid: undefined,
+        nexusUuid: undefined,
+        nexus: undefined,
         placement: undefined,
         replicaStatus: undefined,
         health: undefined,

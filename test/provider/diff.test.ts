@@ -35,7 +35,10 @@ const volume: VolumeOutputs = {
   poolLabels: {},
   pools: [],
   topologyKey: "zone",
+  frontendHostNqn: "",
   placement: [{ replica_uuid: "r", node: "node-a", pool_uuid: pool.uuid, pool_name: "p" }],
+  nexusUuid: "",
+  nexus: null,
   health: "online",
   replicaStatus: [],
   node: "node-a",
@@ -62,4 +65,13 @@ test("volume: check refuses shrinking and bad values, naming the property", asyn
   const props = bad.failures!.map((f) => f.property);
   t.true(props.includes("replicas"));
   t.true(props.includes("thin"));
+});
+
+test("volume: the replica count replaces; a new frontend updates in place", async (t) => {
+  const v = new VolumeProvider();
+  t.deepEqual((await v.diff(volume.uuid, volume, { ...volume, replicas: 3 })).replaces, ["replicas"]);
+  const three: VolumeOutputs = { ...volume, replicas: 3, nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa" };
+  const republished = await v.diff(volume.uuid, three, { ...three, frontendHostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000" });
+  t.true(republished.changes);
+  t.deepEqual(republished.replaces, []);
 });

@@ -1,0 +1,99 @@
+// The replicated side of a Volume: replicas > 1 become a nexus on the node of the first
+// replica, with that replica as a local child and the others shared to the nexus node's host
+// NQN over NVMe/TCP. Every step is idempotent (engines dedupe by uuid), so `create` and the
+// healing `update` share one function.
+import type { EngineConnection } from "../common/client";
+import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
+import type { ClusterConfig } from "./connection";
+import type { PlacedReplica } from "./placement";
+
+/** Each replica of a replicated volume starts with the nexus label region (native/src/nexus/LABEL.md). */
+export const NEXUS_LABEL_BYTES = 1024 * 1024;
+
+export interface NexusChildStatus {
+  readonly node: string;
+  readonly replicaUuid: string;
+  /** online, rebuilding, faulted or offline (as the nexus sees the child); missing: not in the nexus. */
+  readonly state: string;
+  /** Why it is not online ("none" when it is). */
+  readonly reason: string;
+}
+
+export interface NexusStatus {
+  readonly uuid: string;
+  readonly node: string;
+  /** online, degraded or faulted; "missing" when the nexus node has no such nexus. */
+  readonly health: string;
+  /** The NVMe/TCP subsystem the frontend connects to ("" while unpublished). */
+  readonly nqn: string;
+  readonly address: string;
+  readonly children: NexusChildStatus[];
+}
+
+interface ReplicatedSpec {
+  readonly nexusUuid: string;
+  readonly sizeBytes: number;
+  readonly frontendHostNqn: string;
+  readonly placement: PlacedReplica[];
+}
+
+async function childUri(cluster: ClusterConfig, nexusNode: string, hostNqn: string, replica: PlacedReplica): Promise<string> {
+  if (replica.node === nexusNode) return `replica:///${replica.replica_uuid}`;
+  return onNode(cluster, replica.node, async (engine) => {
+    const sub = await engine.call("ShareReplica", { uuid: replica.replica_uuid, allowed_host_nqns: [hostNqn] }, MUTATE_DEADLINE_MS);
+    return `nvmf://${sub.address}/${sub.nqn}`;
+  });
+}
+
+/** The child URIs of the volume's replicas, sharing the remote ones to the nexus node. */
+export async function childUris(cluster: ClusterConfig, spec: ReplicatedSpec): Promise<string[]> {
+  const nexusNode = spec.placement[0].node;
+  const hostNqn = (await onNode(cluster, nexusNode, (e) => e.call("GetInfo", {}, CALL_DEADLINE_MS))).host_nqn;
+  const uris: string[] = [];
+  for (const replica of spec.placement) uris.push(await childUri(cluster, nexusNode, hostNqn, replica));
+  return uris;
+}
+
+/**
+ * Makes the nexus exist, publishes it as asked, and brings back children that are faulted or
+ * offline (OnlineChild rebuilds them). `previousFrontend` is unpublished first when it changed.
+ */
+export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, previousFrontend = ""): Promise<void> {
+  const children = await childUris(cluster, spec);
+  await onNode(cluster, spec.placement[0].node, async (engine) => {
+    const nexus = await engine.call("CreateNexus", { uuid: spec.nexusUuid, size_bytes: spec.sizeBytes, children, child_io_timeout_ms: 0 }, MUTATE_DEADLINE_MS);
+    if (previousFrontend && previousFrontend !== spec.frontendHostNqn) {
+      await engine.call("UnpublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: previousFrontend }, MUTATE_DEADLINE_MS);
+    }
+    if (spec.frontendHostNqn) await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn }, MUTATE_DEADLINE_MS);
+    for (const child of nexus.children) {
+      if (child.state === "faulted" || child.state === "offline") await onlineChild(engine, spec.nexusUuid, child.uri);
+    }
+  });
+}
+
+async function onlineChild(engine: EngineConnection, nexus: string, uri: string): Promise<void> {
+  await engine.call("OnlineChild", { uuid: nexus, child_uri: uri }, MUTATE_DEADLINE_MS);
+}
+
+/** Removes the nexus (never the replicas' data by itself) and the remote replicas' shares. */
+export async function destroyNexus(cluster: ClusterConfig, spec: Pick<ReplicatedSpec, "nexusUuid" | "placement">): Promise<void> {
+  if (spec.placement.length === 0) return;
+  await onNode(cluster, spec.placement[0].node, (engine) => engine.call("DestroyNexus", { uuid: spec.nexusUuid }, MUTATE_DEADLINE_MS));
+  for (const replica of spec.placement.slice(1)) {
+    if (replica.node === spec.placement[0].node) continue;
+    await onNode(cluster, replica.node, (engine) => engine.call("UnshareReplica", { uuid: replica.replica_uuid }, MUTATE_DEADLINE_MS));
+  }
+}
+
+/** What the nexus node reports about the volume's nexus. */
+export async function observeNexus(cluster: ClusterConfig, spec: Pick<ReplicatedSpec, "nexusUuid" | "placement">): Promise<NexusStatus> {
+  const node = spec.placement[0].node;
+  const { nexuses } = await onNode(cluster, node, (engine) => engine.call("ListNexus", {}, CALL_DEADLINE_MS));
+  const n = nexuses.find((x) => x.uuid === spec.nexusUuid);
+  const children = spec.placement.map((replica) => {
+    const c = n?.children.find((x) => x.uri === `replica:///${replica.replica_uuid}` || x.uri.endsWith(`:replica:${replica.replica_uuid}`));
+    return { node: replica.node, replicaUuid: replica.replica_uuid, state: c?.state ?? "missing", reason: c?.reason ?? "none" };
+  });
+  return { uuid: spec.nexusUuid, node, health: n?.health ?? "missing", nqn: n?.nqn ?? "", address: n?.address ?? "", children };
+}

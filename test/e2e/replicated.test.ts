@@ -1,0 +1,131 @@
+// A replicated volume as a user declares it: three replicas on three nodes become a nexus,
+// published to the frontend named in the program. `pulumi up` with the real CLI; the frontend
+// really connects over NVMe/TCP and its data is verified; a child faulted behind Pulumi's back
+// shows up at refresh and the next `up` brings it back; destroy leaves every engine empty.
+import test from "ava";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { openStack } from "../../cli/pulumi";
+import { startCluster, TestCluster } from "../helpers/cluster";
+import { REPO_ROOT } from "../helpers/engine";
+import { VerifyingLoad, VolumeModel } from "../helpers/load";
+
+const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "replicated");
+const FRONTEND = "nqn.2014-08.org.nvmexpress:uuid:fe000000-0000-4000-8000-0000000000fe";
+const MiB = 1024 * 1024;
+
+interface NexusOut {
+  uuid: string;
+  node: string;
+  health: string;
+  nqn: string;
+  address: string;
+  children: { node: string; replicaUuid: string; state: string; reason: string }[];
+}
+
+let cluster: TestCluster;
+let stack: Stack;
+
+test.before(async () => {
+  cluster = await startCluster({ nodes: 3, diskMib: 512 });
+  stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
+  const config: Record<string, { value: string; secret?: boolean }> = {
+    "strata:token": { value: cluster.nodes[0].token, secret: true },
+    diskDir: { value: join(cluster.home, "cluster") },
+    frontend: { value: FRONTEND },
+  };
+  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+  await stack.setAllConfig(config, true);
+});
+test.after.always(async () => {
+  await cluster?.down();
+  rmSync(join(FIXTURE, `Pulumi.${cluster?.stack}.yaml`), { force: true });
+});
+
+/** The Volume resource's state (refresh updates it; stack outputs only change at up). */
+async function outputs(): Promise<{ health: string; nexus: NexusOut; volumeUuid: string }> {
+  const state = await stack.exportStack();
+  const resources = (state.deployment as { resources: { type: string; outputs: Record<string, unknown> }[] }).resources;
+  const o = resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Volume")!.outputs;
+  return { health: o.health as string, nexus: o.nexus as NexusOut, volumeUuid: o.uuid as string };
+}
+
+test.serial("up makes a three-replica volume: a nexus on the first replica's node, one replica per node, published to the frontend", async (t) => {
+  const up = await stack.up();
+  t.is(up.summary.result, "succeeded");
+  const { health, nexus } = await outputs();
+  t.is(health, "online");
+  t.is(nexus.health, "online");
+  t.deepEqual(nexus.children.map((c) => c.state), ["online", "online", "online"]);
+  t.deepEqual(new Set(nexus.children.map((c) => c.node)).size, 3, "one replica per node");
+  t.is(nexus.node, nexus.children[0].node);
+  t.regex(nexus.nqn, /^nqn\.2026-11\.io\.strata:nexus:/);
+
+  const engine = cluster.connect(nexus.node);
+  try {
+    const { nexuses } = await engine.call("ListNexus", {});
+    t.is(nexuses.length, 1);
+    t.is(nexuses[0].frontend_host_nqn, FRONTEND);
+    t.is(nexuses[0].size_bytes, 64 * MiB);
+  } finally {
+    engine.close();
+  }
+  const hostNqn = (await cluster.eachNode((e) => e.call("GetInfo", {}))).find((i) => i.node === nexus.node)!.host_nqn;
+  const subs = (await cluster.eachNode((e) => e.call("ListSubsystems", {}))).flatMap((r) => r.subsystems);
+  t.is(subs.filter((s) => s.kind === "replica").length, 2, "the two remote replicas are shared");
+  t.is(subs.filter((s) => s.kind === "nexus").length, 1, "the nexus is published");
+  t.true(subs.filter((s) => s.nqn.includes(":replica:")).every((s) => s.allowed_host_nqns.length === 1 && s.allowed_host_nqns[0] === hostNqn));
+});
+
+test.serial("the frontend writes and reads the volume over NVMe/TCP; a second preview changes nothing", async (t) => {
+  const { nexus } = await outputs();
+  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB));
+  t.teardown(() => load.close());
+  load.start(4);
+  await load.progress(200);
+  const counters = await load.stop();
+  t.deepEqual(counters.mismatches, []);
+  t.is(counters.writesFailed, 0);
+  t.deepEqual(await load.verifyAll(), []);
+  const preview = await stack.preview();
+  t.deepEqual(preview.changeSummary, { same: 5 }, "the stack, three pools and the volume");
+});
+
+test.serial("a child faulted behind Pulumi's back: refresh reports the volume degraded, up brings the child back", async (t) => {
+  const { nexus } = await outputs();
+  const engine = cluster.connect(nexus.node);
+  try {
+    const n = (await engine.call("ListNexus", {})).nexuses[0];
+    await engine.call("FaultChild", { uuid: n.uuid, child_uri: n.children[2].uri });
+  } finally {
+    engine.close();
+  }
+  await stack.refresh();
+  let out = await outputs();
+  t.is(out.health, "degraded");
+  t.is(out.nexus.children[2].state, "faulted");
+  t.is(out.nexus.children[2].reason, "by_client");
+
+  const up = await stack.up();
+  t.is(up.summary.result, "succeeded");
+  for (let i = 0; i < 100; i++) {
+    await stack.refresh();
+    out = await outputs();
+    if (out.health === "online") break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.is(out.health, "online");
+  t.deepEqual(out.nexus.children.map((c) => c.state), ["online", "online", "online"]);
+});
+
+test.serial("destroy removes the nexus, the shares and the replicas on every node", async (t) => {
+  const destroyed = await stack.destroy();
+  t.is(destroyed.summary.result, "succeeded");
+  const nexuses = (await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses);
+  const subs = (await cluster.eachNode((e) => e.call("ListSubsystems", {}))).flatMap((r) => r.subsystems);
+  const replicas = (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas);
+  t.deepEqual(nexuses, []);
+  t.deepEqual(subs, []);
+  t.deepEqual(replicas, []);
+});
