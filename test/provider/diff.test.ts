@@ -61,10 +61,17 @@ test("volume: check refuses shrinking and bad values, naming the property", asyn
   const v = new VolumeProvider();
   const shrink = await v.check({ ...volume }, { ...volume, sizeBytes: 1 << 20 });
   t.true(shrink.failures!.some((f) => f.property === "sizeBytes" && /cannot shrink/.test(f.reason)));
-  const bad = await v.check({}, { sizeBytes: 4096, replicas: 3, thin: "yes" as unknown as boolean });
+  const bad = await v.check({}, { sizeBytes: 4096, replicas: 6, thin: "yes" as unknown as boolean });
   const props = bad.failures!.map((f) => f.property);
   t.true(props.includes("replicas"));
   t.true(props.includes("thin"));
+  const unpublishable = await v.check({}, { sizeBytes: 4096, replicas: 1, frontendHostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000" });
+  t.true(unpublishable.failures!.some((f) => f.property === "frontendHostNqn" && /replicated volumes/.test(f.reason)));
+  const badNqn = await v.check({}, { sizeBytes: 4096, replicas: 3, frontendHostNqn: "host-a" });
+  t.true(badNqn.failures!.some((f) => f.property === "frontendHostNqn" && /must start with "nqn\."/.test(f.reason)));
+  const replicated: VolumeOutputs = { ...volume, replicas: 3, nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa" };
+  const grow = await v.check({ ...replicated }, { ...replicated, sizeBytes: 2 << 30 });
+  t.true(grow.failures!.some((f) => f.property === "sizeBytes" && /cannot be resized/.test(f.reason)));
 });
 
 test("volume: the replica count replaces; a new frontend updates in place", async (t) => {
