@@ -44,9 +44,16 @@ export class NexusCluster {
 
   static async start(t: ExecutionContext, opts: { sizeBytes?: number; childIoTimeoutMs?: number; thin?: boolean; poolMiB?: number } = {}): Promise<NexusCluster> {
     const sizeBytes = opts.sizeBytes ?? 32 * MiB;
-    const engines = await Promise.all(
+    const started = await Promise.allSettled(
       ["node-a", "node-b", "node-c"].map((node) => startEngine({ node, faultInjection: true, fixedNvmfPort: true })),
     );
+    const engines = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      // Never leave the engines that did start running.
+      for (const e of engines) await e.kill();
+      throw failed.reason;
+    }
     t.teardown(async () => {
       if (!t.passed) for (const e of engines) t.log(`--- ${e.target.node} (exit ${e.process.exitCode ?? e.process.signalCode}) ---\n${e.logs.slice(-3000)}`);
       for (const e of engines) await e.kill();
