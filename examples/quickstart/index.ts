@@ -6,3 +6,7 @@ export const volumeUuid = outputs.volumeUuid;
 export const volumeNode = outputs.volumeNode;
 export const volumePool = outputs.volumePool;
 export const volumePlacement = outputs.volumePlacement;
+export const replicatedUuid = outputs.replicatedUuid;
+export const replicatedHealth = outputs.replicatedHealth;
+export const replicatedNodes = outputs.replicatedNodes;
+export const replicatedConnect = outputs.replicatedConnect;

@@ -1,5 +1,7 @@
-// The quickstart: a pool on each node of the local cluster and one thin volume placed on one
-// of them. The nodes and their disks come from stack config written by `npx strata cluster up`.
+// The quickstart: a pool on each node of the local cluster, one thin volume placed on one of
+// them, and one volume replicated on three nodes (a nexus), published over NVMe/TCP to a
+// frontend host NQN. The nodes and their disks come from stack config written by
+// `npx strata cluster up`.
 import * as pulumi from "@pulumi/pulumi";
 import * as strata from "../../sdk";
 
@@ -27,10 +29,28 @@ export function quickstart() {
     pools,
   });
 
+  // Three replicas, one per zone; the nexus lives on the first replica's node. Any host allowed
+  // as the frontend connects with the command in the `replicatedConnect` output.
+  const frontendHostNqn = new pulumi.Config().get("frontendHostNqn") ?? "nqn.2026-11.io.strata:frontend:quickstart";
+  const replicated = new strata.Volume("replicated", {
+    sizeBytes: 256 * strata.MIB,
+    replicas: Object.keys(endpoints).length >= 3 ? 3 : Object.keys(endpoints).length,
+    pools,
+    frontendHostNqn: Object.keys(endpoints).length >= 2 ? frontendHostNqn : undefined,
+  });
+
   return {
     volumeUuid: volume.uuid,
     volumeNode: volume.node,
     volumePool: volume.pool,
     volumePlacement: volume.placement,
+    replicatedUuid: replicated.uuid,
+    replicatedHealth: replicated.health,
+    replicatedNodes: replicated.placement.apply((p) => p.map((r) => r.node)),
+    replicatedConnect: replicated.nexus.apply((n) => {
+      if (!n || !n.nqn) return "";
+      const [host, port] = [n.address.slice(0, n.address.lastIndexOf(":")), n.address.slice(n.address.lastIndexOf(":") + 1)];
+      return `nvme connect -t tcp -a ${host} -s ${port} -n ${n.nqn} --hostnqn ${frontendHostNqn}`;
+    }),
   };
 }

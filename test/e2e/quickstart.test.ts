@@ -23,14 +23,20 @@ function allFiles(dir: string): string[] {
   });
 }
 
-async function replicas() {
+async function allReplicas() {
   return (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas);
 }
 
-async function volumeOutputs(): Promise<Record<string, unknown>> {
+async function volumeOutputs(name = "quickstart"): Promise<Record<string, unknown>> {
   const exported = await cluster.pulumi("stack", "export", "--show-secrets");
-  const state = JSON.parse(exported.stdout) as { deployment: { resources: { type: string; outputs: Record<string, unknown> }[] } };
-  return state.deployment.resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Volume")!.outputs;
+  const state = JSON.parse(exported.stdout) as { deployment: { resources: { type: string; urn: string; outputs: Record<string, unknown> }[] } };
+  return state.deployment.resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Volume" && r.urn.endsWith(`::${name}`))!.outputs;
+}
+
+let replicatedUuids: string[] = [];
+/** The replicas of the single-replica "quickstart" volume (the replicated volume's are set apart). */
+async function replicas() {
+  return (await allReplicas()).filter((r) => !replicatedUuids.includes(r.uuid));
 }
 
 test.serial("cluster status shows three running nodes", async (t) => {
@@ -46,7 +52,7 @@ test.serial("cluster status shows three running nodes", async (t) => {
   }
 });
 
-test.serial("up creates a pool on each node and one volume, and prints where it is", async (t) => {
+test.serial("up creates a pool on each node, one volume and one replicated volume, and prints where they are", async (t) => {
   const up = await cluster.strata("up");
   t.is(up.code, 0, up.stdout + up.stderr);
   t.regex(up.stdout, /volumeUuid: "[0-9a-f-]{36}"/);
@@ -59,11 +65,22 @@ test.serial("up creates a pool on each node and one volume, and prints where it 
     t.is(p[0].state, "POOL_STATE_ONLINE");
     t.deepEqual(p[0].labels, { class: "file" });
   }
+  const replicated = await volumeOutputs("replicated");
+  replicatedUuids = (replicated.placement as { replica_uuid: string }[]).map((p) => p.replica_uuid);
   const all = await replicas();
   t.is(all.length, 1);
   t.is(all[0].size_bytes, GiB);
   t.is(all[0].node, node ?? "");
   t.true(all[0].thin);
+
+  // The replicated volume: three replicas on three nodes, a nexus online and published.
+  t.is(replicated.health, "online");
+  t.deepEqual(new Set((replicated.placement as { node: string }[]).map((p) => p.node)).size, 3);
+  t.is((await allReplicas()).length, 4);
+  t.regex(up.stdout, /replicatedConnect: "nvme connect -t tcp -a 127\.0\.0\.1 -s \d+ -n nqn\.2026-11\.io\.strata:nexus:[0-9a-f-]{36} --hostnqn nqn\.2026-11\.io\.strata:frontend:quickstart"/);
+  const nexuses = (await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses);
+  t.is(nexuses.length, 1);
+  t.deepEqual(nexuses[0].children.map((c) => c.state), ["online", "online", "online"]);
 });
 
 test.serial("the token is never stored in plain text in the state", (t) => {
@@ -127,5 +144,7 @@ test.serial("destroy leaves the engines empty", async (t) => {
   t.is(destroy.code, 0, destroy.stdout + destroy.stderr);
   const pools = await cluster.eachNode((e) => e.call("ListPools", {}));
   t.deepEqual(pools.map((p) => p.pools.length), [0, 0, 0]);
-  t.is((await replicas()).length, 0);
+  t.is((await allReplicas()).length, 0);
+  t.deepEqual((await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses), []);
+  t.deepEqual((await cluster.eachNode((e) => e.call("ListSubsystems", {}))).flatMap((r) => r.subsystems), []);
 });
