@@ -244,3 +244,24 @@ test.serial("a rebuild whose source fails ends as rebuild_failed; one whose dest
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
+
+test.serial("a dropped NVMe/TCP connection to a child: the initiator reconnects, the host sees no error, the children end identical", async (t) => {
+  const c = await NexusCluster.start(t);
+  const load = (await c.load()).start();
+  t.teardown(() => load.close());
+  await load.progress(50);
+  await c.fault(1, { drop_connection: true });
+  await load.progress(150);
+  const n = await c.info();
+  if (n.children[1].state !== "online") {
+    // Writes that waited longer than the child timeout for the reconnect faulted it: bring it back.
+    t.regex(n.children[1].reason, /timed_out|io_failure/);
+    await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[1] }, 30_000);
+    await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"));
+  }
+  const { controllers } = await c.a.call("ListControllers", {});
+  t.true(controllers.some((ctl) => ctl.uri.includes(c.replicas[1]) && ctl.state === "live"));
+  clean(t, await load.stop());
+  t.deepEqual(await load.verifyAll(), []);
+  t.deepEqual(await c.differingSegments(), [[], []]);
+});
