@@ -285,6 +285,7 @@ function toRebuildStats(r: RebuildInfo, shown: (uri: string) => string): Rebuild
     source_uri: shown(r.source_uri),
     state: r.state,
     partial: r.partial,
+    resync: r.resync,
     bytes_done: r.bytes_done,
     bytes_total: r.bytes_total,
     volume_bytes: r.volume_bytes,

@@ -149,6 +149,8 @@ export interface RebuildInfo {
   readonly state: "waiting" | "running" | "paused" | "completed" | "stopped" | "failed";
   /** Only the segments written while the child was away are copied. */
   readonly partial: boolean;
+  /** A resync after an unclean shutdown: an in-sync child given the primary's copy (it stays online). */
+  readonly resync: boolean;
   readonly bytes_done: number;
   readonly bytes_total: number;
   /** The nexus size: a partial rebuild's bytes_total is measured against it. */

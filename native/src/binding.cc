@@ -175,6 +175,7 @@ Napi::Value to_js(Napi::Env env, const nexus::RebuildInfo& r) {
   o.Set("source_uri", r.source_uri);
   o.Set("state", r.state);
   o.Set("partial", r.partial);
+  o.Set("resync", r.resync);
   o.Set("bytes_done", num(env, r.bytes_done));
   o.Set("bytes_total", num(env, r.bytes_total));
   o.Set("volume_bytes", num(env, r.volume_bytes));

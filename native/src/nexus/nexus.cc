@@ -129,6 +129,7 @@ struct Nexus::Child {
   uint64_t read_ops = 0, write_ops = 0, errors = 0;
   std::shared_ptr<Rebuild> rebuild;  // the active job copying into this child
   bool reopening = false;
+  bool resync_incomplete = false;  // its post-crash resync did not finish: it may differ anywhere
 };
 
 // One I/O on a child finished: wake whoever waits for the child to go idle (online, remove,
@@ -177,6 +178,10 @@ struct Nexus::Rebuild {
   std::shared_ptr<Child> dst, src;
   RebuildState state = RebuildState::kWaiting;
   bool partial = false;
+  // A resync after an unclean shutdown: dst stays Online (it holds every acknowledged write) and
+  // gets the primary's copy of everything, so writes cut short by the crash read the same on
+  // every child.
+  bool resync = false;
   bool finished = false;
   std::vector<Run> runs;
   size_t next_run = 0;
@@ -266,6 +271,7 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
   // is created and destroyed without writes leaves every label as it was.
   nexus->generation_ = nexus->durable_generation_ + 1;
   nexus->opened_after_unclean_shutdown_ = newest != nullptr && !newest->clean_shutdown;
+  nexus->resync_required_ = nexus->opened_after_unclean_shutdown_;
   for (OpenedChild& oc : opened) {
     auto c = std::make_shared<Child>();
     c->uri = oc.uri;
@@ -301,6 +307,7 @@ std::vector<std::string> Nexus::child_uris() const {
 }
 
 void Nexus::start() {
+  if (resync_required_) start_resync();
   for (auto& c : children_) {
     if (c->state == ChildState::kFaulted && c->reason == ChildReason::kOutOfSync && c->device) start_rebuild(*c, false);
   }
@@ -326,7 +333,10 @@ void Nexus::set_child_state(Child& c, ChildState next, ChildReason reason, const
   const bool leaving_write_set = (prev == ChildState::kOnline || prev == ChildState::kRebuilding) &&
                                  (next == ChildState::kFaulted || next == ChildState::kOffline);
   assert(!(prev == ChildState::kOffline && next == ChildState::kOnline));  // only a rebuild brings a child back
-  if (leaving_write_set && !c.tracking) {
+  if (leaving_write_set && c.resync_incomplete) {
+    c.tracking = false;  // what it differs in is unknown: a full rebuild when it returns
+    c.missed.clear();
+  } else if (leaving_write_set && !c.tracking) {
     // From now on every write it does not get is recorded. A child that was Rebuilding gets the
     // uncopied part of its rebuild added by rebuild_finish.
     c.tracking = true;
@@ -335,6 +345,7 @@ void Nexus::set_child_state(Child& c, ChildState next, ChildReason reason, const
   if (next == ChildState::kOnline) {
     c.tracking = false;
     c.missed.clear();
+    c.resync_incomplete = false;  // only a full copy brings a child back Online
   }
   c.state = next;
   c.reason = next == ChildState::kOnline ? ChildReason::kNone : reason;
@@ -437,10 +448,15 @@ void Nexus::start_part(std::shared_ptr<Part> p) {
 }
 
 void Nexus::issue_read(std::shared_ptr<Part> p) {
-  // Round robin over Online children not yet tried for this part.
+  // Round robin over Online children not yet tried for this part; during a resync only the
+  // primary, whose copy the others are being given.
   std::shared_ptr<Child> pick;
   const size_t n = children_.size();
-  for (size_t i = 0; i < n && !pick; i++) {
+  if (resync_primary_ && resync_primary_->state == ChildState::kOnline && resync_primary_->device &&
+      std::find(p->tried.begin(), p->tried.end(), resync_primary_.get()) == p->tried.end()) {
+    pick = resync_primary_;
+  }
+  for (size_t i = 0; i < n && !pick && !resync_primary_; i++) {
     auto& c = children_[(read_cursor_ + i) % n];
     if (c->state != ChildState::kOnline || !c->device) continue;
     if (std::find(p->tried.begin(), p->tried.end(), c.get()) != p->tried.end()) continue;
@@ -685,35 +701,38 @@ void Nexus::set_rebuild_state(Rebuild& job, RebuildState next) {
   job.state = next;
 }
 
-void Nexus::start_rebuild(Child& dst_ref, bool partial) {
+void Nexus::start_rebuild(Child& dst_ref, bool partial, bool resync) {
   std::shared_ptr<Child> dst;
   for (auto& c : children_) {
     if (c.get() == &dst_ref) dst = c;
   }
   assert(dst && dst->device && !dst->rebuild);
-  // Source: an Online child, the local one when there is one (no network, and its allocation
-  // map lets a thin source skip what was never written).
-  std::shared_ptr<Child> src;
+  // Source: the resync primary while a resync runs (every copy must come from one child), else
+  // an Online child, the local one when there is one (no network, and its allocation map lets a
+  // thin source skip what was never written).
+  std::shared_ptr<Child> src = resync_primary_ && resync_primary_->state == ChildState::kOnline ? resync_primary_ : nullptr;
   for (auto& c : children_) {
-    if (c->state != ChildState::kOnline || !c->device) continue;
+    if (src && src == resync_primary_) break;
+    if (c->state != ChildState::kOnline || !c->device || c == dst) continue;
     if (!src || (is_local(c->device) && !is_local(src->device))) src = c;
   }
   auto job = std::make_shared<Rebuild>();
   job->dst = dst;
   job->src = src;
-  job->partial = partial && dst->tracking;
+  job->resync = resync;
+  job->partial = !resync && partial && dst->tracking;
   job->start_ms = wall_ms();
   job->start_us = steady_us();
   dst->rebuild = job;
   rebuilds_.push_back(job);
   if (!src) {
-    set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
+    if (!resync) set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
     return rebuild_finish(job, RebuildState::kFailed, "no healthy child to rebuild from");
   }
   // Join the write set first; then wait until writes issued before that (which it did not get)
-  // are finished, so the runs computed next cover them.
+  // are finished, so the runs computed next cover them. (A resync target is in it already.)
   std::vector<bool> missed = job->partial ? dst->missed : std::vector<bool>{};
-  set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
+  if (!resync) set_child_state(*dst, ChildState::kRebuilding, ChildReason::kNone, "");
   const uint64_t barrier = ++write_epoch_;
   auto self = shared_from_this();
   auto begin = [self, job, missed]() mutable {
@@ -723,8 +742,10 @@ void Nexus::start_rebuild(Child& dst_ref, bool partial) {
     if (job->partial) {
       for (size_t u = 0; u < missed.size() && u < job->dst->missed.size(); u++) missed[u] = missed[u] || job->dst->missed[u];
     }
-    job->dst->tracking = false;
-    job->dst->missed.clear();
+    if (!job->resync) {
+      job->dst->tracking = false;
+      job->dst->missed.clear();
+    }
     const uint64_t size = n.options_.size_bytes;
     if (job->partial) {
       // Coalesce dirty units into runs that never cross a segment (each run takes one lock).
@@ -872,6 +893,25 @@ void Nexus::rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::
   std::erase(rebuilds_, job);
   Child& dst = *job->dst;
   if (dst.rebuild == job) dst.rebuild = nullptr;
+  if (job->resync) {
+    // The child stays as it is (Online unless it failed itself); only the read rule changes.
+    if (end == RebuildState::kFailed && job->src && job->src->state != ChildState::kOnline) resync_restart_ = true;
+    const bool member = std::find(children_.begin(), children_.end(), job->dst) != children_.end();
+    if (end != RebuildState::kCompleted) {
+      if (member && dst.state == ChildState::kOnline) resync_dirty_ = true;  // in sync but not yet the primary's copy
+      // Whatever it had not received may still differ from the others: only a full rebuild fixes that.
+      dst.resync_incomplete = true;
+      if (dst.state != ChildState::kOnline) {
+        dst.tracking = false;
+        dst.missed.clear();
+      }
+    }
+    log_line(str("nexus ", options_.uuid, ": resync of ", dst.uri, " ", rebuild_state_name(end), error.empty() ? "" : ": ", error));
+    history_.push_back(rebuild_info(*job));
+    while (history_.size() > kHistoryLimit) history_.pop_front();
+    resync_finished();
+    return maybe_drained();
+  }
   if (end == RebuildState::kCompleted) {
     set_child_state(dst, ChildState::kOnline, ChildReason::kNone, "");
     membership_changed();
@@ -927,6 +967,7 @@ RebuildInfo Nexus::rebuild_info(const Rebuild& job) const {
   i.source_uri = job.src ? job.src->uri : "";
   i.state = rebuild_state_name(job.state);
   i.partial = job.partial;
+  i.resync = job.resync;
   i.bytes_done = job.bytes_done;
   i.bytes_total = job.bytes_total;
   i.volume_bytes = options_.size_bytes;
@@ -985,6 +1026,44 @@ Result<RebuildInfo> Nexus::rebuild_stats(const std::string& uri) const {
   return Error{ErrorCode::kNotFound, str("child ", uri, " has no rebuild")};
 }
 
+// ---- resync after an unclean shutdown --------------------------------------------------------
+
+void Nexus::start_resync() {
+  resync_restart_ = false;
+  std::shared_ptr<Child> primary;
+  for (auto& c : children_) {
+    if (c->state != ChildState::kOnline || !c->device) continue;
+    if (!primary || (is_local(c->device) && !is_local(primary->device))) primary = c;
+  }
+  size_t secondaries = 0;
+  for (auto& c : children_) secondaries += (c != primary && c->state == ChildState::kOnline && c->device && !c->rebuild) ? 1 : 0;
+  if (!primary || secondaries == 0) {
+    resync_required_ = false;
+    resync_primary_ = nullptr;
+    return;
+  }
+  resync_primary_ = primary;
+  log_line(str("nexus ", options_.uuid, ": unclean shutdown: resynchronising ", secondaries, " child(ren) from ", primary->uri));
+  for (auto c : std::vector<std::shared_ptr<Child>>(children_)) {
+    if (c != primary && c->state == ChildState::kOnline && c->device && !c->rebuild) start_rebuild(*c, false, true);
+  }
+}
+
+void Nexus::resync_finished() {
+  for (auto& job : rebuilds_) {
+    if (job->resync) return;  // others still running
+  }
+  resync_primary_ = nullptr;
+  if (resync_restart_ && online_count() >= 2) {
+    resync_dirty_ = false;
+    return start_resync();  // the primary failed: again from another
+  }
+  // Still owed while an in-sync child was left unsynchronised (stopped by a shutdown): the
+  // labels then keep saying "unclean", and the next open resyncs again.
+  resync_required_ = resync_dirty_;
+  resync_dirty_ = false;
+}
+
 // ---- membership -----------------------------------------------------------------------------
 
 void Nexus::add_child(OpenedChild oc, Done done) {
@@ -1018,10 +1097,7 @@ void Nexus::remove_child(const std::string& uri, Done done) {
   if (c->state == ChildState::kOnline && online_count() == 1) {
     return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is the last healthy child of nexus ", options_.uuid, "; removing it would lose the volume")));
   }
-  if (c->rebuild) rebuild_finish(c->rebuild, RebuildState::kStopped, "child removed");
-  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
-    if (job->src.get() == c) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was removed"));
-  }
+  // Out of the membership first, so ending its rebuild (or resync) does not count it as a member.
   std::shared_ptr<Child> owned;
   for (auto it = children_.begin(); it != children_.end(); ++it) {
     if (it->get() == c) {
@@ -1029,6 +1105,10 @@ void Nexus::remove_child(const std::string& uri, Done done) {
       children_.erase(it);
       break;
     }
+  }
+  if (owned->rebuild) rebuild_finish(owned->rebuild, RebuildState::kStopped, "child removed");
+  for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
+    if (job->src == owned) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was removed"));
   }
   read_cursor_ = 0;
   membership_changed();
@@ -1051,9 +1131,8 @@ void Nexus::fault_child(const std::string& uri, Done done) {
     return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is the last healthy child of nexus ", options_.uuid, "; faulting it would stop the volume")));
   }
   const bool was_online = c->state == ChildState::kOnline;
+  set_child_state(*c, ChildState::kFaulted, ChildReason::kByClient, "faulted by the client");
   if (c->rebuild) rebuild_finish(c->rebuild, RebuildState::kStopped, "faulted by the client");
-  if (c->state != ChildState::kFaulted) set_child_state(*c, ChildState::kFaulted, ChildReason::kByClient, "faulted by the client");
-  c->reason = ChildReason::kByClient;
   for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
     if (job->src.get() == c) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was faulted by the client"));
   }
@@ -1154,7 +1233,7 @@ void Nexus::maybe_drained() {
   // Nothing written since open: the labels on disk still describe the data exactly, and writing
   // one now would record children that were merely absent as out of sync.
   if (online_count() == 0 || durable_generation_ == opened_generation_) return close(false);
-  clean_label_ = true;
+  clean_label_ = !resync_required_;
   generation_++;
   label_waiters_.push_back(close);
   write_label();

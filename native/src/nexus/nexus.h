@@ -86,6 +86,7 @@ const char* rebuild_state_name(RebuildState s);
 struct RebuildInfo {
   std::string child_uri, source_uri, state;
   bool partial = false;
+  bool resync = false;  // a post-crash resync of an in-sync child, not a rebuild of a stale one
   uint64_t bytes_done = 0, bytes_total = 0, volume_bytes = 0;
   uint64_t segments_skipped = 0;  // unallocated on a thin source: zeroed, not copied
   double mib_per_s = 0;
@@ -210,7 +211,11 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   void write_finished(uint64_t segment);
 
   // Rebuild.
-  void start_rebuild(Child& dst, bool partial);
+  void start_rebuild(Child& dst, bool partial, bool resync = false);
+  // After an unclean shutdown: copy one in-sync child (the primary) onto the other in-sync
+  // children, reading only from the primary meanwhile.
+  void start_resync();
+  void resync_finished();
   void rebuild_pump(std::shared_ptr<Rebuild> job);
   void rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index);
   void rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index, int error, bool source_failed);
@@ -229,6 +234,10 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   std::vector<std::shared_ptr<Child>> children_;  // shared: completions of removed children still hold them
   size_t read_cursor_ = 0;
   bool opened_after_unclean_shutdown_ = false;
+  bool resync_required_ = false;
+  bool resync_restart_ = false;
+  bool resync_dirty_ = false;  // a resync ended before an in-sync child had the primary's copy
+  std::shared_ptr<Child> resync_primary_;  // set while a resync runs
   std::string nqn_, frontend_host_nqn_;
   IoStats stats_;
 
