@@ -115,7 +115,7 @@ struct Peer {
 struct MemoryNamespace {
   std::vector<uint8_t> data = std::vector<uint8_t>(kNamespaceBytes);
   IoBackend backend() {
-    return [this](const std::string&, IoKind kind, uint64_t off, uint64_t len, std::shared_ptr<AlignedBuffer> buf,
+    return [this](const Subsystem&, IoKind kind, uint64_t off, uint64_t len, std::shared_ptr<AlignedBuffer> buf,
                   std::function<void(Status)> done) {
       if (kind != IoKind::kFlush && (off > data.size() || len > data.size() - off)) die("backend I/O outside the namespace");
       switch (kind) {
