@@ -77,5 +77,27 @@ step "nvme connect with header and data digests (-g -G)" connect -g -G
 step "fio verify 4K with digests" fio_verify 4k 2
 step "nvme disconnect (digests)" disconnect
 kill -TERM $ENGINE_PID 2>/dev/null; wait $ENGINE_PID 2>/dev/null
+
+# The reverse: our initiator against the kernel's own nvmet-tcp target (configfs): a 64 MiB
+# namespace on a loop device over a tmpfs file (a block namespace: tmpfs files cannot zero a
+# range, loop punches holes for discard and write zeroes), port 4421 on the guest's loopback.
+KNQN=nqn.2026-11.io.strata:interop:kernel-target
+CFG=/sys/kernel/config/nvmet
+kernel_target() {
+  modprobe nvmet && modprobe nvmet-tcp && modprobe loop || return 1
+  truncate -s 64M $WORK/knvmet.img || return 1
+  KLOOP=$(losetup -f --show $WORK/knvmet.img) || return 1
+  mkdir -p $CFG/subsystems/$KNQN/namespaces/1 $CFG/ports/1 || return 1
+  echo 1 > $CFG/subsystems/$KNQN/attr_allow_any_host
+  echo -n $KLOOP > $CFG/subsystems/$KNQN/namespaces/1/device_path
+  echo 1 > $CFG/subsystems/$KNQN/namespaces/1/enable || return 1
+  echo tcp > $CFG/ports/1/addr_trtype; echo ipv4 > $CFG/ports/1/addr_adrfam
+  echo 127.0.0.1 > $CFG/ports/1/addr_traddr; echo 4421 > $CFG/ports/1/addr_trsvcid
+  ln -s $CFG/subsystems/$KNQN $CFG/ports/1/subsystems/$KNQN
+}
+step "kernel nvmet-tcp target on 127.0.0.1:4421" kernel_target
+node "$ROOT/test/interop/initiator.js" "nvmf://127.0.0.1:4421/$KNQN?hostnqn=$HOSTNQN" || FAILED=1
+rm -f $CFG/ports/1/subsystems/$KNQN 2>/dev/null
+
 [ $FAILED = 0 ] && echo "INTEROP PASS" || { echo "INTEROP FAIL"; echo "--- engine log tail"; tail -n 30 $WORK/engine.log; }
 exit $FAILED

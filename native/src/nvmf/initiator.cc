@@ -120,6 +120,9 @@ Result<SyncCompletion> sync_command(int fd, const uint8_t sqe[64], const uint8_t
   cap[3] = in_len ? pdu::kCapsuleCmdHeaderBytes : 0;
   put32(cap.data() + 4, static_cast<uint32_t>(cap.size()));
   std::memcpy(cap.data() + 8, sqe, 64);
+  // NVMe-oF commands carry SGLs (PSDT 01b), data or not: the Linux target rejects anything else
+  // with Invalid Field (found by the interop VM's nvmet-tcp step on Set Features).
+  cap[8 + 1] = static_cast<uint8_t>((cap[8 + 1] & 0x3f) | 0x40);
   if (in_len) std::memcpy(cap.data() + pdu::kCapsuleCmdHeaderBytes, in_data, in_len);
   if (Status s = send_all(fd, cap.data(), cap.size()); !s.ok()) return s.error();
   for (;;) {
@@ -352,6 +355,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
     h[3] = in_len ? pdu::kCapsuleCmdHeaderBytes : 0;
     put32(h + 4, pdu::kCapsuleCmdHeaderBytes + in_len);
     std::memcpy(h + 8, io.sqe, 64);
+    h[8 + 1] = static_cast<uint8_t>((h[8 + 1] & 0x3f) | 0x40);  // PSDT: SGL, always (see sync_command)
     out_.insert(out_.end(), h, h + sizeof h);
     if (in_len) {
       const uint8_t* src = io.inline_data.empty() ? io.data : io.inline_data.data();
