@@ -76,6 +76,31 @@ step "nvme disconnect" disconnect
 step "nvme connect with header and data digests (-g -G)" connect -g -G
 step "fio verify 4K with digests" fio_verify 4k 2
 step "nvme disconnect (digests)" disconnect
+# A nexus (RAID-1 over three replicas on this engine) published to the kernel host.
+NEXUS=77777777-8888-4999-8aaa-bbbbbbbbbbbb
+nexus_up() {
+  local children=""
+  for i in 1 2 3; do
+    ctl CreateReplica "{\"uuid\":\"0000000$i-7777-4888-8999-aaaaaaaaaaaa\",\"name\":\"n$i\",\"pool\":\"vm\",\"size_bytes\":68157440,\"thin\":true}" >/dev/null || return 1
+    children="$children${children:+,}\"replica:///0000000$i-7777-4888-8999-aaaaaaaaaaaa\""
+  done
+  ctl CreateNexus "{\"uuid\":\"$NEXUS\",\"size_bytes\":67108864,\"children\":[$children]}" &&
+  ctl PublishNexus "{\"uuid\":\"$NEXUS\",\"frontend_host_nqn\":\"$HOSTNQN\"}"
+}
+step "a three-replica nexus, published to this host" nexus_up
+NQN=nqn.2026-11.io.strata:nexus:$NEXUS
+step "nvme connect to the nexus" connect
+step "fio verify 4K on the nexus, 2 jobs, iodepth 16" fio_verify 4k 2
+step "fio verify 128K on the nexus" bash -c "fio --name=v128 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=128k --iodepth=16 --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 --minimal >/dev/null"
+nexus_healthy() {
+  ctl ListNexus '{}' | node -e '
+    const n = JSON.parse(require("fs").readFileSync(0, "utf8")).nexuses[0];
+    const w = n.children.map((c) => c.write_ops);
+    console.error(n.health, n.children.map((c) => c.state), w);
+    process.exit(n.health === "online" && w.every((x) => x > 0 && x === w[0]) ? 0 : 1);'
+}
+step "nexus online, every write on all three children" nexus_healthy
+step "nvme disconnect (nexus)" disconnect
 kill -TERM $ENGINE_PID 2>/dev/null; wait $ENGINE_PID 2>/dev/null
 
 # The reverse: our initiator against the kernel's own nvmet-tcp target (configfs): a 64 MiB
