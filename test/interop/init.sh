@@ -25,7 +25,11 @@ ln -sf /proc/self/fd $R/dev/fd
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t tmpfs tmpfs $R/run
+# A checkout under /tmp (a CI clone) must stay visible under the guest's fresh /tmp.
+SRC=$(sed -n 's/.*strata.root=\([^ ]*\).*/\1/p' /proc/cmdline)
+case "$SRC" in /tmp/*) mkdir -p /keep && mount --bind "$R$SRC" /keep ;; esac
 mount -t tmpfs tmpfs $R/tmp
+case "$SRC" in /tmp/*) mkdir -p "$R$SRC" && mount --bind /keep "$R$SRC" ;; esac
 mkdir -p $R/share && mount --bind /share $R/share
 mkdir -p $R/lib/modules/$KVER
 # The complete module tree lives in the cache on the host; the initramfs copy is the fallback.

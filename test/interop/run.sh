@@ -6,4 +6,4 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 [ -f native/build/Release/strata_native.node ] || npm run build:native
 npm run build >/dev/null
-exec bash test/interop/vm.sh test/interop/guest.sh
+exec bash test/interop/vm.sh "${1:-test/interop/guest.sh}"

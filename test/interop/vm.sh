@@ -69,7 +69,7 @@ ACCEL=${STRATA_VM_ACCEL:-tcg}
 qemu-system-x86_64 -M pc -accel "$ACCEL_OPT" -cpu max -smp "${STRATA_VM_SMP:-2}" -m "${STRATA_VM_MEM_MB:-3072}" \
   -nodefaults -no-user-config -display none -vga none -no-reboot -net none \
   -kernel "$KROOT/boot/vmlinuz-$KVER" -initrd "$INITRD" \
-  -append "console=ttyS0 panic=-1 loglevel=4 strata.kmods=$KROOT/lib/modules/$KVER" \
+  -append "console=ttyS0 panic=-1 loglevel=4 strata.kmods=$KROOT/lib/modules/$KVER strata.root=$PWD" \
   -serial "file:$RUN/console.log" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$RUN,mount_tag=share,security_model=none,multidevs=remap" > "$RUN/qemu.log" 2>&1 &

@@ -293,3 +293,44 @@ test("200 connections opened at once do not hurt the engine", async (t) => {
   await Promise.all(hosts.map((h) => h.closed));
   ok(await s.io.flush());
 });
+
+test("keep-alive: a silent host is torn down after KATO (its queues close, the subsystem lists no host); one that keeps alive stays", async (t) => {
+  const s = await sharedReplica(t);
+  const n = native();
+  const hostsOf = async () => (await n.listSubsystems()).find((x) => x.nqn === s.nqn)!.connected_hosts;
+
+  // Silent: KATO 1 s, no Keep Alive and no other admin command afterwards.
+  const silent = await NvmeTcpHost.open(s.port);
+  await silent.initialize();
+  const c = ok(await silent.connect({ subnqn: s.nqn, hostnqn: HOST_A, kato_ms: 1000 }));
+  await silent.enable();
+  const silentIo = await ioQueue(s.port, s.nqn, HOST_A, c.dw0 & 0xffff);
+  t.is((await hostsOf()).length, 1);
+  const started = Date.now();
+  const closed = await Promise.race([
+    Promise.all([silent.closed, silentIo.closed]).then(() => true),
+    new Promise<boolean>((r) => setTimeout(() => r(false), 6000)),
+  ]);
+  t.true(closed, "both queues were closed by the target");
+  const elapsed = Date.now() - started;
+  t.true(elapsed >= 900, `torn down after ${elapsed} ms, not before KATO`);
+  t.deepEqual(await hostsOf(), []);
+
+  // Alive: Keep Alive every 300 ms for three KATO periods; I/O still works afterwards.
+  const alive = await NvmeTcpHost.open(s.port);
+  await alive.initialize();
+  const c2 = ok(await alive.connect({ subnqn: s.nqn, hostnqn: HOST_A, kato_ms: 1000 }));
+  await alive.enable();
+  const aliveIo = await ioQueue(s.port, s.nqn, HOST_A, c2.dw0 & 0xffff);
+  t.teardown(() => {
+    aliveIo.close();
+    alive.close();
+  });
+  for (let i = 0; i < 10; i++) {
+    ok(await alive.keepAlive());
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  t.is((await hostsOf()).length, 1);
+  ok(await aliveIo.write(0, pattern(4096, 5)));
+  t.true(ok(await aliveIo.read(0, 1)).data!.equals(pattern(4096, 5)));
+});
