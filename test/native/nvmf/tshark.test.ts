@@ -19,6 +19,18 @@ const INSTALL =
   'echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections && ' +
   "DEBIAN_FRONTEND=noninteractive apt-get install -y tshark";
 
+/**
+ * tshark's environment: ours without the sanitizer preload (`npm run test:native-asan` runs node
+ * with LD_PRELOAD=libasan; inherited, it makes tshark and dumpcap abort or hang).
+ */
+function toolEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.ASAN_OPTIONS;
+  delete env.UBSAN_OPTIONS;
+  return env;
+}
+
 const PDU_NAMES: Record<number, string> = {
   0x00: "ICReq", 0x01: "ICResp", 0x02: "H2CTermReq", 0x03: "C2HTermReq", 0x04: "CapsuleCmd",
   0x05: "CapsuleResp", 0x06: "H2CData", 0x07: "C2HData", 0x09: "R2T",
@@ -26,7 +38,7 @@ const PDU_NAMES: Record<number, string> = {
 
 /** Starts a capture on loopback and resolves once dumpcap says it is capturing. */
 async function startCapture(filter: string, pcap: string): Promise<{ stop: () => Promise<string> }> {
-  const child = spawn("tshark", ["-i", "lo", "-f", filter, "-w", pcap], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn("tshark", ["-i", "lo", "-f", filter, "-w", pcap], { stdio: ["ignore", "ignore", "pipe"], env: toolEnv() });
   let stderr = "";
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`tshark did not start capturing within 15 s: ${stderr}`)), 15_000);
@@ -92,7 +104,7 @@ function decode(pcap: string, port: number, discoveryPort: number) {
     "tshark",
     ["-r", pcap, "-d", `tcp.port==${port},nvme-tcp`, "-d", `tcp.port==${discoveryPort},nvme-tcp`,
       "-o", "nvme-tcp.check_hdgst:TRUE", "-o", "nvme-tcp.check_ddgst:TRUE", "-T", "pdml"],
-    { encoding: "utf8", maxBuffer: 512 * MiB },
+    { encoding: "utf8", maxBuffer: 512 * MiB, env: toolEnv() },
   );
 }
 
@@ -120,7 +132,7 @@ async function drive(port: number, discoveryPort: number, nqn: string, digests: 
 }
 
 test("tshark's NVMe/TCP dissector decodes a whole session cleanly, with and without digests", async (t) => {
-  const probe = spawnSync("tshark", ["--version"], { encoding: "utf8" });
+  const probe = spawnSync("tshark", ["--version"], { encoding: "utf8", env: toolEnv() });
   if (probe.error || probe.status !== 0) {
     t.fail(`tshark is not installed (needed for this protocol check). Install it with:\n  ${INSTALL}\n(or run scripts/setup.sh)`);
     return;
