@@ -336,6 +336,9 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
     complete(*r, status);
   };
   if (dir == Direction::kBidirectional) return reject(sc::kInvalidOpcode);
+  // NVMe over Fabrics commands describe data with SGLs (PSDT 01b), even when there is none; the
+  // Linux target refuses anything else the same way, so hosts see one behaviour.
+  if ((sqe[1] & 0xc0) != 0x40) return reject(sc::kInvalidField);
   if (data_bytes > 0) {
     if (dir != Direction::kHostToController) return reject(sc::kInvalidField);
     if (sgl_type != kSglDataBlockOffset) return reject(sc::kSglDescriptorTypeInvalid);

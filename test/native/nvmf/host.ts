@@ -117,10 +117,10 @@ export class NvmeTcpHost {
    * Submits one command. `write` data goes in-capsule when `inCapsule` (and small enough), else
    * through R2T; `readBytes` sizes a controller-to-host transfer.
    */
-  submit(sqe: Buffer, opts: { write?: Buffer; inCapsule?: boolean; readBytes?: number } = {}): Promise<Completion> {
+  submit(sqe: Buffer, opts: { write?: Buffer; inCapsule?: boolean; readBytes?: number; psdt?: number } = {}): Promise<Completion> {
     const cid = this.nextCid++ & 0xffff || this.nextCid++;
     sqe.writeUInt16LE(cid, 2);
-    sqe[1] = 0x40; // PSDT: SGL
+    sqe[1] = (opts.psdt ?? 1) << 6; // PSDT 01b: SGL (tests pass 0 to send a PRP command)
     const sgl = Buffer.alloc(16);
     let inCapsule: Buffer | null = null;
     if (opts.write) {

@@ -334,3 +334,15 @@ test("keep-alive: a silent host is torn down after KATO (its queues close, the s
   ok(await aliveIo.write(0, pattern(4096, 5)));
   t.true(ok(await aliveIo.read(0, 1)).data!.equals(pattern(4096, 5)));
 });
+
+test("a command without SGLs (PSDT 00b) is refused with Invalid Field, as the Linux target does; the queue goes on", async (t) => {
+  const s = await connected(t);
+  const sqe = Buffer.alloc(64);
+  sqe[0] = 0x09; // Set Features, Number of Queues: what our initiator once sent without the flag
+  sqe.writeUInt32LE(0x07, 40);
+  sqe.writeUInt32LE(0x00010001, 44);
+  const refused = await s.admin.submit(sqe, { psdt: 0 });
+  t.is(refused.status & 0x7ff, 0x002, "Invalid Field in Command");
+  ok(await s.admin.setFeatures(0x07, 0x00010001));
+  ok(await s.io.write(0, pattern(4096, 7)));
+});
