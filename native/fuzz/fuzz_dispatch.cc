@@ -72,6 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // Make the SGL agree with how the data travels, so the dispatcher is reached instead of
         // the SGL checks (those are covered when bit 3 is set).
         put64(sqe.data() + 24, 0);
+        sqe[1] = static_cast<uint8_t>((sqe[1] & 0x3f) | 0x40);  // PSDT: SGL
         if (capsule_bytes > 0) {
           put32(sqe.data() + 32, static_cast<uint32_t>(capsule_bytes));
           sqe[39] = kSglDataBlockOffset;

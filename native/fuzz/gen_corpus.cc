@@ -21,6 +21,7 @@ void write_file(const std::string& path, const Bytes& b) {
 Bytes sqe(uint8_t opcode, uint16_t cid, uint32_t nsid, uint8_t sgl_type, uint32_t sgl_bytes) {
   Bytes s(64, 0);
   s[0] = opcode;
+  s[1] = 0x40;  // PSDT: SGL
   put16(s.data() + 2, cid);
   put32(s.data() + 4, nsid);
   put32(s.data() + 32, sgl_bytes);

@@ -209,6 +209,7 @@ inline std::vector<uint8_t> h2c_data(uint16_t cid, uint16_t ttag, uint32_t offse
 inline std::vector<uint8_t> connect_sqe(uint16_t cid, uint16_t qid, uint16_t sqsize, uint32_t kato_ms) {
   std::vector<uint8_t> s(64, 0);
   s[0] = opc::kFabrics;
+  s[1] = 0x40;  // PSDT: SGL
   put16(s.data() + 2, cid);
   s[4] = opc::kFctypeConnect;
   put32(s.data() + 24 + 8, 1024);
@@ -237,6 +238,7 @@ inline std::vector<uint8_t> connect_pdu(const std::string& subnqn, uint16_t qid,
 inline std::vector<uint8_t> property_set_pdu(uint16_t cid, uint32_t offset, uint64_t value, bool hdgst) {
   std::vector<uint8_t> s(64, 0);
   s[0] = opc::kFabrics;
+  s[1] = 0x40;  // PSDT: SGL
   put16(s.data() + 2, cid);
   s[4] = opc::kFctypePropertySet;
   put32(s.data() + 44, offset);
