@@ -145,8 +145,8 @@ export type NexusChildReason =
 export interface RebuildInfo {
   readonly child_uri: string;
   readonly source_uri: string;
-  /** waiting, running, paused, completed, stopped or failed. */
-  readonly state: "waiting" | "running" | "paused" | "completed" | "stopped" | "failed";
+  /** waiting, running, paused, flushing (copied, making it durable), completed, stopped or failed. */
+  readonly state: "waiting" | "running" | "paused" | "flushing" | "completed" | "stopped" | "failed";
   /** Only the segments written while the child was away are copied. */
   readonly partial: boolean;
   /** A resync after an unclean shutdown: an in-sync child given the primary's copy (it stays online). */

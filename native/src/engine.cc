@@ -506,7 +506,7 @@ class NexusDevice : public Device {
   Status read_sync(uint64_t, size_t, void*) override { return Status(ErrorCode::kUnimplemented, "nexus devices have no synchronous I/O"); }
   Status write_sync(uint64_t, size_t, const void*) override { return Status(ErrorCode::kUnimplemented, "nexus devices have no synchronous I/O"); }
   Result<uint64_t> refresh_size() override { return description_.size_bytes; }
-  nexus::Nexus& nexus() { return *nexus_; }
+  Reactor* home_reactor() const override { return &nexus_->reactor(); }
 
  private:
   void io(Reactor& caller, IoKind kind, uint64_t off, uint64_t len, uint8_t* buf, IoCallback done) {
@@ -522,11 +522,10 @@ class NexusDevice : public Device {
   std::shared_ptr<nexus::Nexus> nexus_;
 };
 
-// Where I/O on a device runs best: an NVMe/TCP device's first queue, a nexus's own reactor.
+// Where I/O on a device runs best: what the device says, else `fallback`.
 Reactor* home_reactor(Device& device, Reactor* fallback) {
-  if (auto* nd = dynamic_cast<NvmfDevice*>(&device)) return nd->controller().io_reactor();
-  if (auto* xd = dynamic_cast<NexusDevice*>(&device)) return &xd->nexus().reactor();
-  return fallback;
+  Reactor* home = device.home_reactor();
+  return home ? home : fallback;
 }
 
 }  // namespace
@@ -647,7 +646,6 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
     auto dev = open_any_device(uri);
     if (!dev.ok()) return done(Status(dev.error()));
     std::shared_ptr<Device> device = std::move(dev.value());
-    auto* nd = dynamic_cast<NvmfDevice*>(device.get());
     Reactor* reactor = home_reactor(*device, reactors_[0].get());
     auto finish = [this, device, buffer, done, uri](int res) {
       control_->post([device, done, res, uri] {
@@ -656,7 +654,7 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
         done(Status());
       });
     };
-    reactor->post([device, nd, reactor, kind, offset_bytes, length_bytes, buffer, finish] {
+    reactor->post([device, reactor, kind, offset_bytes, length_bytes, buffer, finish] {
       uint8_t* data = buffer ? buffer->data() : nullptr;
       auto len = static_cast<uint32_t>(length_bytes);
       switch (kind) {
@@ -664,9 +662,7 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
         case IoKind::kWrite: return device->write(*reactor, offset_bytes, len, data, finish);
         case IoKind::kFlush: return device->flush(*reactor, finish);
         case IoKind::kWriteZeroes: return device->write_zeroes(*reactor, offset_bytes, length_bytes, finish);
-        case IoKind::kDeallocate:
-          if (nd) return nd->deallocate(*reactor, offset_bytes, length_bytes, finish);
-          return device->write_zeroes(*reactor, offset_bytes, length_bytes, finish);
+        case IoKind::kDeallocate: return device->deallocate(*reactor, offset_bytes, length_bytes, finish);
       }
     });
   });
@@ -681,8 +677,6 @@ namespace strata {
 namespace {
 constexpr int kChildOpenAttempts = 3;
 constexpr uint32_t kChildOpenBackoffMs = 200;
-constexpr uint32_t kNvmfChildMaxIoBytes = 128u << 10;
-constexpr uint32_t kLocalChildMaxIoBytes = 1u << 20;
 
 Status check_child_uri(const std::string& uri) {
   if (uri.rfind("replica:///", 0) == 0 || uri.rfind("nvmf://", 0) == 0) return Status();
@@ -726,9 +720,13 @@ nexus::OpenedChild Engine::open_child(const std::string& uri, uint64_t nexus_siz
   c.uri = uri;
   c.identity = nexus::child_identity(uri);
   std::string open_uri = uri;
-  if (uri.rfind("nvmf://", 0) == 0 && uri.find("io_timeout_ms=") == std::string::npos) {
+  if (uri.rfind("nvmf://", 0) == 0) {
     // A child must fail fast enough for the nexus to carry on without it.
-    open_uri += str(uri.find('?') == std::string::npos ? "?" : "&", "io_timeout_ms=", io_timeout_ms);
+    if (uri.find("io_timeout_ms=") == std::string::npos) open_uri += str(open_uri.find('?') == std::string::npos ? "?" : "&", "io_timeout_ms=", io_timeout_ms);
+    // And it never reconnects by itself: a new association may reach another replica (recreated,
+    // restarted with unflushed writes lost), so it comes back only through OnlineChild, which
+    // reads its label first.
+    if (uri.find("reconnect=") == std::string::npos) open_uri += "&reconnect=0";
   }
   Result<std::unique_ptr<Device>> dev = Error{ErrorCode::kIoError, "not tried"};
   for (int attempt = 0; attempt < kChildOpenAttempts; attempt++) {
@@ -753,7 +751,7 @@ nexus::OpenedChild Engine::open_child(const std::string& uri, uint64_t nexus_siz
     return c;
   }
   c.label = nexus::decode_label_region(region.data());
-  c.max_io_bytes = dynamic_cast<NvmfDevice*>(device.get()) ? kNvmfChildMaxIoBytes : kLocalChildMaxIoBytes;
+  c.max_io_bytes = device->max_io_bytes();
   if (fault_injection_) {
     auto f = std::make_shared<FaultDevice>(device, io_timeout_ms);
     c.faults = f;
@@ -990,7 +988,7 @@ void Engine::child_op(const std::string& uuid, const std::string& child_uri, con
     }
     return control_->post([this, n, child_uri, rid, done] {
       Status fatal;
-      auto opened = open_child(child_uri, n->size_bytes(), 5000, &fatal);
+      auto opened = open_child(child_uri, n->size_bytes(), n->child_io_timeout_ms(), &fatal);
       if (!fatal.ok()) return done(fatal);
       if (!opened.device) return done(Status(ErrorCode::kFailedPrecondition, str("child ", child_uri, " could not be opened: ", opened.open_error)));
       auto uid = parse_uuid(n->uuid()).value();
@@ -1010,7 +1008,7 @@ void Engine::child_op(const std::string& uuid, const std::string& child_uri, con
         if (!s.ok()) return done(s.error().code == ErrorCode::kAlreadyExists ? Status() : s);
         control_->post([this, n, child_uri, done] {
           Status fatal;
-          auto reopened = open_child(child_uri, n->size_bytes(), 5000, &fatal);
+          auto reopened = open_child(child_uri, n->size_bytes(), n->child_io_timeout_ms(), &fatal);
           if (!fatal.ok()) reopened.open_error = fatal.error().message;
           n->reactor().post([n, reopened, done] { n->finish_online(reopened, done); });
         });
@@ -1057,10 +1055,8 @@ void Engine::drop_child_connection(const std::string& uuid, const std::string& c
   if (!n) return done(Status(ErrorCode::kNotFound, str("no nexus ", uuid)));
   n->reactor().post([n, child_uri, done] {
     auto device = n->child_device(child_uri);
-    auto* nd = dynamic_cast<NvmfDevice*>(device.get());
-    if (!nd) return done(Status(ErrorCode::kFailedPrecondition, str("child ", child_uri, " is not an open NVMe/TCP device")));
-    nd->controller().drop_connections("connection dropped by fault injection");
-    done(Status());
+    if (!device) return done(Status(ErrorCode::kFailedPrecondition, str("child ", child_uri, " is not open")));
+    done(device->drop_connections("connection dropped by fault injection"));
   });
 }
 
@@ -1137,13 +1133,8 @@ void Engine::copy_device(CopyOptions o, Callback<BenchResultData> done) {
       return done(Error{ErrorCode::kOutOfRange, "copy range is beyond one of the devices"});
     }
     run->o = o;
-    auto* local = dynamic_cast<ReplicaDevice*>(run->src.get());
-    // Where a rebuild from this source runs: on the source pool's reactor.
-    run->reactor = local ? nullptr : home_reactor(*run->src, reactors_[0].get());
-    if (local) {
-      auto pool = find_replica_pool(local->replica_uuid());
-      run->reactor = pool ? &pool->reactor() : reactors_[0].get();
-    }
+    // Where a rebuild from this source runs: its home (a local replica's pool reactor).
+    run->reactor = home_reactor(*run->src, reactors_[0].get());
     for (uint32_t i = 0; i < o.queue_depth; i++) run->buffers.emplace_back(o.segment_bytes);
     auto src = run->src, dst = run->dst;
     run->done = [this, src, dst, done](Result<BenchResultData> r) { control_->post([src, dst, done, r] { done(r); }); };

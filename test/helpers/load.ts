@@ -97,13 +97,15 @@ export interface LoadCounters {
   writesFailed: number;
   readsOk: number;
   readsFailed: number;
+  flushesOk: number;
+  flushesFailed: number;
   mismatches: string[];
   errors: string[];
 }
 
 /** Workers writing and reading random ranges (4 KiB to 128 KiB) over one NVMe/TCP I/O queue. */
 export class VerifyingLoad {
-  readonly counters: LoadCounters = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, mismatches: [], errors: [] };
+  readonly counters: LoadCounters = { writesOk: 0, writesFailed: 0, readsOk: 0, readsFailed: 0, flushesOk: 0, flushesFailed: 0, mismatches: [], errors: [] };
   private running = true;
   private readonly workers: Promise<void>[] = [];
 
@@ -119,10 +121,30 @@ export class VerifyingLoad {
     return new VerifyingLoad(model, host, io);
   }
 
-  /** Starts `workers` concurrent workers; `readFraction` of their operations are verifying reads. */
-  start(workers = 6, readFraction = 0.3, maxBlocks = 32): this {
+  /**
+   * Starts `workers` concurrent workers; `readFraction` of their operations are verifying reads.
+   * A flusher sends a Flush every `flushEveryMs` as a filesystem's journal commits do (0: never),
+   * so a child's unflushed window stays small the way it does under real hosts.
+   */
+  start(workers = 6, readFraction = 0.3, maxBlocks = 32, flushEveryMs = 100): this {
     for (let i = 0; i < workers; i++) this.workers.push(this.worker(readFraction, maxBlocks));
+    if (flushEveryMs > 0) this.workers.push(this.flusher(flushEveryMs));
     return this;
+  }
+
+  private async flusher(everyMs: number): Promise<void> {
+    while (this.running) {
+      await new Promise((r) => setTimeout(r, everyMs));
+      if (!this.running) break;
+      try {
+        const c = await this.io.flush();
+        if (c.status === 0) this.counters.flushesOk++;
+        else this.counters.flushesFailed++;
+      } catch (err) {
+        this.counters.errors.push(`flush: ${(err as Error).message}`);
+        this.running = false;
+      }
+    }
   }
 
   private async worker(readFraction: number, maxBlocks: number): Promise<void> {
@@ -214,6 +236,11 @@ export class VerifyingLoad {
     } finally {
       this.model.release(first, count);
     }
+  }
+
+  /** One Flush outside the workers: everything acknowledged before it is durable after it. */
+  flush(): Promise<{ status: number }> {
+    return this.io.flush();
   }
 
   /** One verifying read outside the workers; returns its status and any mismatch. */

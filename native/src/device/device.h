@@ -4,8 +4,11 @@
 // block_size_bytes; buffers come from AlignedBuffer (O_DIRECT).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "reactor/reactor.h"
 #include "util/status.h"
@@ -44,6 +47,34 @@ class Device {
   virtual Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) = 0;
   // Re-reads the size (a file extended with truncate, a grown LUN). Control thread only.
   virtual Result<uint64_t> refresh_size() = 0;
+
+  // Capabilities. Code asks the device instead of testing its type.
+  // Reached over the network (an NVMe-oF namespace), not on this node.
+  virtual bool is_remote() const { return false; }
+  // The largest single I/O worth sending (a remote namespace's transfer limit).
+  virtual uint32_t max_io_bytes() const { return 1u << 20; }
+  // The reactor I/O on this device runs best on (its first NVMe/TCP queue, a nexus's own, a
+  // replica's pool reactor); null when any reactor will do.
+  virtual Reactor* home_reactor() const { return nullptr; }
+  // Deallocate: after completion the range reads as zeros and its space may be freed.
+  virtual void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
+    write_zeroes(reactor, offset_bytes, length_bytes, std::move(done));
+  }
+  // Which clusters hold data (cluster bytes, one flag per cluster from offset 0), delivered on
+  // `caller`; UNIMPLEMENTED for devices that cannot tell (everything then counts as written).
+  using AllocationMap = std::pair<uint64_t, std::vector<bool>>;
+  virtual void allocation_map(Reactor& caller, std::function<void(Result<AllocationMap>)> done) {
+    (void)caller;
+    done(Error{ErrorCode::kUnimplemented, str(description_.uri, " has no allocation map")});
+  }
+  // Why the device can no longer serve I/O (a lost NVMe/TCP association it will not re-establish
+  // by itself); empty while it can. Any thread.
+  virtual std::string lost_reason() const { return {}; }
+  // Fault injection: end the device's network connections as a network failure would.
+  virtual Status drop_connections(const std::string& why) {
+    (void)why;
+    return Status(ErrorCode::kFailedPrecondition, str(description_.uri, " has no network connection to drop"));
+  }
 
  protected:
   explicit Device(DeviceDescription description) : description_(std::move(description)) {}

@@ -72,4 +72,10 @@ void FaultDevice::write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t
         std::move(done));
 }
 
+void FaultDevice::deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
+  apply(reactor, true, offset_bytes, length_bytes,
+        [inner = inner_, &reactor, offset_bytes, length_bytes](IoCallback d) { inner->deallocate(reactor, offset_bytes, length_bytes, std::move(d)); },
+        std::move(done));
+}
+
 }  // namespace strata

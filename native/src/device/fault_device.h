@@ -36,6 +36,14 @@ class FaultDevice : public Device, public std::enable_shared_from_this<FaultDevi
     return inner_->write_sync(offset_bytes, length_bytes, buffer);
   }
   Result<uint64_t> refresh_size() override { return inner_->refresh_size(); }
+  bool is_remote() const override { return inner_->is_remote(); }
+  uint32_t max_io_bytes() const override { return inner_->max_io_bytes(); }
+  Reactor* home_reactor() const override { return inner_->home_reactor(); }
+  // Deallocate is a write for the rules (it changes what reads return).
+  void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
+  void allocation_map(Reactor& caller, std::function<void(Result<AllocationMap>)> done) override { inner_->allocation_map(caller, std::move(done)); }
+  std::string lost_reason() const override { return inner_->lost_reason(); }
+  Status drop_connections(const std::string& why) override { return inner_->drop_connections(why); }
 
   Device& inner() { return *inner_; }
   std::shared_ptr<Device> inner_shared() const { return inner_; }

@@ -1,12 +1,14 @@
 #include "device/nvmf_device.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 namespace strata {
 namespace {
-constexpr uint64_t kMaxZeroesChunkBytes = 64ull << 20;  // well under NLB's 16 bits at 4 KiB blocks
+constexpr uint64_t kMaxZeroesChunkBytes = 64ull << 20;  // bounds one command's work on the target
+constexpr uint64_t kMaxBlocksPerCommand = 1ull << 16;    // NLB is 16 bits, 0-based
 
 Result<uint32_t> parse_u32(const std::string& uri, const std::string& key, const std::string& value, uint32_t lo, uint32_t hi) {
   char* end = nullptr;
@@ -20,7 +22,7 @@ Result<uint32_t> parse_u32(const std::string& uri, const std::string& key, const
 }  // namespace
 
 Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
-  constexpr const char* kForm = "nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]";
+  constexpr const char* kForm = "nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N&reconnect=0|1]";
   std::string rest = uri.substr(std::strlen("nvmf://"));
   std::string query;
   if (auto q = rest.find('?'); q != std::string::npos) {
@@ -52,6 +54,8 @@ Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
       auto v = parse_u32(uri, key, value, 100, 3600 * 1000);
       if (!v.ok()) return v.error();
       o.io_timeout_ms = v.value();
+    } else if (key == "reconnect" && (value == "0" || value == "1")) {
+      o.reconnect = value == "1";
     } else if (key == "io_queues") {
       auto v = parse_u32(uri, key, value, 1, 64);
       if (!v.ok()) return v.error();
@@ -81,7 +85,8 @@ void NvmfDevice::flush(Reactor& reactor, IoCallback done) { controller_->io(reac
 
 void NvmfDevice::write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
   // Chunks are issued one after another; the first error ends the chain.
-  uint64_t n = std::min(length_bytes, kMaxZeroesChunkBytes);
+  // At 512-byte blocks 64 MiB would be 131072 blocks: more than NLB can say.
+  uint64_t n = std::min({length_bytes, kMaxZeroesChunkBytes, kMaxBlocksPerCommand * description_.block_size_bytes});
   auto c = controller_;
   controller_->io(reactor, Op::kWriteZeroes, offset_bytes, n, nullptr, [this, &reactor, offset_bytes, length_bytes, n, c, done](int res) {
     if (res < 0 || n == length_bytes) return done(res < 0 ? res : 0);

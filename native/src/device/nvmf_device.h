@@ -17,10 +17,22 @@ class NvmfDevice : public Device {
   void flush(Reactor& reactor, IoCallback done) override;
   void write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
   // Deallocate (DSM): the range reads as zeros afterwards on our target.
-  void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done);
+  void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
   Status read_sync(uint64_t offset_bytes, size_t length_bytes, void* buffer) override;
   Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) override;
   Result<uint64_t> refresh_size() override { return description_.size_bytes; }
+  bool is_remote() const override { return true; }
+  uint32_t max_io_bytes() const override { return kMaxIoBytes; }
+  Reactor* home_reactor() const override { return controller_->io_reactor(); }
+  std::string lost_reason() const override { return controller_->lost_reason(); }
+  Status drop_connections(const std::string& why) override {
+    controller_->drop_connections(why);
+    return Status();
+  }
+
+  // What one command moves at most: 128 KiB keeps a child's queue fair and below every
+  // target's MDTS we meet (Linux nvmet advertises more).
+  static constexpr uint32_t kMaxIoBytes = 128u << 10;
 
   nvmf::HostController& controller() { return *controller_; }
 

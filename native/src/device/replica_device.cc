@@ -64,7 +64,7 @@ Status ReplicaDevice::write_sync(uint64_t offset_bytes, size_t length_bytes, con
   return io_sync(IoKind::kFlush, 0, 0, nullptr);
 }
 
-void ReplicaDevice::allocation_map(Reactor& caller, std::function<void(Result<std::pair<uint64_t, std::vector<bool>>>)> done) {
+void ReplicaDevice::allocation_map(Reactor& caller, std::function<void(Result<AllocationMap>)> done) {
   pool_->reactor().post([pool = pool_, id = replica_uuid_, caller = &caller, done = std::move(done)]() mutable {
     auto map = pool->allocation_map(id);
     caller->post([map = std::move(map), done = std::move(done)]() mutable { done(std::move(map)); });

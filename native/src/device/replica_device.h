@@ -23,7 +23,8 @@ class ReplicaDevice : public Device {
 
   const std::string& replica_uuid() const { return replica_uuid_; }
   // Reactor `caller`: the replica's allocation map, delivered on `caller`.
-  void allocation_map(Reactor& caller, std::function<void(Result<std::pair<uint64_t, std::vector<bool>>>)> done);
+  void allocation_map(Reactor& caller, std::function<void(Result<AllocationMap>)> done) override;
+  Reactor* home_reactor() const override { return &pool_->reactor(); }
 
  private:
   ReplicaDevice(DeviceDescription d, std::shared_ptr<Pool> pool, std::string uuid)

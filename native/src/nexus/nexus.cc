@@ -7,7 +7,6 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "device/replica_device.h"
 #include "util/crc32c.h"
 #include "util/log.h"
 
@@ -30,17 +29,8 @@ ChildReason reason_of_errno(int error) {
   return ChildReason::kIoFailure;
 }
 
-bool is_local(const std::shared_ptr<Device>& d) {
-  Device* inner = d.get();
-  if (auto* f = dynamic_cast<FaultDevice*>(inner)) inner = &f->inner();
-  return dynamic_cast<ReplicaDevice*>(inner) != nullptr;
-}
-
-ReplicaDevice* local_replica(const std::shared_ptr<Device>& d) {
-  Device* inner = d.get();
-  if (auto* f = dynamic_cast<FaultDevice*>(inner)) inner = &f->inner();
-  return dynamic_cast<ReplicaDevice*>(inner);
-}
+// A child reached without the network (a replica on this node): the preferred source.
+bool is_local(const std::shared_ptr<Device>& d) { return !d->is_remote(); }
 
 }  // namespace
 
@@ -82,6 +72,7 @@ const char* rebuild_state_name(RebuildState s) {
     case RebuildState::kWaiting: return "waiting";
     case RebuildState::kRunning: return "running";
     case RebuildState::kPaused: return "paused";
+    case RebuildState::kFlushing: return "flushing";
     case RebuildState::kCompleted: return "completed";
     case RebuildState::kStopped: return "stopped";
     case RebuildState::kFailed: return "failed";
@@ -124,6 +115,12 @@ struct Nexus::Child {
   // what it missed is unknown and only a full rebuild brings it back.
   bool tracking = false;
   std::vector<bool> missed;
+  // While tracking: the label generation the child must still carry for a partial rebuild to be
+  // trusted (the newest durable one when it left). A replica that comes back with an older
+  // label (rolled back) or none (recreated) is rebuilt in full.
+  uint64_t label_floor = 0;
+  // While in the write set: units it acknowledged since its last completed flush.
+  UnflushedUnits unflushed;
   uint64_t inflight = 0;
   std::vector<std::function<void()>> on_idle;
   uint64_t read_ops = 0, write_ops = 0, errors = 0;
@@ -173,6 +170,7 @@ struct Nexus::Rebuild {
     bool done = false;
     bool inflight = false;
     bool locked = false;
+    uint64_t lock_ticket = 0;
     uint64_t started_ms = 0;
   };
   std::shared_ptr<Child> dst, src;
@@ -219,10 +217,19 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
   auto in_newest_sync = [&](const UuidBytes& id) {
     return newest == nullptr || std::find(newest->in_sync.begin(), newest->in_sync.end(), id) != newest->in_sync.end();
   };
+  // An opened child is trusted only by its own label: the newest label naming its uuid is not
+  // enough, since a replica destroyed and recreated under the same uuid (or restored from an old
+  // copy) is named too. Every in-sync child received label N-1 (a generation is acknowledged
+  // only once written to all of them; a failed write faults the child and names a newer
+  // membership), and N itself unless the crash cut that write short.
+  auto label_proves_sync = [&](const OpenedChild& c) {
+    if (newest == nullptr) return true;  // a fresh nexus: nobody carries a label yet
+    return c.label && c.label->generation + 1 >= newest->generation;
+  };
   std::vector<std::string> in_sync_missing;
   size_t online = 0;
   for (const OpenedChild& c : opened) {
-    if (c.device && in_newest_sync(c.identity)) online++;
+    if (c.device && in_newest_sync(c.identity) && label_proves_sync(c)) online++;
     else if (!c.device && in_newest_sync(c.identity)) in_sync_missing.push_back(str(c.uri, " (", c.open_error, ")"));
   }
   if (online == 0) {
@@ -280,13 +287,20 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
     c->faults = oc.faults;
     c->max_io_bytes = oc.max_io_bytes;
     const bool in_sync = in_newest_sync(oc.identity);
-    if (!oc.device) {
+    if (oc.device && in_sync && !label_proves_sync(oc)) {
+      c->state = ChildState::kFaulted;
+      c->reason = ChildReason::kOutOfSync;
+      c->last_error = oc.label ? str("its label generation ", oc.label->generation, " is older than the newest, ", newest->generation, " (a rolled-back replica)")
+                               : std::string("it carries no label of this nexus (a new or recreated replica)");
+    } else if (!oc.device) {
       c->state = ChildState::kOffline;
       c->reason = ChildReason::kCannotOpen;
       c->last_error = oc.open_error;
       // In sync until now: from here on we know exactly what it misses, so its return needs
-      // only a partial rebuild.
-      c->tracking = in_sync;
+      // only a partial rebuild — unless the nexus stopped uncleanly: writes in flight at the
+      // crash may differ on it, and it cannot take part in the resync, so it returns in full.
+      c->tracking = in_sync && !nexus->opened_after_unclean_shutdown_;
+      c->label_floor = found_generation;
     } else if (in_sync) {
       c->state = ChildState::kOnline;
     } else {
@@ -307,6 +321,7 @@ std::vector<std::string> Nexus::child_uris() const {
 }
 
 void Nexus::start() {
+  arm_health_check();
   if (resync_required_) start_resync();
   for (auto& c : children_) {
     if (c->state == ChildState::kFaulted && c->reason == ChildReason::kOutOfSync && c->device) start_rebuild(*c, false);
@@ -333,15 +348,25 @@ void Nexus::set_child_state(Child& c, ChildState next, ChildReason reason, const
   const bool leaving_write_set = (prev == ChildState::kOnline || prev == ChildState::kRebuilding) &&
                                  (next == ChildState::kFaulted || next == ChildState::kOffline);
   assert(!(prev == ChildState::kOffline && next == ChildState::kOnline));  // only a rebuild brings a child back
-  if (leaving_write_set && c.resync_incomplete) {
+  assert(!(prev == ChildState::kFaulted && next == ChildState::kOnline));
+  assert(next != ChildState::kRebuilding || c.device);
+  if (leaving_write_set && (c.resync_incomplete || c.unflushed.overflowed())) {
     c.tracking = false;  // what it differs in is unknown: a full rebuild when it returns
     c.missed.clear();
-  } else if (leaving_write_set && !c.tracking) {
-    // From now on every write it does not get is recorded. A child that was Rebuilding gets the
-    // uncopied part of its rebuild added by rebuild_finish.
-    c.tracking = true;
-    c.missed.assign((options_.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
+  } else if (leaving_write_set) {
+    if (!c.tracking) {
+      // From now on every write it does not get is recorded. A child that was Rebuilding gets
+      // the uncopied part of its rebuild added by rebuild_finish.
+      c.tracking = true;
+      c.missed.assign((options_.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
+      c.label_floor = durable_generation_;
+    }
+    // What it acknowledged but never flushed may be lost with its node's power: copy it back too.
+    c.unflushed.for_each([&c](uint64_t u) {
+      if (u < c.missed.size()) c.missed[u] = true;
+    });
   }
+  if (leaving_write_set) c.unflushed.clear();
   if (next == ChildState::kOnline) {
     c.tracking = false;
     c.missed.clear();
@@ -360,14 +385,38 @@ void Nexus::mark_missed(Child& c, uint64_t offset_bytes, uint64_t length_bytes) 
   for (uint64_t u = first; u <= last && u < c.missed.size(); u++) c.missed[u] = true;
 }
 
+void Nexus::write_landed(Child& c, uint64_t offset_bytes, uint64_t length_bytes) {
+  if (length_bytes == 0) return;
+  if (c.state != ChildState::kOnline && c.state != ChildState::kRebuilding) return mark_missed(c, offset_bytes, length_bytes);  // left meanwhile: never flushed
+  const uint64_t first = offset_bytes / kDirtyUnitBytes, last = (offset_bytes + length_bytes - 1) / kDirtyUnitBytes;
+  for (uint64_t u = first; u <= last; u++) c.unflushed.written(u);
+}
+
+void Nexus::flush_child(const std::shared_ptr<Child>& c, std::function<void(int)> done) {
+  const uint64_t ticket = c->unflushed.flush_started();
+  c->device->flush(*reactor_, [c, ticket, done = std::move(done)](int res) {
+    // Tickets keep counting across leaving and rejoining, so a late flush of an earlier stay
+    // never clears writes made since.
+    if (res >= 0) c->unflushed.flush_completed(ticket);
+    done(res);
+  });
+}
+
 void Nexus::child_failed(Child& c, int error, uint64_t offset_bytes, uint64_t length_bytes, const char* what) {
   c.errors++;
   if (c.state == ChildState::kFaulted || c.state == ChildState::kOffline) {
     mark_missed(c, offset_bytes, length_bytes);
     return;
   }
+  std::string why = str(what, " failed: ", error == -ETIMEDOUT ? "timed out" : error == -ENOTCONN ? "connection lost" : std::strerror(-error));
+  // The last Online child is never faulted by a full pool or a read error: the data on it is
+  // intact and the only copy. The I/O fails (Capacity Exceeded for ENOSPC) and the volume keeps
+  // serving; freeing space (GrowPool, a deleted replica) makes writes succeed again by itself.
+  if (c.state == ChildState::kOnline && online_count() == 1 && (error == -ENOSPC || std::string_view(what) == "read")) {
+    c.last_error = why;
+    return;
+  }
   const bool was_online = c.state == ChildState::kOnline;
-  std::string why = str(what, " failed: ", error == -ETIMEDOUT ? "timed out" : std::strerror(-error));
   set_child_state(c, ChildState::kFaulted, reason_of_errno(error), why);
   if (c.rebuild) rebuild_finish(c.rebuild, RebuildState::kFailed, str("destination ", c.uri, " ", why));
   mark_missed(c, offset_bytes, length_bytes);
@@ -496,7 +545,7 @@ void Nexus::write_finished(uint64_t segment) {
   if (w == lock_waiters_.end()) return;
   auto cbs = std::move(w->second);
   lock_waiters_.erase(w);
-  for (auto& cb : cbs) cb();
+  for (auto& [ticket, cb] : cbs) cb();
 }
 
 void Nexus::issue_write(std::shared_ptr<Part> p) {
@@ -529,6 +578,7 @@ void Nexus::issue_write(std::shared_ptr<Part> p) {
         if (res == -ENOSPC) p->no_space = true;
         if (p->error == 0) p->error = res;
       } else {
+        if (p->kind != IoKind::kFlush) self->write_landed(*c, p->offset_bytes, p->length_bytes);
         p->succeeded.push_back(c);
       }
       if (--p->pending == 0) self->write_part_finished(p);
@@ -537,7 +587,7 @@ void Nexus::issue_write(std::shared_ptr<Part> p) {
     const uint64_t off = p->offset_bytes + kLabelRegionBytes;
     switch (p->kind) {
       case IoKind::kWrite: c->device->write(*reactor_, off, static_cast<uint32_t>(p->length_bytes), p->data, cb); break;
-      case IoKind::kFlush: c->device->flush(*reactor_, cb); break;
+      case IoKind::kFlush: flush_child(c, cb); break;
       // Every child must read zeros afterwards, whatever deallocate means on its device.
       case IoKind::kDeallocate:
       case IoKind::kWriteZeroes: c->device->write_zeroes(*reactor_, off, p->length_bytes, cb); break;
@@ -664,7 +714,7 @@ void Nexus::write_label() {
         one_done();
         return release(*c);
       }
-      c->device->flush(*self->reactor_, [self, c, one_done](int res2) {
+      self->flush_child(c, [self, c, one_done](int res2) {
         if (res2 < 0) self->child_failed(*c, res2, 0, 0, "label flush");
         one_done();
         release(*c);
@@ -675,11 +725,28 @@ void Nexus::write_label() {
 
 // ---- range locks ----------------------------------------------------------------------------
 
-void Nexus::lock_segment(uint64_t segment, std::function<void()> locked) {
+uint64_t Nexus::lock_segment(uint64_t segment, std::function<void()> locked) {
+  // Counted before it is granted: new host writes to the segment wait from now on, so the
+  // writes already in flight there drain and the lock is granted.
   segment_locks_[segment]++;
+  const uint64_t ticket = ++next_lock_ticket_;
   auto w = segment_writes_.find(segment);
-  if (w == segment_writes_.end() || w->second == 0) return locked();
-  lock_waiters_[segment].push_back(std::move(locked));
+  if (w == segment_writes_.end() || w->second == 0) {
+    locked();
+    return ticket;
+  }
+  lock_waiters_[segment].push_back({ticket, std::move(locked)});
+  return ticket;
+}
+
+void Nexus::cancel_lock_wait(uint64_t segment, uint64_t ticket) {
+  auto w = lock_waiters_.find(segment);
+  if (w == lock_waiters_.end()) return;
+  const size_t before = w->second.size();
+  std::erase_if(w->second, [ticket](const auto& waiter) { return waiter.first == ticket; });
+  if (w->second.size() == before) return;  // already granted
+  if (w->second.empty()) lock_waiters_.erase(w);
+  unlock_segment(segment);  // it was counted when asked for
 }
 
 void Nexus::unlock_segment(uint64_t segment) {
@@ -697,8 +764,21 @@ void Nexus::unlock_segment(uint64_t segment) {
 // ---- rebuild --------------------------------------------------------------------------------
 
 void Nexus::set_rebuild_state(Rebuild& job, RebuildState next) {
-  log_line(str("nexus ", options_.uuid, ": rebuild of ", job.dst->uri, " ", rebuild_state_name(job.state), " -> ", rebuild_state_name(next)));
+  const RebuildState prev = job.state;
+  bool legal = false;
+  switch (prev) {
+    case RebuildState::kWaiting: legal = next == RebuildState::kRunning || next == RebuildState::kStopped || next == RebuildState::kFailed; break;
+    case RebuildState::kRunning: legal = next == RebuildState::kPaused || next == RebuildState::kFlushing || next == RebuildState::kStopped || next == RebuildState::kFailed; break;
+    case RebuildState::kPaused: legal = next == RebuildState::kRunning || next == RebuildState::kStopped || next == RebuildState::kFailed; break;
+    case RebuildState::kFlushing: legal = next == RebuildState::kCompleted || next == RebuildState::kStopped || next == RebuildState::kFailed; break;
+    case RebuildState::kCompleted:
+    case RebuildState::kStopped:
+    case RebuildState::kFailed: legal = false; break;  // final
+  }
+  assert(legal && "illegal rebuild state transition");
+  (void)legal;
   job.state = next;
+  log_line(str("nexus ", options_.uuid, ": ", job.resync ? "resync" : "rebuild", " of ", job.dst->uri, " ", rebuild_state_name(prev), " -> ", rebuild_state_name(next)));
 }
 
 void Nexus::start_rebuild(Child& dst_ref, bool partial, bool resync) {
@@ -774,9 +854,9 @@ void Nexus::start_rebuild(Child& dst_ref, bool partial, bool resync) {
       self->arm_watchdog();
       self->rebuild_pump(job);
     };
-    ReplicaDevice* local = local_replica(job->src->device);
-    if (job->partial || local == nullptr) return go();
-    local->allocation_map(*n.reactor_, [self, job, go](Result<std::pair<uint64_t, std::vector<bool>>> map) {
+    // A full copy skips what a thin source never wrote (a device without a map copies all).
+    if (job->partial) return go();
+    job->src->device->allocation_map(*n.reactor_, [self, job, go](Result<Device::AllocationMap> map) {
       if (map.ok()) {
         const uint64_t cluster = map.value().first;
         const auto& mapped = map.value().second;
@@ -806,17 +886,17 @@ void Nexus::rebuild_pump(std::shared_ptr<Rebuild> job) {
     rebuild_copy_run(job, r, b);
   }
   if (job->state == RebuildState::kRunning && job->next_run == job->runs.size() && job->inflight == 0) {
-    // Every run copied: make it durable, then the child is in sync.
+    // Every run copied: make it durable, then the child is in sync ("completed" means flushed).
+    set_rebuild_state(*job, RebuildState::kFlushing);
     auto self = shared_from_this();
     job->dst->inflight++;
-    job->dst->device->flush(*reactor_, [self, job](int res) {
+    flush_child(job->dst, [self, job](int res) {
       if (!job->finished) {
         if (res < 0) self->child_failed(*job->dst, res, 0, 0, "rebuild flush");
         else self->rebuild_finish(job, RebuildState::kCompleted, "");
       }
       release(*job->dst);
     });
-    job->state = RebuildState::kCompleted;  // no more pumping; finish() records it
   }
 }
 
@@ -826,7 +906,7 @@ void Nexus::rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_ind
   run.inflight = true;
   run.started_ms = steady_ms();
   const uint64_t segment = run.offset_bytes / kSegmentBytes;
-  lock_segment(segment, [self, job, run_index, buffer_index, segment]() {
+  run.lock_ticket = lock_segment(segment, [self, job, run_index, buffer_index, segment]() {
     Rebuild::Run& run = job->runs[run_index];
     run.locked = true;
     if (job->finished) return self->rebuild_run_done(job, run_index, buffer_index, 0, false);
@@ -865,7 +945,16 @@ void Nexus::rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_ind
 
 void Nexus::rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index, int error, bool source_failed) {
   Rebuild::Run& run = job->runs[run_index];
-  if (!run.inflight) return;  // the watchdog already gave up on it and released its lock
+  if (!run.inflight) {
+    // The watchdog already gave up on it. A lock it held then was released there; a lock that
+    // was granted only after that (the grant reaches here with locked set) is released now —
+    // else host writes to the segment would wait for ever.
+    if (run.locked) {
+      run.locked = false;
+      unlock_segment(run.offset_bytes / kSegmentBytes);
+    }
+    return;
+  }
   run.inflight = false;
   if (run.locked) {
     run.locked = false;
@@ -880,13 +969,14 @@ void Nexus::rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_ind
   }
   run.done = true;
   job->bytes_done += run.length_bytes;
+  write_landed(*job->dst, run.offset_bytes, run.length_bytes);  // durable with the final flush
   rebuild_pump(job);
 }
 
 void Nexus::rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::string error) {
   if (job->finished) return;
   job->finished = true;
-  job->state = end;
+  set_rebuild_state(*job, end);
   job->error = error;
   job->end_ms = wall_ms();
   job->end_us = steady_us();
@@ -935,6 +1025,22 @@ void Nexus::rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::
   maybe_drained();
 }
 
+void Nexus::arm_health_check() {
+  if (health_armed_ || state_ == NexusState::kShutdown) return;
+  health_armed_ = true;
+  auto self = shared_from_this();
+  run_after(*reactor_, 1000, [self]() {
+    self->health_armed_ = false;
+    if (self->state_ != NexusState::kOpen) return;
+    for (auto c : std::vector<std::shared_ptr<Child>>(self->children_)) {
+      if (!c->device || (c->state != ChildState::kOnline && c->state != ChildState::kRebuilding)) continue;
+      const std::string lost = c->device->lost_reason();
+      if (!lost.empty()) self->child_failed(*c, -ENOTCONN, 0, 0, "connection");
+    }
+    self->arm_health_check();
+  });
+}
+
 void Nexus::arm_watchdog() {
   if (watchdog_armed_ || rebuilds_.empty()) return;
   watchdog_armed_ = true;
@@ -948,12 +1054,15 @@ void Nexus::arm_watchdog() {
         if (!r.inflight || now - r.started_ms < kRebuildStepTimeoutMs) continue;
         self->rebuild_finish(job, RebuildState::kFailed, str("copying [", r.offset_bytes, ", +", r.length_bytes, ") took longer than ", kRebuildStepTimeoutMs, " ms"));
         // Give up on the step: release its lock so host writes go on (the child is out of
-        // sync now, so whatever the late copy writes into it is rebuilt again later).
+        // sync now, so whatever the late copy writes into it is rebuilt again later). A lock
+        // not granted yet is withdrawn, so its grant can never leak it.
         r.inflight = false;
         job->inflight--;
         if (r.locked) {
           r.locked = false;
           self->unlock_segment(r.offset_bytes / kSegmentBytes);
+        } else {
+          self->cancel_lock_wait(r.offset_bytes / kSegmentBytes, r.lock_ticket);
         }
       }
     }
@@ -1106,6 +1215,9 @@ void Nexus::remove_child(const std::string& uri, Done done) {
       break;
     }
   }
+  // The resync's primary leaving: the resync starts again from another in-sync child (the
+  // others are not yet its copy, so they must not serve reads round-robin meanwhile).
+  if (owned == resync_primary_) resync_restart_ = true;
   if (owned->rebuild) rebuild_finish(owned->rebuild, RebuildState::kStopped, "child removed");
   for (auto job : std::vector<std::shared_ptr<Rebuild>>(rebuilds_)) {
     if (job->src == owned) rebuild_finish(job, RebuildState::kFailed, str("source ", uri, " was removed"));
@@ -1178,6 +1290,29 @@ void Nexus::finish_online(OpenedChild reopened, Done done) {
   if (state_ != NexusState::kOpen) {
     retire_(reopened.device);
     return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  }
+  // Trust the child only as far as its label proves it is the replica that left.
+  const UuidBytes mine = parse_uuid(options_.uuid).value();
+  if (reopened.label && reopened.label->nexus_uuid != mine) {
+    retire_(reopened.device);
+    c->last_error = str("carries the label of nexus ", format_uuid(reopened.label->nexus_uuid));
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " carries the label of nexus ", format_uuid(reopened.label->nexus_uuid), " (generation ",
+                                                           reopened.label->generation, "): it is another nexus's replica; it was not onlined and nothing was written to it")));
+  }
+  if (reopened.label && reopened.label->size_bytes != options_.size_bytes) {
+    retire_(reopened.device);
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " was labelled for a ", reopened.label->size_bytes, "-byte nexus; this one has ", options_.size_bytes)));
+  }
+  std::string why_full;
+  if (!reopened.label) {
+    why_full = "it carries no label of this nexus (a new or recreated replica)";
+  } else if (c->tracking && reopened.label->generation < c->label_floor) {
+    why_full = str("its label generation ", reopened.label->generation, " is older than ", c->label_floor, ", the one it left in (a rolled-back replica)");
+  }
+  if (!why_full.empty() && c->tracking) {
+    log_line(str("nexus ", options_.uuid, ": child ", c->uri, " needs a full rebuild: ", why_full));
+    c->tracking = false;
+    c->missed.clear();
   }
   c->device = reopened.device;
   c->faults = reopened.faults;

@@ -32,6 +32,7 @@
 #include "device/device.h"
 #include "device/fault_device.h"
 #include "nexus/label.h"
+#include "nexus/unflushed.h"
 #include "pool/types.h"
 #include "reactor/reactor.h"
 #include "util/aligned_buffer.h"
@@ -77,7 +78,8 @@ enum class RebuildState {
   kWaiting,    // waiting for writes issued before the child joined to finish
   kRunning,    // copying segments
   kPaused,     // no new segments; resumes where it stopped
-  kCompleted,  // every segment copied; the child is Online
+  kFlushing,   // every segment copied; waiting for the destination's flush to make them durable
+  kCompleted,  // copied and flushed; the child is Online
   kStopped,    // stopped by the client or by removal; the child is Faulted (OutOfSync)
   kFailed,     // a source or destination error, or a step timeout; the child is Faulted
 };
@@ -143,6 +145,7 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   Reactor& reactor() const { return *reactor_; }
   const std::string& uuid() const { return options_.uuid; }
   uint64_t size_bytes() const { return options_.size_bytes; }
+  uint32_t child_io_timeout_ms() const { return options_.child_io_timeout_ms; }
   std::vector<std::string> child_uris() const;  // any thread: set at open and by add/remove on the reactor (copy under no lock: call on reactor)
 
   // Reactor thread.
@@ -155,7 +158,10 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   void remove_child(const std::string& uri, Done done);
   void fault_child(const std::string& uri, Done done);
   // Online: step 1 drains the child and hands its old device out (to close and reopen on the
-  // control thread); step 2 puts the reopened device in and starts a (partial) rebuild.
+  // control thread); step 2 checks the reopened child's label and starts a rebuild: partial only
+  // when the label proves it is the replica that left (this nexus, a generation no older than the
+  // one it left in), full when it carries no label of this nexus (new, recreated), refused when
+  // it carries another nexus's label.
   void prepare_online(const std::string& uri, std::function<void(Status)> done);
   void finish_online(OpenedChild reopened, Done done);
 
@@ -189,6 +195,13 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   // An I/O on `c` failed with `error` (-errno) over [offset, +length): fault it, remember the range.
   void child_failed(Child& c, int error, uint64_t offset_bytes, uint64_t length_bytes, const char* what);
   void mark_missed(Child& c, uint64_t offset_bytes, uint64_t length_bytes);
+  // A write over [offset, +length) completed on `c`: durable only after its next flush.
+  void write_landed(Child& c, uint64_t offset_bytes, uint64_t length_bytes);
+  // Every flush of a child goes through here, so what it has made durable is known.
+  void flush_child(const std::shared_ptr<Child>& c, std::function<void(int)> done);
+  // Once a second: children whose device was lost (an NVMe/TCP association that ended) leave the
+  // write set at once, so refresh reports them and no read is served from them.
+  void arm_health_check();
 
   // Host I/O.
   void start_part(std::shared_ptr<Part> p);
@@ -205,8 +218,11 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   Label make_label(bool clean) const;
 
   // Range locks (per segment index).
-  void lock_segment(uint64_t segment, std::function<void()> locked);
+  // Returns a ticket; `locked` runs once the writes in flight there finished (maybe at once).
+  uint64_t lock_segment(uint64_t segment, std::function<void()> locked);
   void unlock_segment(uint64_t segment);
+  // Gives up a lock that was asked for with `ticket` but not yet granted (its callback never runs).
+  void cancel_lock_wait(uint64_t segment, uint64_t ticket);
   void write_started(uint64_t segment);
   void write_finished(uint64_t segment);
 
@@ -220,6 +236,7 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   void rebuild_copy_run(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index);
   void rebuild_run_done(const std::shared_ptr<Rebuild>& job, size_t run_index, size_t buffer_index, int error, bool source_failed);
   void rebuild_finish(std::shared_ptr<Rebuild> job, RebuildState end, std::string error);
+  // The one function that changes a rebuild's state; asserts the transition is legal.
   void set_rebuild_state(Rebuild& job, RebuildState next);
   void arm_watchdog();
   RebuildInfo rebuild_info(const Rebuild& job) const;
@@ -253,7 +270,8 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   // Range locks and write tracking.
   std::unordered_map<uint64_t, uint32_t> segment_locks_;                      // segment -> lock holders
   std::unordered_map<uint64_t, uint32_t> segment_writes_;                     // segment -> writes in flight
-  std::unordered_map<uint64_t, std::vector<std::function<void()>>> lock_waiters_;   // waiting for writes to drain
+  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, std::function<void()>>>> lock_waiters_;  // ticket, waiting for writes to drain
+  uint64_t next_lock_ticket_ = 0;
   std::unordered_map<uint64_t, std::vector<std::shared_ptr<Part>>> blocked_writes_;  // waiting for unlock
   uint64_t write_epoch_ = 0;
   std::map<uint64_t, uint32_t> writes_by_epoch_;  // epoch -> writes in flight issued in it
@@ -263,6 +281,7 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   std::vector<std::shared_ptr<Rebuild>> rebuilds_;  // active (not finished) jobs
   std::deque<RebuildInfo> history_;
   bool watchdog_armed_ = false;
+  bool health_armed_ = false;
   std::vector<Done> on_drained_;
 };
 

@@ -297,6 +297,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // Reactor thread.
   void submit(std::unique_ptr<Io> io) {
     if (closed_) return io->done(-ESHUTDOWN);
+    if (dead_) return io->done(-ENOTCONN);
     if (free_cids_.empty()) {
       waiting_.push_back(std::move(io));
       return;
@@ -320,6 +321,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   }
 
   void set_keep_alive_ms(uint64_t ms) { keep_alive_ms_ = ms; }
+  void set_reconnect(bool reconnect) { reconnect_ = reconnect; }
 
   // Reactor thread.
   void close() {
@@ -344,6 +346,12 @@ class Queue : public std::enable_shared_from_this<Queue> {
     connected_ = false;
     if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
     if (closed_) return;
+    if (!reconnect_) {
+      // Nothing pending is re-sent on another association: it fails now, as does every later
+      // I/O, so the owner learns of the loss at once.
+      dead_ = true;
+      fail_all(-ENOTCONN);
+    }
     if (auto c = ctrl_.lock()) c->connection_lost(str("queue ", qid_, ": ", why));
   }
 
@@ -559,6 +567,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
   int fd_ = -1;
   uint64_t generation_ = 0;  // bumps on every attach: completions of an old socket are ignored
   bool connected_ = false, closed_ = false, send_busy_ = false, timer_armed_ = false;
+  bool reconnect_ = true;
+  bool dead_ = false;  // lost with reconnecting off: every I/O fails
   std::vector<uint8_t> rx_;
   size_t rx_len_ = 0;
   std::vector<uint8_t> out_, sending_;
@@ -578,6 +588,7 @@ const char* host_controller_state_name(HostControllerState state) {
     case HostControllerState::kLive: return "live";
     case HostControllerState::kReconnecting: return "reconnecting";
     case HostControllerState::kFailed: return "failed";
+    case HostControllerState::kLost: return "lost";
     case HostControllerState::kClosed: return "closed";
   }
   return "failed";
@@ -619,7 +630,10 @@ void HostController::set_state(HostControllerState next) {
   bool legal = false;
   switch (state_) {
     case HostControllerState::kConnecting: legal = next == HostControllerState::kLive || next == HostControllerState::kFailed || next == HostControllerState::kClosed; break;
-    case HostControllerState::kLive: legal = next == HostControllerState::kReconnecting || next == HostControllerState::kClosed; break;
+    case HostControllerState::kLive:
+      legal = next == HostControllerState::kReconnecting || next == HostControllerState::kLost || next == HostControllerState::kClosed;
+      break;
+    case HostControllerState::kLost: legal = next == HostControllerState::kClosed; break;
     case HostControllerState::kReconnecting: legal = next == HostControllerState::kLive || next == HostControllerState::kClosed; break;
     case HostControllerState::kFailed: legal = next == HostControllerState::kClosed; break;
     case HostControllerState::kClosed: legal = false; break;
@@ -714,6 +728,7 @@ Result<std::shared_ptr<HostController>> HostController::connect(const std::strin
     Reactor* r = reactors[(first + i) % reactors.size()];
     auto q = std::make_shared<Queue>(c, r, static_cast<uint16_t>(i), i == 0 ? 32 : c->options_.queue_depth, c->in_capsule_bytes_, c->max_h2c_bytes_);
     if (i == 0) q->set_keep_alive_ms(c->options_.kato_ms / 2);
+    q->set_reconnect(c->options_.reconnect);
     c->queues_.push_back(q);
     int fd = fds[i];
     r->post([q, fd] { q->attach(fd); });
@@ -768,10 +783,23 @@ void HostController::drop_connections(const std::string& why) {
   for (auto& q : queues_) q->reactor()->post([q, why] { q->drop(why); });
 }
 
+std::string HostController::lost_reason() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ == HostControllerState::kLost) return str("the NVMe/TCP association was lost (", last_error_, ")");
+  if (state_ == HostControllerState::kClosed) return "closed";
+  return {};
+}
+
 void HostController::connection_lost(const std::string& why) {
   std::lock_guard<std::mutex> lock(mutex_);
   last_error_ = why;
   if (state_ != HostControllerState::kLive) return;
+  if (!options_.reconnect) {
+    set_state(HostControllerState::kLost);
+    // The other queues belong to the same association: end them too, failing what they hold.
+    for (auto& q : queues_) q->reactor()->post([q, why] { q->drop(why); });
+    return;
+  }
   set_state(HostControllerState::kReconnecting);
   // Every other queue's connection belongs to the same controller: drop them too, the
   // reconnect brings up a whole new association.
@@ -851,6 +879,7 @@ void HostController::io(Reactor& caller, Op op, uint64_t offset_bytes, uint64_t 
       io->length = 0;
       break;
     case Op::kWriteZeroes:
+      assert(nlb >= 1 && nlb <= 65536 && "Write Zeroes NLB is 16 bits: callers split (NvmfDevice::write_zeroes)");
       sqe[0] = opc::kWriteZeroes;
       put64(sqe + 40, slba);
       put32(sqe + 48, nlb - 1);

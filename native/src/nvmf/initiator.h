@@ -4,7 +4,10 @@
 // reactor: recv/send/timer SQEs on that reactor's io_uring, no polling. A 1 s timer per queue
 // expires I/Os past their deadline and (admin queue) sends Keep Alive every KATO/2. A lost
 // connection moves the controller to kReconnecting; a helper thread redoes setup with
-// exponential backoff and hands the new sockets to the queues, which re-send what is pending.
+// exponential backoff and hands the new sockets to the queues, which re-send what is pending —
+// unless the owner turned reconnecting off (nexus children: a new association must prove by
+// the child's label that it is the same replica, so the nexus reopens it itself), in which case
+// a lost connection fails every pending and later I/O and the controller stays kLost.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -27,6 +30,7 @@ enum class HostControllerState {
   kLive,          // every queue connected; I/O flows
   kReconnecting,  // a connection was lost; I/Os wait (up to their timeout) while setup is retried
   kFailed,        // first setup failed; never served I/O
+  kLost,          // a connection was lost and reconnecting is off: every I/O fails; reopen it
   kClosed,        // closed by its owner; I/Os fail
 };
 const char* host_controller_state_name(HostControllerState state);
@@ -41,6 +45,10 @@ struct InitiatorOptions {
   uint32_t io_timeout_ms = 30000;
   uint32_t kato_ms = 10000;
   uint32_t connect_timeout_ms = 5000;
+  // Re-establish a lost association by itself (and re-send pending I/O on the new one). Off for
+  // nexus children: they must not silently continue on what may be another (recreated,
+  // restarted, rolled back) replica behind the same NQN.
+  bool reconnect = true;
 };
 
 struct ControllerInfo {
@@ -77,6 +85,8 @@ class HostController : public std::enable_shared_from_this<HostController> {
   ControllerInfo info();
   // The reactor of the first I/O queue: where a load generator or a sync call runs best.
   Reactor* io_reactor() const;
+  // Any thread: why the controller can no longer serve I/O (kLost, kClosed); empty while it can.
+  std::string lost_reason();
   // Blocking wrapper for the control thread (never a reactor thread).
   int io_sync(Op op, uint64_t offset_bytes, uint64_t length_bytes, void* buffer);
   // Called by a queue (on its reactor) when its connection ended.

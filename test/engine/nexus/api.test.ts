@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import test from "ava";
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { isEngineCallError } from "../../../common/client";
 import { startEngine } from "../../helpers/engine";
 import { VerifyingLoad } from "../../helpers/load";
@@ -121,7 +122,7 @@ test.serial("creation with a child down: it is left out as cannot_open, and noth
   t.not(back.children[0].state, "online");
 });
 
-test.serial("a full thin pool: the child faults with no_space and the host sees NVMe Capacity Exceeded", async (t) => {
+test.serial("a full thin pool: the host sees NVMe Capacity Exceeded, the last child stays online with its data, and growing the pools recovers by itself", async (t) => {
   const c = await NexusCluster.start(t, { sizeBytes: 48 * MiB, poolMiB: 24 });
   const { port, nqn } = await c.nexusEndpoint();
   const { host, cntlid } = await adminQueue(port, nqn, FRONTEND_NQN);
@@ -130,11 +131,38 @@ test.serial("a full thin pool: the child faults with no_space and the host sees 
     io.socket.destroy();
     host.socket.destroy();
   });
+  const block = (mib: number) => (mib * MiB) / 4096;
+  const data = (mib: number) => Buffer.alloc(128 * 1024, mib + 1);
   let status = 0;
-  for (let mib = 0; mib < 48 && status === 0; mib++) status = (await io.write((mib * MiB) / 4096, Buffer.alloc(128 * 1024, 0x5a))).status;
+  let written = 0;
+  for (; written < 48 && status === 0; written++) status = (await io.write(block(written), data(written))).status;
+  written--; // the last one failed
   t.is(status, 0x81, `expected Capacity Exceeded (0x81), got 0x${status.toString(16)}`);
-  const n = await c.info();
-  t.true(n.children.every((ch) => ch.reason === "no_space"), JSON.stringify(n.children.map((ch) => ch.reason)));
+  let n = await c.info();
+  t.not(n.health, "faulted", "the last in-sync child is not faulted by a full pool");
+  t.is(n.children.filter((ch) => ch.state === "online").length, 1, JSON.stringify(n.children.map((ch) => [ch.state, ch.reason])));
+  t.true(n.children.filter((ch) => ch.state !== "online").every((ch) => ch.reason === "no_space"));
+  for (let mib = 0; mib < written; mib++) {
+    const r = await io.read(block(mib), 32);
+    t.is(r.status, 0);
+    t.true(r.data!.equals(data(mib)), `MiB ${mib} reads back`);
+  }
+
+  // Space comes back (the pools' disks grow): writes succeed again without any other action.
+  for (const [i, e] of c.engines.entries()) {
+    await import("node:fs").then((fs) => fs.truncateSync(join(e.dir, "disk.img"), 128 * MiB));
+    const pool = (await c.conns[i].call("ListPools", {})).pools.find((p) => p.name === `pool-${e.target.node}`)!;
+    await c.conns[i].call("GrowPool", { uuid: pool.uuid });
+  }
+  t.is((await io.write(block(written), data(written))).status, 0, "the write that failed now succeeds");
+  // And the children it faulted come back the way `pulumi up` brings them back.
+  for (const [i, ch] of (await c.info()).children.entries()) {
+    if (ch.state !== "online") await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[i] }, 30_000);
+  }
+  n = await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
+  t.is(n.health, "online");
+  for (let mib = 0; mib <= written; mib++) t.true((await io.read(block(mib), 32)).data!.equals(data(mib)));
+  t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
 test.serial("bad requests name what is wrong; fault injection exists only on a test engine", async (t) => {
