@@ -56,9 +56,12 @@ export async function childUris(cluster: ClusterConfig, spec: ReplicatedSpec): P
 
 /**
  * Makes the nexus exist, publishes it as asked, and brings back children that are faulted or
- * offline (OnlineChild rebuilds them). `previousFrontend` is unpublished first when it changed.
+ * offline (OnlineChild rebuilds them: partially only when the child's label proves what it
+ * missed). `previousFrontend` is unpublished first when it changed. `recreated`: replicas this
+ * update made again because they had vanished; a child still reported online on one is faulted
+ * first, so it is rebuilt before it serves a read.
  */
-export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, previousFrontend = ""): Promise<void> {
+export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, previousFrontend = "", recreated: ReadonlySet<string> = new Set()): Promise<void> {
   const children = await childUris(cluster, spec);
   await onNode(cluster, spec.placement[0].node, async (engine) => {
     const nexus = await engine.call("CreateNexus", { uuid: spec.nexusUuid, size_bytes: spec.sizeBytes, children, child_io_timeout_ms: 0 }, MUTATE_DEADLINE_MS);
@@ -67,7 +70,11 @@ export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, 
     }
     if (spec.frontendHostNqn) await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn }, MUTATE_DEADLINE_MS);
     for (const child of nexus.children) {
-      if (child.state === "faulted" || child.state === "offline") await onlineChild(engine, spec.nexusUuid, child.uri);
+      const remade = [...recreated].some((uuid) => child.uri === `replica:///${uuid}` || child.uri.endsWith(`:replica:${uuid}`));
+      if (remade && (child.state === "online" || child.state === "rebuilding")) {
+        await engine.call("FaultChild", { uuid: spec.nexusUuid, child_uri: child.uri }, MUTATE_DEADLINE_MS);
+      }
+      if (remade || child.state === "faulted" || child.state === "offline") await onlineChild(engine, spec.nexusUuid, child.uri);
     }
   });
 }

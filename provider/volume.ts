@@ -188,12 +188,15 @@ export class VolumeProvider implements dynamic.ResourceProvider {
 
   async update(_id: string, olds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.UpdateResult> {
     const cluster = this.clusterOrThrow();
+    const recreated = new Set<string>();
     for (const replica of news.placement) {
       await onNode(cluster, replica.node, async (engine) => {
         const { replicas } = await engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS);
         const current = replicas.find((r) => r.uuid === replica.replica_uuid);
         if (!current) {
-          // Gone behind our back (or never made): make it again on its pool.
+          // Gone behind our back (or never made): make it again on its pool. It is empty: the
+          // nexus must rebuild it in full (it carries no label), never trust it as it was.
+          recreated.add(replica.replica_uuid);
           await engine.call(
             "CreateReplica",
             { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: replicaSizeBytes(news), thin: news.thin },
@@ -205,7 +208,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       });
     }
     // A replicated volume: the nexus exists, is published as asked, and faulted children rebuild.
-    if (news.replicas > 1) await ensureNexus(cluster, news, olds.frontendHostNqn ?? "");
+    if (news.replicas > 1) await ensureNexus(cluster, news, olds.frontendHostNqn ?? "", recreated);
     return { outs: await this.observe(news) };
   }
 

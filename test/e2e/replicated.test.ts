@@ -119,6 +119,61 @@ test.serial("a child faulted behind Pulumi's back: refresh reports the volume de
   t.deepEqual(out.nexus.children.map((c) => c.state), ["online", "online", "online"]);
 });
 
+async function waitOnline(): Promise<{ health: string; nexus: NexusOut }> {
+  let out = await outputs();
+  for (let i = 0; i < 150 && out.health !== "online"; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    await stack.refresh();
+    out = await outputs();
+  }
+  return out;
+}
+
+test.serial("a replica destroyed behind Pulumi's back: refresh reports it, up rebuilds it in full, and it alone then serves every byte written before", async (t) => {
+  const { nexus } = await outputs();
+  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB));
+  t.teardown(() => load.close());
+  for (let block = 0; block < load.model.blocks; block += 32) t.is(await load.writeOnce(block, 32), 0);
+  t.is((await load.flush()).status, 0);
+
+  // A lost disk or an operator slip on a remote replica's node.
+  const victim = nexus.children.find((c) => c.node !== nexus.node)!;
+  const node = cluster.connect(victim.node);
+  try {
+    await node.call("UnshareReplica", { uuid: victim.replicaUuid });
+    await node.call("DestroyReplica", { uuid: victim.replicaUuid });
+  } finally {
+    node.close();
+  }
+  await new Promise((r) => setTimeout(r, 1500)); // the nexus notices the lost association within a second
+  await stack.refresh();
+  const degraded = await outputs();
+  t.is(degraded.health, "degraded");
+  t.is(degraded.nexus.children.find((c) => c.replicaUuid === victim.replicaUuid)!.state, "faulted");
+
+  t.is((await stack.up()).summary.result, "succeeded");
+  const healed = await waitOnline();
+  t.is(healed.health, "online");
+  const engine = cluster.connect(nexus.node);
+  t.teardown(() => engine.close());
+  const n = (await engine.call("ListNexus", {})).nexuses.find((x) => x.uuid === nexus.uuid)!;
+  const uriOf = (replicaUuid: string) => n.children.find((c) => c.uri.endsWith(replicaUuid))!.uri;
+  const { records } = await engine.call("GetRebuildHistory", { uuid: nexus.uuid });
+  const rebuild = records.filter((r) => r.child_uri === uriOf(victim.replicaUuid) && !r.resync).pop();
+  t.is(rebuild?.state, "completed");
+  t.false(rebuild?.partial, "an empty, recreated replica is rebuilt in full");
+
+  // Read everything back from the healed replica alone.
+  for (const c of nexus.children) {
+    if (c.replicaUuid !== victim.replicaUuid) await engine.call("FaultChild", { uuid: nexus.uuid, child_uri: uriOf(c.replicaUuid) });
+  }
+  t.deepEqual(await load.verifyAll(), [], "every byte written before reads back from the healed replica");
+  // And `up` brings the other two back.
+  t.is((await stack.up()).summary.result, "succeeded");
+  t.is((await waitOnline()).health, "online");
+  t.deepEqual(await load.verifyAll(), []);
+});
+
 test.serial("destroy removes the nexus, the shares and the replicas on every node", async (t) => {
   const destroyed = await stack.destroy();
   t.is(destroyed.summary.result, "succeeded");
