@@ -17,6 +17,8 @@
         "src/device/fault_device.cc",
         "src/nexus/label.cc",
         "src/nexus/nexus.cc",
+        "src/nexus/rebuild.cc",
+        "src/nexus/control.cc",
         "src/nvmf/initiator.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
