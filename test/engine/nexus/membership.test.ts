@@ -182,3 +182,39 @@ test.serial("a rebuild step whose range lock is granted after its watchdog fired
   await c.a.call("DestroyNexus", { uuid: c.nexus }, 20_000);
   t.is(await c.engines[0].stop(), 0, "the engine stops on SIGTERM");
 });
+
+test.serial("removing the resync primary after an unclean shutdown starts the resync again from another in-sync child", async (t) => {
+  const c = await NexusCluster.start(t, { sizeBytes: 64 * MiB, poolMiB: 160 });
+  let load = (await c.load()).start();
+  t.teardown(() => load.close());
+  // Catch the resync while it runs: crash the nexus node, then slow the copies down. A resync
+  // that finished before the slowdown took hold is simply tried again.
+  let caught = false;
+  for (let attempt = 0; attempt < 5 && !caught; attempt++) {
+    await load.progress(100);
+    await c.engines[0].kill(); // unclean: the restarted nexus resyncs node-b and node-c from its local child
+    await load.stop();
+    load.close();
+    await c.engines[0].restart();
+    c.conns[0] = c.engines[0].connect();
+    for (const i of [1, 2]) await c.fault(i, { op: "write", error: "none", delay_ms: 150 });
+    caught = (await c.info()).children.some((ch) => ch.rebuild?.resync && ch.rebuild.state === "running");
+    if (!caught) {
+      for (const i of [1, 2]) await c.clearFaults(i);
+      load = (await c.load(load.model)).start();
+    }
+  }
+  t.true(caught, "a resync was caught running");
+  await c.a.call("RemoveChild", { uuid: c.nexus, child_uri: c.children[0] });
+  for (const i of [1, 2]) await c.clearFaults(i);
+  await c.waitFor("the resync to finish", (x) => x.children.every((ch) => ch.state === "online" && !ch.rebuild), 60_000);
+  const { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
+  const resyncs = records.filter((r) => r.resync);
+  t.true(
+    resyncs.some((r) => r.source_uri === c.children[1] && r.child_uri === c.children[2] && r.state === "completed"),
+    `a new resync from node-b onto node-c: ${JSON.stringify(resyncs.map((r) => [r.source_uri.slice(-8), r.child_uri.slice(-8), r.state]))}`,
+  );
+  const again = await c.load(load.model);
+  t.teardown(() => again.close());
+  t.deepEqual(await again.verifyAll(), []);
+});
