@@ -42,7 +42,10 @@ export class NexusCluster {
     this.conns = engines.map((e) => e.connect());
   }
 
-  static async start(t: ExecutionContext, opts: { sizeBytes?: number; childIoTimeoutMs?: number; thin?: boolean; poolMiB?: number } = {}): Promise<NexusCluster> {
+  static async start(
+    t: ExecutionContext,
+    opts: { sizeBytes?: number; childIoTimeoutMs?: number; thin?: boolean; poolMiB?: number; clusterBytes?: number } = {},
+  ): Promise<NexusCluster> {
     const sizeBytes = opts.sizeBytes ?? 32 * MiB;
     const started = await Promise.allSettled(
       ["node-a", "node-b", "node-c"].map((node) => startEngine({ node, faultInjection: true, fixedNvmfPort: true })),
@@ -68,7 +71,7 @@ export class NexusCluster {
           uuid: randomUUID(),
           name: `pool-${e.target.node}`,
           device_uri: `file://${join(e.dir, "disk.img")}?size_mib=${opts.poolMiB ?? 128}`,
-          cluster_size_bytes: MiB,
+          cluster_size_bytes: opts.clusterBytes ?? MiB,
         });
         const uuid = randomUUID();
         await c.call("CreateReplica", { uuid, name: `vol-${e.target.node}`, pool: `pool-${e.target.node}`, size_bytes: sizeBytes + LABEL_REGION_BYTES, thin: opts.thin ?? true });

@@ -58,6 +58,14 @@ async function step(name, fn) {
     await io("write_zeroes", MiB + 4096, 128 * 1024);
     if (!(await io("read", MiB + 4096, 128 * 1024)).equals(Buffer.alloc(128 * 1024))) throw new Error("range is not zero");
   });
+  await step("write zeroes of the whole namespace zeroes all of it (512-byte blocks: NLB is 16 bits, split by the initiator)", async () => {
+    const marks = [40 * MiB, size - MiB];
+    for (const off of marks) await io("write", off, MiB, pattern(MiB, 9));
+    await io("write_zeroes", 0, size);
+    for (const off of marks) {
+      if (!(await io("read", off, MiB)).equals(Buffer.alloc(MiB))) throw new Error(`data at ${off} survived a write zeroes of the whole namespace`);
+    }
+  });
   await step("4K random writes at queue depth 16 over several I/O queues, then earlier data still intact", async () => {
     const r = await n.benchDevice({ uri, pattern: "randwrite", block_size_bytes: 4096, queue_depth: 16, duration_ms: 2000, span_bytes: 4 * MiB });
     if (r.ops === 0) throw new Error("no I/O completed");

@@ -84,6 +84,8 @@ test.serial("write errors fault one child; online brings it back by a partial re
   const uuid = await nexusOf(t, children);
   const uri = `nexus:///${uuid}`;
   await n.deviceIo({ uri, kind: "write", offset_bytes: 0, length_bytes: 4 * MiB, data: pattern(4 * MiB, 1) });
+  // Flushed, as a host does: unflushed writes would count as missed too (LABEL.md).
+  await n.deviceIo({ uri, kind: "flush", offset_bytes: 0, length_bytes: 0, data: null });
   await n.injectFault({ uuid, child_uri: children[1], op: "write", error: "eio", delay_ms: 0, offset_bytes: 0, length_bytes: 0, count: 0 });
   await n.deviceIo({ uri, kind: "write", offset_bytes: 0, length_bytes: 4096, data: pattern(4096, 2) });
   let info = (await n.listNexus()).find((x) => x.uuid === uuid)!;

@@ -55,11 +55,18 @@ struct Nexus::Child {
   bool resync_incomplete = false;  // its post-crash resync did not finish: it may differ anywhere
 };
 
+// A host request, split into parts issued a few at a time (kPartsInFlightMax): a 1 TiB
+// deallocate from mkfs must not become a million child commands at once.
 struct HostIo {
   IoKind kind;
-  uint64_t length_bytes = 0;
+  uint64_t offset_bytes = 0, length_bytes = 0;
+  uint8_t* buffer = nullptr;
   uint64_t start_us = 0;
-  uint32_t parts_pending = 0;
+  uint64_t next_offset_bytes = 0;  // where the next part starts
+  uint64_t max_part_bytes = 0;     // reads and writes: the smallest child transfer limit
+  uint32_t parts_inflight = 0;
+  bool issuing = false;  // inside issue_parts: a part that completes at once only counts down
+  bool flush_issued = false;
   std::optional<Status> first_error;
   Nexus::Done done;
 };
@@ -69,7 +76,8 @@ struct Nexus::Part {
   IoKind kind;
   uint64_t offset_bytes = 0, length_bytes = 0;
   uint8_t* data = nullptr;
-  uint64_t segment = UINT64_MAX;  // UINT64_MAX: takes no range lock (flush)
+  uint64_t segment = UINT64_MAX;  // first segment covered; UINT64_MAX: takes no range lock (flush)
+  uint64_t segment_count = 0;     // segments covered (one for reads and writes; zeroing parts span several)
   uint32_t pending = 0;
   uint64_t epoch = 0;
   bool counted_write = false;

@@ -352,53 +352,83 @@ void Nexus::io(IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, uint8_
   }
   auto host = std::make_shared<HostIo>();
   host->kind = kind;
+  host->offset_bytes = offset_bytes;
   host->length_bytes = length_bytes;
+  host->buffer = buffer;
+  host->next_offset_bytes = offset_bytes;
   host->start_us = steady_us();
   host->done = std::move(done);
   host_inflight_++;
-
-  // Parts: at segment boundaries (range locks) and at the smallest child transfer limit.
-  uint64_t max_part = kSegmentBytes;
+  // Reads and writes: parts at segment boundaries (range locks) and at the smallest child
+  // transfer limit. Zeroing parts span segments up to kZeroingPartBytes of child space.
+  host->max_part_bytes = kSegmentBytes;
   if (kind == IoKind::kRead || kind == IoKind::kWrite) {
     for (auto& c : children_) {
-      if (c->device && (c->state == ChildState::kOnline || c->state == ChildState::kRebuilding)) max_part = std::min<uint64_t>(max_part, c->max_io_bytes);
+      if (c->device && (c->state == ChildState::kOnline || c->state == ChildState::kRebuilding)) host->max_part_bytes = std::min<uint64_t>(host->max_part_bytes, c->max_io_bytes);
     }
   }
-  std::vector<std::shared_ptr<Part>> parts;
-  if (kind == IoKind::kFlush) {
-    auto p = std::make_shared<Part>();
-    p->host = host;
-    p->kind = kind;
-    parts.push_back(p);
+  issue_parts(host);
+}
+
+std::shared_ptr<Nexus::Part> Nexus::next_part(const std::shared_ptr<HostIo>& host) {
+  auto p = std::make_shared<Part>();
+  p->host = host;
+  p->kind = host->kind;
+  if (host->kind == IoKind::kFlush) {
+    host->flush_issued = true;
+    return p;
+  }
+  const uint64_t off = host->next_offset_bytes, host_end = host->offset_bytes + host->length_bytes;
+  uint64_t end;
+  if (host->kind == IoKind::kDeallocate || host->kind == IoKind::kWriteZeroes) {
+    const uint64_t child_off = off + kLabelRegionBytes;
+    end = std::min(host_end, (child_off / kZeroingPartBytes + 1) * kZeroingPartBytes - kLabelRegionBytes);
   } else {
-    for (uint64_t off = offset_bytes; off < offset_bytes + length_bytes;) {
-      const uint64_t seg_end = (off / kSegmentBytes + 1) * kSegmentBytes;
-      const uint64_t limit_end = off - off % max_part + max_part;
-      const uint64_t end = std::min({offset_bytes + length_bytes, seg_end, limit_end});
-      auto p = std::make_shared<Part>();
-      p->host = host;
-      p->kind = kind;
-      p->offset_bytes = off;
-      p->length_bytes = end - off;
-      p->data = buffer ? buffer + (off - offset_bytes) : nullptr;
-      p->segment = off / kSegmentBytes;
-      parts.push_back(p);
-      off = end;
+    const uint64_t seg_end = (off / kSegmentBytes + 1) * kSegmentBytes;
+    const uint64_t limit_end = off - off % host->max_part_bytes + host->max_part_bytes;
+    end = std::min({host_end, seg_end, limit_end});
+  }
+  p->offset_bytes = off;
+  p->length_bytes = end - off;
+  p->data = host->buffer ? host->buffer + (off - host->offset_bytes) : nullptr;
+  p->segment = off / kSegmentBytes;
+  p->segment_count = (end - 1) / kSegmentBytes - p->segment + 1;
+  assert(p->kind != IoKind::kRead && p->kind != IoKind::kWrite ? true : p->segment_count == 1);
+  host->next_offset_bytes = end;
+  return p;
+}
+
+void Nexus::issue_parts(const std::shared_ptr<HostIo>& host) {
+  if (host->issuing) return;  // the loop below picks up where a synchronous completion left off
+  host->issuing = true;
+  auto more = [&] {
+    if (host->first_error) return false;  // a part failed: the request fails, issue nothing more
+    if (host->kind == IoKind::kFlush) return !host->flush_issued;
+    return host->next_offset_bytes < host->offset_bytes + host->length_bytes;
+  };
+  while (host->parts_inflight < kPartsInFlightMax && more()) {
+    host->parts_inflight++;
+    start_part(next_part(host));
+  }
+  host->issuing = false;
+  if (host->parts_inflight == 0 && !more()) host_done(*host);
+}
+
+bool Nexus::part_blocked(const std::shared_ptr<Part>& p) {
+  if (p->segment == UINT64_MAX) return false;
+  for (uint64_t seg = p->segment; seg < p->segment + p->segment_count; seg++) {
+    auto lock = segment_locks_.find(seg);
+    if (lock != segment_locks_.end() && lock->second > 0) {
+      blocked_writes_[seg].push_back(p);  // unlock_segment starts it again, and it re-checks
+      return true;
     }
   }
-  host->parts_pending = static_cast<uint32_t>(parts.size());
-  for (auto& p : parts) start_part(p);
+  return false;
 }
 
 void Nexus::start_part(std::shared_ptr<Part> p) {
   if (p->kind == IoKind::kRead) return issue_read(std::move(p));
-  if (p->segment != UINT64_MAX) {
-    auto lock = segment_locks_.find(p->segment);
-    if (lock != segment_locks_.end() && lock->second > 0) {
-      blocked_writes_[p->segment].push_back(std::move(p));
-      return;
-    }
-  }
+  if (part_blocked(p)) return;
   issue_write(std::move(p));
 }
 
@@ -468,8 +498,10 @@ void Nexus::issue_write(std::shared_ptr<Part> p) {
   if (!any_online) {
     return part_done(p, Status(ErrorCode::kIoError, str("nexus ", options_.uuid, " has no healthy child: the write was not done")));
   }
-  write_started(p->segment);
-  for (auto& job : rebuilds_) job->written_segments.insert(p->segment);
+  for (uint64_t seg = p->segment; p->segment != UINT64_MAX && seg < p->segment + p->segment_count; seg++) {
+    write_started(seg);
+    for (auto& job : rebuilds_) job->written_segments.insert(seg);
+  }
   p->counted_write = true;
   p->epoch = write_epoch_;
   writes_by_epoch_[p->epoch]++;
@@ -503,7 +535,7 @@ void Nexus::issue_write(std::shared_ptr<Part> p) {
 }
 
 void Nexus::write_part_finished(const std::shared_ptr<Part>& p) {
-  write_finished(p->segment);
+  for (uint64_t seg = p->segment; p->segment != UINT64_MAX && seg < p->segment + p->segment_count; seg++) write_finished(seg);
   if (p->counted_write) {
     auto it = writes_by_epoch_.find(p->epoch);
     if (--it->second == 0) writes_by_epoch_.erase(it);
@@ -529,9 +561,15 @@ void Nexus::write_part_finished(const std::shared_ptr<Part>& p) {
 }
 
 void Nexus::part_done(const std::shared_ptr<Part>& p, Status s) {
-  HostIo& h = *p->host;
-  if (!s.ok() && !h.first_error) h.first_error = s;
-  if (--h.parts_pending > 0) return;
+  auto host = p->host;
+  if (!s.ok() && !host->first_error) host->first_error = s;
+  assert(host->parts_inflight > 0);
+  host->parts_inflight--;
+  if (host->issuing) return;  // issue_parts is on the stack and carries on
+  issue_parts(host);
+}
+
+void Nexus::host_done(HostIo& h) {
   const Status result = h.first_error ? *h.first_error : Status();
   if (!result.ok()) stats_.errors++;
   switch (h.kind) {
@@ -543,6 +581,7 @@ void Nexus::part_done(const std::shared_ptr<Part>& p, Status s) {
   }
   stats_.record_latency(steady_us() - h.start_us);
   auto done = std::move(h.done);
+  h.done = nullptr;
   host_inflight_--;
   done(result);
   maybe_drained();

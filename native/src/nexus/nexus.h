@@ -16,8 +16,11 @@
 //    first write needs a new one).
 //  - a segment being copied by a rebuild is locked: writes to it wait, and the copy starts only
 //    after writes already in flight there have finished, so the copy never overwrites newer data.
-//  - host I/O is split at segment boundaries and at the children's transfer limit; the host
-//    request completes when every part has, and fails if any part failed.
+//  - host reads and writes are split at segment boundaries and at the children's transfer limit;
+//    deallocate and write-zeroes at kZeroingPartBytes of child space (whole clusters, so thin
+//    space is freed), taking the range lock of every segment they cover. At most
+//    kPartsInFlightMax parts of one request are in flight; the request completes when every part
+//    has, and fails if any part failed.
 #pragma once
 #include <deque>
 #include <functional>
@@ -46,6 +49,10 @@ constexpr uint64_t kDirtyUnitBytes = 64ull << 10;   // partial-rebuild tracking 
 constexpr uint32_t kRebuildParallelSegments = 4;    // segments a rebuild keeps in flight
 constexpr uint32_t kRebuildStepTimeoutMs = 30000;   // one segment copy longer than this fails the rebuild
 constexpr size_t kHistoryLimit = 64;                // rebuild records kept per nexus
+constexpr uint32_t kPartsInFlightMax = 16;          // parts of one host request issued at once
+// Deallocate and Write Zeroes parts end at this alignment of the *child's* offsets, so they cover
+// whole clusters of the child's pool (every cluster size divides it) and thin space is freed.
+constexpr uint64_t kZeroingPartBytes = 64ull << 20;
 
 enum class ChildState {
   kOnline,      // in sync: receives every write, serves reads
@@ -131,6 +138,8 @@ struct NexusOptions {
   uint32_t child_io_timeout_ms = 5000;
 };
 
+struct HostIo;  // a host request being split into parts (internal.h)
+
 class Nexus : public std::enable_shared_from_this<Nexus> {
  public:
   using Done = std::function<void(Status)>;
@@ -204,6 +213,13 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   void arm_health_check();
 
   // Host I/O.
+  // Issues the host request's next parts, up to kPartsInFlightMax in flight; completes it when
+  // none is left.
+  void issue_parts(const std::shared_ptr<HostIo>& host);
+  std::shared_ptr<Part> next_part(const std::shared_ptr<HostIo>& host);
+  void host_done(HostIo& host);
+  // Whether any segment the part covers is range-locked (it then waits in blocked_writes_).
+  bool part_blocked(const std::shared_ptr<Part>& p);
   void start_part(std::shared_ptr<Part> p);
   void issue_write(std::shared_ptr<Part> p);
   void issue_read(std::shared_ptr<Part> p);

@@ -16,6 +16,7 @@
 #include <future>
 
 #include "nvmf/protocol.h"
+#include "util/crc32c.h"
 
 namespace strata::nvmf {
 namespace {
@@ -202,7 +203,15 @@ Result<QueueSetup> connect_queue(const InitiatorOptions& o, uint16_t qid, uint16
   put16(sqe + 44, static_cast<uint16_t>((qid == 0 ? 32 : o.queue_depth) - 1));
   put32(sqe + 48, qid == 0 ? o.kato_ms : 0);
   std::vector<uint8_t> data(1024, 0);
-  for (int i = 0; i < 16; i++) data[i] = static_cast<uint8_t>(o.hostnqn.size() * 31 + i * 7);  // stable host id per host NQN
+  // Host Identifier: stable for a host NQN and distinct between NQNs (targets key controllers,
+  // reservations and I/O-queue checks on it): four CRC32Cs of the NQN with different seeds,
+  // marked as a version-4-style uuid.
+  for (uint32_t i = 0; i < 4; i++) {
+    const uint32_t h = crc32c(0x9e3779b9u * (i + 1), o.hostnqn.data(), o.hostnqn.size());
+    std::memcpy(data.data() + 4 * i, &h, 4);
+  }
+  data[6] = static_cast<uint8_t>((data[6] & 0x0f) | 0x40);
+  data[8] = static_cast<uint8_t>((data[8] & 0x3f) | 0x80);
   put16(data.data() + 16, qid == 0 ? 0xFFFF : cntlid);
   put_text(data.data() + 256, 256, o.subnqn, '\0');
   put_text(data.data() + 512, 256, o.hostnqn, '\0');
@@ -268,7 +277,8 @@ class Queue : public std::enable_shared_from_this<Queue> {
     uint32_t length = 0;
     bool read = false, in_capsule = false;
     std::vector<uint8_t> inline_data;  // DSM ranges
-    uint64_t deadline_ms = 0;
+    uint64_t deadline_ms = 0;  // while waiting for a command id: a bound on the wait; once sent: the command's timeout
+    uint32_t timeout_ms = 0;   // from sending to completion
     IoCallback done;
     uint32_t received = 0;
   };
@@ -305,6 +315,9 @@ class Queue : public std::enable_shared_from_this<Queue> {
     uint16_t cid = free_cids_.back();
     free_cids_.pop_back();
     put16(io->sqe + 2, cid);
+    // The timeout runs from here: time spent waiting behind a full queue (a burst of
+    // deallocates) says nothing about the target's health.
+    if (io->timeout_ms > 0) io->deadline_ms = now_ms() + io->timeout_ms;
     Io& ref = *io;
     pending_[cid] = std::move(io);
     if (connected_) send_capsule(ref);
@@ -897,7 +910,8 @@ void HostController::io(Reactor& caller, Op op, uint64_t offset_bytes, uint64_t 
       io->length = 0;
       break;
   }
-  io->deadline_ms = now_ms() + options_.io_timeout_ms;
+  io->timeout_ms = options_.io_timeout_ms;
+  io->deadline_ms = now_ms() + uint64_t{4} * options_.io_timeout_ms;  // the wait for a command id is bounded too
   Reactor* qr = q->reactor();
   if (qr == &caller) {
     io->done = std::move(done);

@@ -165,6 +165,38 @@ test.serial("a full thin pool: the host sees NVMe Capacity Exceeded, the last ch
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
 
+test.serial("a 64 GiB discard through the nexus (mkfs, blkdiscard) frees the children's thin space, reads zeros, and times no child out", async (t) => {
+  const GiB = 1024 * MiB;
+  const c = await NexusCluster.start(t, { sizeBytes: 64 * GiB, poolMiB: 68 * 1024, clusterBytes: 4 * MiB });
+  const { port, nqn } = await c.nexusEndpoint();
+  const { host, cntlid } = await adminQueue(port, nqn, FRONTEND_NQN);
+  const io = await ioQueue(port, nqn, FRONTEND_NQN, cntlid);
+  t.teardown(() => {
+    io.socket.destroy();
+    host.socket.destroy();
+  });
+  // Data in 16 places across the volume, 4 MiB each.
+  const places = Array.from({ length: 16 }, (_, i) => Math.floor((i * 64 * GiB) / 16 / 4096) + 7);
+  for (const block of places) for (let k = 0; k < 32; k++) t.is((await io.write(block + k * 32, Buffer.alloc(128 * 1024, 0xa5))).status, 0);
+  const allocated = async () => Promise.all(c.conns.map(async (conn, i) => (await conn.call("ListReplicas", { pool: "" })).replicas.find((r) => r.uuid === c.replicas[i])!.allocated_bytes));
+  const before = await allocated();
+  t.true(before.every((b) => b >= 16 * 4 * MiB), `allocated before: ${before}`);
+
+  // One Dataset Management deallocate of the whole volume, as blkdiscard sends it.
+  const blocks = (64 * GiB) / 4096;
+  const done = await io.deallocate([{ slba: 0, blocks }]);
+  t.is(done.status, 0);
+  const n = await c.info();
+  t.deepEqual(n.children.map((ch) => ch.state), ["online", "online", "online"], JSON.stringify(n.children.map((ch) => [ch.state, ch.reason, ch.last_error])));
+  const after = await allocated();
+  t.true(after.every((a) => a <= 2 * 4 * MiB), `allocated after: ${after} (before: ${before}): whole clusters were freed`);
+  for (const block of places) {
+    const r = await io.read(block, 32);
+    t.is(r.status, 0);
+    t.true(r.data!.equals(Buffer.alloc(128 * 1024)), "a discarded range reads zeros");
+  }
+});
+
 test.serial("bad requests name what is wrong; fault injection exists only on a test engine", async (t) => {
   const c = await NexusCluster.start(t);
   const uuid = randomUUID();

@@ -179,6 +179,7 @@ test.serial("a rebuild step whose range lock is granted after its watchdog fired
   await c.clearFaults(0);
   t.deepEqual(await load.verifyAll(), []);
   load.close();
+  t.is((await c.a.call("ShutdownNexus", { uuid: c.nexus }, 20_000)).state, "shutdown");
   await c.a.call("DestroyNexus", { uuid: c.nexus }, 20_000);
   t.is(await c.engines[0].stop(), 0, "the engine stops on SIGTERM");
 });
