@@ -263,3 +263,14 @@ export class VerifyingLoad {
     this.admin.socket.destroy();
   }
 }
+
+/** What a clean run of the load looks like: asserted by the fault tests after each fault. */
+export function expectClean(
+  t: { deepEqual: (a: unknown, b: unknown, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void },
+  c: LoadCounters,
+): void {
+  t.deepEqual(c.mismatches, [], "every block read back is the last acknowledged write");
+  t.deepEqual(c.errors, [], "the frontend's connection stayed up");
+  t.is(c.writesFailed, 0, "no write failed at the host");
+  t.is(c.readsFailed, 0, "no read failed at the host");
+}

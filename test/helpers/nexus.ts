@@ -140,6 +140,19 @@ export class NexusCluster {
     return { port: Number(n.address.split(":").pop()), nqn: n.nqn };
   }
 
+  /** A raw I/O queue connected as the frontend to the published nexus, closed at teardown. */
+  async frontendQueue(t: ExecutionContext) {
+    const { adminQueue, ioQueue } = await import("../native/nvmf/host");
+    const { port, nqn } = await this.nexusEndpoint();
+    const { host, cntlid } = await adminQueue(port, nqn, FRONTEND_NQN);
+    const io = await ioQueue(port, nqn, FRONTEND_NQN, cntlid);
+    t.teardown(() => {
+      io.socket.destroy();
+      host.socket.destroy();
+    });
+    return io;
+  }
+
   /** A verifying load connected as the frontend to the published nexus. */
   async load(model = new VolumeModel(this.sizeBytes)): Promise<VerifyingLoad> {
     const { port, nqn } = await this.nexusEndpoint();

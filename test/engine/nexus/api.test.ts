@@ -9,7 +9,6 @@ import { isEngineCallError } from "../../../common/client";
 import { startEngine } from "../../helpers/engine";
 import { VerifyingLoad } from "../../helpers/load";
 import { FRONTEND_NQN, LABEL_REGION_BYTES, MiB, NexusCluster } from "../../helpers/nexus";
-import { adminQueue, ioQueue } from "../../native/nvmf/host";
 
 const OTHER_FRONTEND = "nqn.2014-08.org.nvmexpress:uuid:0ee0ee00-0000-4000-8000-0000000000ee";
 
@@ -124,13 +123,7 @@ test.serial("creation with a child down: it is left out as cannot_open, and noth
 
 test.serial("a full thin pool: the host sees NVMe Capacity Exceeded, the last child stays online with its data, and growing the pools recovers by itself", async (t) => {
   const c = await NexusCluster.start(t, { sizeBytes: 48 * MiB, poolMiB: 24 });
-  const { port, nqn } = await c.nexusEndpoint();
-  const { host, cntlid } = await adminQueue(port, nqn, FRONTEND_NQN);
-  const io = await ioQueue(port, nqn, FRONTEND_NQN, cntlid);
-  t.teardown(() => {
-    io.socket.destroy();
-    host.socket.destroy();
-  });
+  const io = await c.frontendQueue(t);
   const block = (mib: number) => (mib * MiB) / 4096;
   const data = (mib: number) => Buffer.alloc(128 * 1024, mib + 1);
   let status = 0;
@@ -168,13 +161,7 @@ test.serial("a full thin pool: the host sees NVMe Capacity Exceeded, the last ch
 test.serial("a 64 GiB discard through the nexus (mkfs, blkdiscard) frees the children's thin space, reads zeros, and times no child out", async (t) => {
   const GiB = 1024 * MiB;
   const c = await NexusCluster.start(t, { sizeBytes: 64 * GiB, poolMiB: 68 * 1024, clusterBytes: 4 * MiB });
-  const { port, nqn } = await c.nexusEndpoint();
-  const { host, cntlid } = await adminQueue(port, nqn, FRONTEND_NQN);
-  const io = await ioQueue(port, nqn, FRONTEND_NQN, cntlid);
-  t.teardown(() => {
-    io.socket.destroy();
-    host.socket.destroy();
-  });
+  const io = await c.frontendQueue(t);
   // Data in 16 places across the volume, 4 MiB each.
   const places = Array.from({ length: 16 }, (_, i) => Math.floor((i * 64 * GiB) / 16 / 4096) + 7);
   for (const block of places) for (let k = 0; k < 32; k++) t.is((await io.write(block + k * 32, Buffer.alloc(128 * 1024, 0xa5))).status, 0);

@@ -3,7 +3,7 @@
 // load through the published nexus (a frontend over NVMe/TCP): each block read back must be the
 // last acknowledged write of that block, and at the end all children hold the same bytes.
 import test from "ava";
-import { LoadCounters } from "../../helpers/load";
+import { expectClean } from "../../helpers/load";
 import { MiB, NexusCluster } from "../../helpers/nexus";
 
 async function lastPartial(c: NexusCluster, child: number): Promise<boolean | undefined> {
@@ -11,12 +11,6 @@ async function lastPartial(c: NexusCluster, child: number): Promise<boolean | un
   return records.filter((r) => r.child_uri === c.children[child] && !r.resync).pop()?.partial;
 }
 
-function clean(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void }, c: LoadCounters): void {
-  t.deepEqual(c.mismatches, [], "every block read back is the last acknowledged write");
-  t.deepEqual(c.errors, [], "the frontend's connection stayed up");
-  t.is(c.writesFailed, 0, "no write failed at the host");
-  t.is(c.readsFailed, 0, "no read failed at the host");
-}
 
 test.serial("SIGKILL of a replica's engine: writes go on, the child faults, the engine returns, a partial rebuild makes every child identical", async (t) => {
   const c = await NexusCluster.start(t);
@@ -36,7 +30,7 @@ test.serial("SIGKILL of a replica's engine: writes go on, the child faults, the 
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[1] }, 30_000);
   await c.waitFor("every child online", (n) => n.children.every((ch) => ch.state === "online"));
   await load.progress(50);
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
 
   const { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
   const last = records[records.length - 1];
@@ -62,7 +56,7 @@ test.serial("write errors injected into one child: it faults (io_failure), write
   await c.clearFaults(2);
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] }, 30_000);
   await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"));
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
@@ -84,7 +78,7 @@ test.serial("read errors injected into one child: every read still returns the r
   await c.clearFaults(1);
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[1] }, 30_000);
   await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"));
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
@@ -104,7 +98,7 @@ test.serial("split I/O: a write across a segment boundary whose second part fail
   t.true(n.children[2].missed_bytes >= 64 * 1024, "the failed part is recorded as missed");
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] }, 30_000);
   await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"));
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 
@@ -147,7 +141,7 @@ test.serial("unclean shutdown of the nexus node while a child was stale: the res
   again.start();
   await c.waitFor("the stale child rebuilt and the in-sync ones resynchronised", (x) => x.children.every((ch) => ch.state === "online" && !ch.rebuild));
   await again.progress(30);
-  clean(t, await again.stop());
+  expectClean(t, await again.stop());
   const { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
   const stale = records.filter((r) => r.child_uri === c.children[2] && !r.resync);
   t.true(stale.length > 0 && stale.every((r) => !r.partial && r.state === "completed"), "what it missed before the crash is unknown: a full rebuild");
@@ -184,7 +178,7 @@ test.serial("a full rebuild concurrent with writes, paused and resumed, ends wit
   await c.a.call("ResumeRebuild", { uuid: c.nexus, child_uri: c.children[2] });
   await c.waitFor("the new child rebuilt", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
   await load.progress(30);
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   const { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
   const last = records[records.length - 1];
   t.is(last.state, "completed");
@@ -250,7 +244,7 @@ test.serial("a rebuild whose source fails ends as rebuild_failed; one whose dest
   await c.clearFaults(2);
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] }, 30_000);
   await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 });
@@ -270,7 +264,7 @@ test.serial("a dropped NVMe/TCP connection to a child: the child faults at once 
   t.true((await lastPartial(c, 1)) === true, "its label proves what it missed: a partial rebuild");
   const { controllers } = await c.a.call("ListControllers", {});
   t.true(controllers.some((ctl) => ctl.uri.includes(c.replicas[1]) && ctl.state === "live"));
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await load.verifyAll(), []);
   t.deepEqual(await c.differingSegments(), [[], []]);
 });

@@ -7,15 +7,9 @@
 import test from "ava";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LoadCounters } from "../../helpers/load";
+import { expectClean } from "../../helpers/load";
 import { INSPECTOR_NQN, MiB, NexusCluster } from "../../helpers/nexus";
 
-function clean(t: { deepEqual: (a: unknown, b: unknown, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void }, c: LoadCounters): void {
-  t.deepEqual(c.mismatches, [], "every block read back is the last acknowledged write");
-  t.deepEqual(c.errors, [], "the frontend's connection stayed up");
-  t.is(c.writesFailed, 0, "no write failed at the host");
-  t.is(c.readsFailed, 0, "no read failed at the host");
-}
 
 async function lastRebuildOf(c: NexusCluster, child: number) {
   const { records } = await c.a.call("GetRebuildHistory", { uuid: c.nexus });
@@ -36,7 +30,7 @@ test.serial("a replica destroyed and recreated behind the nexus's back: the chil
   const load = (await c.load()).start();
   t.teardown(() => load.close());
   await load.progress(200);
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
 
   // What a lost disk or an operator slip looks like on node-c.
   const nodeC = c.conns[2];
@@ -89,7 +83,7 @@ test.serial("a replica rolled back to an older copy (older label): OnlineChild r
   await c.waitFor("every child online", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
   const rebuild = await lastRebuildOf(c, 2);
   t.false(rebuild.partial, "its label is older than the one it left in: a full rebuild");
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
   t.deepEqual(await c.differingSegments(), [[], []]);
   t.deepEqual(await verifyFromOnly(c, 2, () => load.verifyAll()), []);
 });
@@ -99,7 +93,7 @@ test.serial("writes a child acknowledged but never flushed count as missed when 
   const load = (await c.load()).start(4, 0, 32, 0); // writes only, never a flush
   t.teardown(() => load.close());
   await load.progress(100);
-  clean(t, await load.stop());
+  expectClean(t, await load.stop());
 
   // Nothing was written while it was away, yet it may lack everything it never flushed.
   await c.a.call("FaultChild", { uuid: c.nexus, child_uri: c.children[2] });
