@@ -39,9 +39,12 @@ test("by default only files in the data dir may hold pools; others are refused u
   const outside = join(e.dir, "outside.img");
   await rejects(t, c.call("CreatePool", pool(`file://${outside}?size_mib=64`)), [status.INVALID_ARGUMENT], /outside the engine's device directories .*--device-dir/);
   t.false(existsSync(outside), "not created");
-  const hostname = existsSync("/etc/hostname") ? readFileSync("/etc/hostname") : null;
-  await rejects(t, c.call("CreatePool", pool("file:///etc/hostname?size_mib=64")), [status.INVALID_ARGUMENT], /\/etc\/hostname.* is outside the engine's device directories/);
-  if (hostname) t.true(readFileSync("/etc/hostname").equals(hostname));
+  // An existing file elsewhere (the review's example was /etc/shadow; a test must not bet a
+  // system file on the rule holding, so a stand-in beside the data dir).
+  const system = join(e.dir, "shadow");
+  writeFileSync(system, "root:*:19000:0:99999:7:::\n");
+  await rejects(t, c.call("CreatePool", pool(`file://${system}?size_mib=64`, true)), [status.INVALID_ARGUMENT], /shadow is outside the engine's device directories/);
+  t.is(readFileSync(system, "utf8"), "root:*:19000:0:99999:7:::\n");
   const created = await c.call("CreatePool", pool(`file://${join(e.dataDir, "disk.img")}?size_mib=64`));
   t.is(created.state, "POOL_STATE_ONLINE");
   c.close();
