@@ -174,7 +174,9 @@ std::set<std::string> device_and_partitions(unsigned major_number, unsigned mino
   return out;
 }
 
-// Where the device or one of its partitions is mounted (mountinfo's third field is major:minor).
+// Where the device or one of its partitions is mounted. mountinfo's third field is the
+// filesystem's major:minor; btrfs (and others) report an anonymous 0:N there, so the mount
+// source after " - fstype " is compared too when it is a block device node.
 std::optional<std::string> mounted_at(unsigned major_number, unsigned minor_number) {
   const std::set<std::string> ours = device_and_partitions(major_number, minor_number);
   std::ifstream in("/proc/self/mountinfo");
@@ -184,6 +186,15 @@ std::optional<std::string> mounted_at(unsigned major_number, unsigned minor_numb
     std::string id, parent, dev, root, mount_point;
     if (!(fields >> id >> parent >> dev >> root >> mount_point)) continue;
     if (ours.count(dev)) return str(mount_point, " (device ", dev, ")");
+    auto separator = line.find(" - ");
+    if (separator == std::string::npos) continue;
+    std::istringstream tail(line.substr(separator + 3));
+    std::string fstype, source;
+    struct stat st {};
+    if (tail >> fstype >> source && source.rfind("/dev/", 0) == 0 && stat(source.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+      const std::string source_dev = str(major(st.st_rdev), ":", minor(st.st_rdev));
+      if (ours.count(source_dev)) return str(mount_point, " (device ", source_dev, ")");
+    }
   }
   return std::nullopt;
 }
