@@ -68,7 +68,7 @@ Status check_map_size(const std::string& what, uint64_t size_bytes, uint64_t clu
   const uint64_t map_bytes = (size_bytes + cluster_size_bytes - 1) / cluster_size_bytes * sizeof(uint64_t);
   if (map_bytes <= kMaxReplicaMapBytes) return Status();
   return Status(ErrorCode::kInvalidArgument,
-                str(what, " of ", size_bytes, " bytes needs a ", map_bytes, "-byte cluster map in memory (8 bytes per ", cluster_size_bytes,
+                str(what, " needs a ", map_bytes, "-byte cluster map in memory (8 bytes per ", cluster_size_bytes,
                     "-byte cluster); a replica's map may take at most ", kMaxReplicaMapBytes, " bytes, so replicas in this pool may be at most ",
                     kMaxReplicaMapBytes / sizeof(uint64_t) * cluster_size_bytes, " bytes: choose a smaller size, or a pool with larger clusters"));
 }
@@ -604,7 +604,7 @@ void Pool::create_replica(const CreateReplicaOptions& o, std::function<void(Resu
     const uint64_t cs = self->layout_.cluster_size_bytes;
     const uint64_t clusters = (o.size_bytes + cs - 1) / cs;
     // The map first, before any cluster or slot is taken: it is what may not fit in memory.
-    const std::string what = str("replica ", o.uuid);
+    const std::string what = str("replica ", o.uuid, " of ", o.size_bytes, " bytes");
     if (Status s = check_map_size(what, o.size_bytes, cs); !s.ok()) return fail(s.error().code, s.error().message);
     auto r = std::make_unique<Replica>();
     if (Status s = r->map_charge.grow_to(clusters * sizeof(uint64_t), what); !s.ok()) return fail(s.error().code, s.error().message);
