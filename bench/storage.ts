@@ -99,7 +99,7 @@ async function engineBench(dir: string): Promise<{ idle_cpu_percent: number; rss
   const token = randomBytes(24).toString("base64url");
   writeFileSync(tokenFile, token);
   const endpoint = "127.0.0.1:" + (30000 + Math.floor(Math.random() * 10000));
-  const child = spawn(process.execPath, [join(root, "bin", "strata-engine.js"), "--node", "bench", "--grpc-listen", endpoint, "--data-dir", join(dir, "engine"), "--token-file", tokenFile, "--cores", "2"], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [join(root, "bin", "strata-engine.js"), "--node", "bench", "--grpc-listen", endpoint, "--data-dir", join(dir, "engine"), "--device-dir", dir, "--token-file", tokenFile, "--cores", "2"], { stdio: ["ignore", "ignore", "pipe"] });
   const engine = connectEngine({ node: "bench", endpoint, token });
   try {
     for (let i = 0; ; i++) {

@@ -1,12 +1,18 @@
 // Command-line flags of strata-engine. Bad flags stop the engine before it binds anything,
 // with a message naming the flag.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import { checkLabels, checkName } from "../common/validate";
 
 export interface EngineConfig {
   readonly node: string;
   readonly grpc_listen: string;
   readonly data_dir: string;
+  /**
+   * Directories regular-file devices (file://) must resolve into; default: the data dir. A
+   * typo'd or malicious file:// URI elsewhere (/etc/shadow) is refused instead of formatted.
+   */
+  readonly device_dirs: readonly string[];
   readonly labels: Record<string, string>;
   readonly cores: number;
   readonly token: string;
@@ -25,12 +31,16 @@ export interface HostPort {
 
 export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-file FILE
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
+                     [--device-dir DIR]...
                      [--nvmf-listen HOST:PORT] [--nvmf-discovery-listen HOST:PORT]
                      [--enable-fault-injection]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
   --data-dir DIR       the engine's durable state (which pools to import at start)
+  --device-dir DIR     a directory whose files may hold pools (file:// URIs); repeat
+                       it for several; default: the data dir. Block devices (uring://)
+                       are not affected.
   --labels k=v,...     node labels, e.g. zone=zone-a,rack=r1
   --cores N            reactor threads that own all data I/O (default 1)
   --token-file FILE    file holding the token every API call must carry
@@ -45,6 +55,7 @@ export class ConfigError extends Error {}
 
 export function parseFlags(argv: readonly string[]): EngineConfig {
   const values = new Map<string, string>();
+  const deviceDirs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"`);
@@ -54,10 +65,11 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
-    values.set(key, value);
+    if (key === "device-dir") deviceDirs.push(value);
+    else values.set(key, value);
   }
   const node = values.get("node");
   if (node === undefined) throw new ConfigError("--node is required");
@@ -70,6 +82,17 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
 
   const data_dir = values.get("data-dir");
   if (data_dir === undefined) throw new ConfigError("--data-dir is required");
+  for (const dir of deviceDirs) {
+    // The data dir is created at start; a device dir must already hold the operator's files.
+    let isDir = false;
+    try {
+      isDir = statSync(dir).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    if (!isAbsolute(dir) || !isDir) throw new ConfigError(`--device-dir ${dir} must be an absolute path to an existing directory`);
+  }
+  const device_dirs = deviceDirs.length > 0 ? deviceDirs : [resolve(data_dir)];
 
   const labels: Record<string, string> = {};
   for (const pair of (values.get("labels") ?? "").split(",").filter((p) => p.length > 0)) {
@@ -99,7 +122,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   const nvmf_discovery_listen = parseHostPort("nvmf-discovery-listen", values.get("nvmf-discovery-listen") ?? "127.0.0.1:8009");
 
   const enable_fault_injection = values.get("enable-fault-injection") === "true";
-  return { node, grpc_listen, data_dir, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection };
+  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection };
 }
 
 /** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */

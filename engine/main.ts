@@ -1,5 +1,6 @@
 // strata-engine: one per storage node. Parses flags, starts the native reactors, re-imports
 // the node's pools, serves the engine API, and shuts down cleanly on SIGTERM/SIGINT.
+import { mkdirSync } from "node:fs";
 import { loadNative } from "../native";
 import { ConfigError, parseFlags, USAGE } from "./config";
 import { createLogger } from "./log";
@@ -25,7 +26,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger({ node: config.node });
   const native = loadNative();
-  native.start({ cores: config.cores, fault_injection: config.enable_fault_injection });
+  // The default device dir is the data dir, which must exist before the addon resolves it.
+  mkdirSync(config.data_dir, { recursive: true });
+  native.start({ cores: config.cores, fault_injection: config.enable_fault_injection, device_dirs: [...config.device_dirs] });
   const { nvmf_listen: io, nvmf_discovery_listen: disc } = config;
   let nvmfPorts;
   try {

@@ -98,6 +98,38 @@ export class EngineService {
     }
   }
 
+  /**
+   * Imports a missing pool's recorded device and checks it holds that pool. Returns the entry,
+   * now imported, or still missing with the new reason.
+   */
+  private async reimportMissing(entry: PoolEntry & { kind: "missing" }): Promise<PoolEntry> {
+    const record = entry.record;
+    let next: PoolEntry;
+    try {
+      const info = await this.native.importPool({ device_uri: record.device_uri });
+      if (info.uuid !== record.uuid) {
+        await this.native.exportPool({ uuid: info.uuid });
+        throw new Error(`device ${record.device_uri} holds pool ${info.name} (${info.uuid}), not ${record.name} (${record.uuid})`);
+      }
+      next = { kind: "imported", record };
+      this.log.info("missing pool imported", { pool: record.name, uuid: record.uuid, device_uri: record.device_uri });
+      // Its replicas' shares stayed in the state file (restoreShares could not serve them).
+      const replicas = new Set((await this.native.listReplicas()).filter((r) => r.pool_uuid === record.uuid).map((r) => r.uuid));
+      for (const [replica, hosts] of this.shares) {
+        if (!replicas.has(replica)) continue;
+        await this.native.shareReplica({ uuid: replica, allowed_host_nqns: [...hosts] }).then(
+          ({ nqn }) => this.log.info("replica re-shared", { replica, nqn }),
+          (err: unknown) => this.log.error("replica share not restored", { replica, reason: (err as Error).message }),
+        );
+      }
+    } catch (err) {
+      next = { kind: "missing", record, reason: err instanceof Error ? err.message : String(err) };
+      this.log.error("missing pool import failed", { pool: record.name, uuid: record.uuid, reason: next.reason });
+    }
+    this.pools.set(record.uuid, next);
+    return next;
+  }
+
   /** Records where the NVMe/TCP target listens (reported in Subsystem.address). */
   setNvmfAddress(address: string): void {
     this.nvmfAddress = address;
@@ -236,13 +268,21 @@ export class EngineService {
     checkField(req.cluster_size_bytes, "cluster_size_bytes", checkClusterSizeBytes);
     const clusterSize = req.cluster_size_bytes || DEFAULT_CLUSTER_SIZE_BYTES;
     return this.lock.run(async () => {
-      const existing = this.pools.get(req.uuid);
+      let existing = this.pools.get(req.uuid);
       if (existing) {
         const r = existing.record;
         const differs =
           r.name !== req.name ? `name is "${r.name}", requested "${req.name}"` :
           r.device_uri !== req.device_uri ? `device_uri is "${r.device_uri}", requested "${req.device_uri}"` : null;
         if (differs) throw alreadyExists(`pool ${req.uuid} already exists with a different spec: ${differs}`);
+        if (existing.kind === "missing") {
+          // The device was absent at start (a disk attached late): the same create is how a
+          // declarative caller asks for the pool back, so try the import again. Never format:
+          // the device is supposed to hold this pool's data.
+          existing = await this.reimportMissing(existing);
+          if (existing.kind === "missing")
+            throw failedPrecondition(`pool "${r.name}" (${r.uuid}) is missing and its device cannot be imported yet: ${existing.reason}; attach the device and retry`);
+        }
         if (existing.kind === "imported") {
           const info = await this.nativePool(req.uuid);
           if (req.cluster_size_bytes && info.cluster_size_bytes !== clusterSize)

@@ -205,7 +205,7 @@ export type NativeErrorCode =
   | "ALREADY_EXISTS" // a pool or replica with that uuid or name exists
   | "PERMISSION_DENIED" // device not on the allow list
   | "FAILED_PRECONDITION" // the device already holds a pool; the pool still has replicas; …
-  | "NO_SPACE" // no free cluster for a thin write or a thick create
+  | "NO_SPACE" // no free cluster for a thin write or a thick create; not enough memory (malloc devices, replica maps)
   | "OUT_OF_RANGE" // I/O beyond a replica's end
   | "DATA_LOSS" // checksum mismatch on metadata read back
   | "UNIMPLEMENTED" // unknown on-disk version
@@ -219,15 +219,22 @@ export interface NativeStorage {
   /**
    * Starts `cores` reactor threads. Must be called once before any other call.
    * `fault_injection` (tests only) wraps nexus children so injectFault works.
+   * `device_dirs`: regular files may hold pools only when they resolve (symlinks followed) into
+   * one of these existing directories; when given it replaces the list, even on a later call.
+   * Absent: no directory rule (tools and tests; strata-engine always passes its --device-dir).
    */
-  start(opts: { cores: number; fault_injection?: boolean }): void;
+  start(opts: { cores: number; fault_injection?: boolean; device_dirs?: string[] }): void;
   /** Drains in-flight I/O, writes clean-shutdown state for every pool, stops reactors. */
   shutdown(): Promise<void>;
 
   probeDevice(opts: { uri: string }): Promise<DeviceInfo>;
   listDevices(): Promise<DeviceInfo[]>;
 
-  /** Formats a new pool on a device. Refused when the device holds a pool unless `force`. */
+  /**
+   * Formats a new pool on a device. Refused when the device holds a pool, a partition table, a
+   * filesystem or another known signature, unless `force`; a mounted or busy block device is
+   * refused even with `force`.
+   */
   createPool(opts: {
     uuid: string;
     name: string;

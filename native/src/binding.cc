@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "bridge.h"
+#include "device/rules.h"
 #include "engine.h"
 
 namespace strata {
@@ -256,14 +257,28 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int cores = 1;
   bool fault_injection = false;
+  std::optional<std::vector<std::string>> device_dirs;
   try {
     Napi::Object o = options_of(info);
     cores = static_cast<int>(std::min<uint64_t>(get_u64(o, "cores"), 1 << 20));
     if (!o.Get("fault_injection").IsUndefined()) fault_injection = get_bool(o, "fault_injection");
+    if (!o.Get("device_dirs").IsUndefined()) {
+      Napi::Value v = o.Get("device_dirs");
+      if (!v.IsArray()) throw ArgumentError{"expected an array of directory paths for device_dirs"};
+      Napi::Array a = v.As<Napi::Array>();
+      device_dirs.emplace();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        if (!a.Get(i).IsString()) throw ArgumentError{str("expected a string for device_dirs[", i, "]")};
+        device_dirs->push_back(a.Get(i).As<Napi::String>().Utf8Value());
+      }
+    }
   } catch (const ArgumentError& e) {
     Napi::Error err = Napi::Error::New(env, e.message);
     err.Set("code", "INVALID_ARGUMENT");
     throw err;
+  }
+  if (device_dirs) {
+    if (Status s = set_file_device_dirs(device_dirs); !s.ok()) throw Napi::Error(env, make_js_error(env, s.error()));
   }
   Status s = Engine::instance().start(cores, fault_injection);
   if (!s.ok()) throw Napi::Error(env, make_js_error(env, s.error()));

@@ -27,3 +27,11 @@ test("bad flags are refused with the flag's name", (t) => {
   t.throws(() => parseFlags(["--node", "a", "--data-dir", dir]), { message: /--token-file is required/ });
   t.throws(() => parseFlags(["--node", "a", "--data-dir", dir, "--token-file", join(dir, "nope")]), { message: /cannot be read/ });
 });
+
+test("--device-dir defaults to the data dir and repeats", (t) => {
+  t.deepEqual(parseFlags(base).device_dirs, [dir]);
+  const other = mkdtempSync(join(tmpdir(), "strata-config-devices-"));
+  t.deepEqual(parseFlags([...base, "--device-dir", other, `--device-dir=${dir}`]).device_dirs, [other, dir]);
+  t.throws(() => parseFlags([...base, "--device-dir", "relative/dir"]), { instanceOf: ConfigError, message: /--device-dir relative\/dir must be an absolute path to an existing directory/ });
+  t.throws(() => parseFlags([...base, "--device-dir", join(dir, "missing")]), { message: /--device-dir .*missing must be an absolute path to an existing directory/ });
+});

@@ -64,6 +64,11 @@ export async function startEngine(
     /** Keep one NVMe/TCP port across restarts (hosts reconnect to the same address). */
     fixedNvmfPort?: boolean;
     cores?: number;
+    /**
+     * --device-dir flags. Default: the test's dir, which holds the data dir and the disks tests
+     * create beside it; [] passes none, so the engine's default (its data dir) applies.
+     */
+    deviceDirs?: string[];
   } = {},
 ): Promise<TestEngine> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "strata-engine-test-"));
@@ -104,6 +109,7 @@ export async function startEngine(
     const args = [ENGINE_BIN, "--node", node, "--grpc-listen", target.endpoint, "--data-dir", dataDir, "--token-file", tokenFile, "--cores", String(opts.cores ?? 1),
       // Several engines share this machine: NVMe/TCP on free ports (GetInfo reports them).
       "--nvmf-listen", nvmfListen, "--nvmf-discovery-listen", "127.0.0.1:0"];
+    for (const d of opts.deviceDirs ?? [dir]) args.push("--device-dir", d);
     if (opts.labels) args.push("--labels", opts.labels);
     if (opts.faultInjection) args.push("--enable-fault-injection");
     const logStart = engine.logs.length;

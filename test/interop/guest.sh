@@ -21,7 +21,7 @@ start_engine() {
   # A fresh log per start, so "engine ready" means this process.
   [ -f $WORK/engine.log ] && cat $WORK/engine.log >> $WORK/engine-previous.log
   : > $WORK/engine.log
-  node "$ROOT/bin/strata-engine.js" --node vm --data-dir $WORK/data --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
+  node "$ROOT/bin/strata-engine.js" --node vm --data-dir $WORK/data --device-dir $WORK --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
     >> $WORK/engine.log 2>&1 &
   ENGINE_PID=$!
   for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done

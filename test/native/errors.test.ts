@@ -109,6 +109,30 @@ test("shrinking a replica is INVALID_ARGUMENT; growing works", async (t) => {
   await n.replicaWrite({ uuid: r.uuid, offset_bytes: 5 * MiB, data: pattern(4096, 1) });
 });
 
+// 2^53 - 512: the largest size the engine's validation lets through (checkSizeBytes).
+const MAX_SIZE_BYTES = 2 ** 53 - 512;
+
+test("a thin replica whose cluster map cannot be held in memory is refused before anything is durable", async (t) => {
+  const n = native();
+  const { pool, uri } = await tempPool(t);
+  const uuid = randomUUID();
+  const mapRule = /needs a \d+-byte cluster map in memory .*at most 1073741824 bytes, so replicas in this pool may be at most 140737488355328 bytes/;
+  await expectCode(t, n.createReplica({ pool_uuid: pool.uuid, uuid, name: "huge", size_bytes: MAX_SIZE_BYTES, thin: true }), "INVALID_ARGUMENT", mapRule);
+  t.false((await n.listReplicas()).some((r) => r.uuid === uuid));
+
+  const r = await n.createReplica({ pool_uuid: pool.uuid, uuid, name: "grows", size_bytes: 4 * MiB, thin: true });
+  await n.replicaWrite({ uuid, offset_bytes: MiB, data: pattern(4096, 9) });
+  await expectCode(t, n.resizeReplica({ uuid, size_bytes: MAX_SIZE_BYTES }), "INVALID_ARGUMENT", mapRule);
+  t.is((await n.listReplicas()).find((x) => x.uuid === uuid)!.size_bytes, r.size_bytes);
+  // Nothing reached the disk: the pool imports with the old size and the data.
+  await n.exportPool({ uuid: pool.uuid });
+  await n.importPool({ device_uri: uri });
+  t.is((await n.listReplicas()).find((x) => x.uuid === uuid)!.size_bytes, 4 * MiB);
+  t.true((await n.replicaRead({ uuid, offset_bytes: MiB, length_bytes: 4096 })).equals(pattern(4096, 9)));
+  // The limit is about memory, not a ban on growth.
+  t.is((await n.resizeReplica({ uuid, size_bytes: 64 * 1024 * MiB })).size_bytes, 64 * 1024 * MiB);
+});
+
 test("misaligned I/O is INVALID_ARGUMENT and I/O past the end is OUT_OF_RANGE", async (t) => {
   const n = native();
   const { pool } = await tempPool(t);

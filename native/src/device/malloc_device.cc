@@ -3,6 +3,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <new>
+
+#include "util/memory.h"
 
 namespace strata {
 namespace {
@@ -13,14 +16,31 @@ std::map<std::string, std::shared_ptr<MallocStore>>& stores() {
 }
 }  // namespace
 
-std::shared_ptr<MallocStore> malloc_store(const std::string& name, uint64_t size_bytes, bool create) {
+uint64_t malloc_devices_max_bytes() { return node_memory_bytes() / kMallocDevicesMemoryDivisor; }
+
+Result<std::shared_ptr<MallocStore>> malloc_store(const std::string& name, uint64_t size_bytes, bool create) {
   std::lock_guard<std::mutex> lock(g_stores_mutex);
   auto it = stores().find(name);
   if (it != stores().end()) return it->second;
-  if (!create) return nullptr;
-  auto store = std::make_shared<MallocStore>(MallocStore{name, AlignedBuffer(size_bytes)});
-  stores()[name] = store;
-  return store;
+  if (!create) return Error{ErrorCode::kNotFound, str("malloc device '", name, "' does not exist")};
+  // RAM devices are allocated and zeroed up front: past the cap that is the OOM killer (or
+  // std::bad_alloc) for the whole engine, not an error for this one request.
+  uint64_t held_bytes = 0;
+  for (auto& [other, store] : stores()) held_bytes += store->bytes.size();
+  const uint64_t max_bytes = malloc_devices_max_bytes();
+  if (size_bytes > max_bytes || held_bytes + size_bytes > max_bytes) {
+    return Error{ErrorCode::kNoSpace, str("malloc device '", name, "' of ", size_bytes >> 20, " MiB does not fit in memory: malloc devices may hold ",
+                                          max_bytes >> 20, " MiB in all (1/", kMallocDevicesMemoryDivisor, " of this node's ",
+                                          node_memory_bytes() >> 20, " MiB of RAM) and already hold ", held_bytes >> 20,
+                                          " MiB; use a smaller size_mib, or a file:// or uring:// device")};
+  }
+  try {
+    auto store = std::make_shared<MallocStore>(MallocStore{name, AlignedBuffer(size_bytes)});
+    stores()[name] = store;
+    return store;
+  } catch (const std::bad_alloc&) {
+    return Error{ErrorCode::kNoSpace, str("not enough memory for malloc device '", name, "' of ", size_bytes >> 20, " MiB; use a smaller size_mib")};
+  }
 }
 
 std::vector<DeviceDescription> list_malloc_devices() {

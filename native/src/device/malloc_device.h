@@ -30,7 +30,13 @@ class MallocDevice final : public Device {
   std::shared_ptr<MallocStore> store_;
 };
 
-// Finds (create=false) or creates the named store. Nullptr when missing and not created.
-std::shared_ptr<MallocStore> malloc_store(const std::string& name, uint64_t size_bytes, bool create);
+// All malloc devices together may hold at most this fraction of the node's memory (util/memory.h):
+// they are test and benchmark devices, and the rest is for the engine and the host.
+constexpr uint64_t kMallocDevicesMemoryDivisor = 2;
+uint64_t malloc_devices_max_bytes();
+
+// Finds (create=false) or creates the named store. NOT_FOUND when missing and not created;
+// NO_SPACE when creating it would pass malloc_devices_max_bytes() or memory runs out.
+Result<std::shared_ptr<MallocStore>> malloc_store(const std::string& name, uint64_t size_bytes, bool create);
 
 }  // namespace strata

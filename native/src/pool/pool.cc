@@ -1,11 +1,15 @@
 #include "pool/pool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <new>
 
+#include "device/rules.h"
 #include "util/crc32c.h"
 #include "util/log.h"
+#include "util/memory.h"
 
 namespace strata {
 
@@ -54,7 +58,51 @@ Result<Superblock> read_superblock(Device& device) {
   return sb;
 }
 
+// Every replica map in the process, in bytes (MapCharge keeps it).
+std::atomic<uint64_t> g_replica_map_bytes{0};
+
+uint64_t replica_maps_max_bytes() { return node_memory_bytes() / kReplicaMapsMemoryDivisor; }
+
+// The per-replica part of the map limit: a size whose map could never be held is a bad request.
+Status check_map_size(const std::string& what, uint64_t size_bytes, uint64_t cluster_size_bytes) {
+  const uint64_t map_bytes = (size_bytes + cluster_size_bytes - 1) / cluster_size_bytes * sizeof(uint64_t);
+  if (map_bytes <= kMaxReplicaMapBytes) return Status();
+  return Status(ErrorCode::kInvalidArgument,
+                str(what, " needs a ", map_bytes, "-byte cluster map in memory (8 bytes per ", cluster_size_bytes,
+                    "-byte cluster); a replica's map may take at most ", kMaxReplicaMapBytes, " bytes, so replicas in this pool may be at most ",
+                    kMaxReplicaMapBytes / sizeof(uint64_t) * cluster_size_bytes, " bytes: choose a smaller size, or a pool with larger clusters"));
+}
+
+Status out_of_memory(const std::string& what) {
+  return Status(ErrorCode::kNoSpace, str("not enough memory to ", what, "; free memory on this node (or give the engine more) and retry"));
+}
+
 }  // namespace
+
+Status MapCharge::grow_to(uint64_t bytes, const std::string& what) {
+  if (bytes <= bytes_) {
+    set(bytes);
+    return Status();
+  }
+  const uint64_t more = bytes - bytes_;
+  const uint64_t max_bytes = replica_maps_max_bytes();
+  uint64_t held = g_replica_map_bytes.load();
+  do {
+    if (held + more > max_bytes) {
+      return Status(ErrorCode::kNoSpace, str(what, " needs ", more, " more bytes of cluster map in memory; replica maps on this node may take ", max_bytes,
+                                             " bytes (1/", kReplicaMapsMemoryDivisor, " of its ", node_memory_bytes(), " bytes of RAM) and already take ",
+                                             held, ": choose a smaller size, use larger clusters, or place the replica on another node"));
+    }
+  } while (!g_replica_map_bytes.compare_exchange_weak(held, held + more));
+  bytes_ = bytes;
+  return Status();
+}
+
+void MapCharge::set(uint64_t bytes) {
+  if (bytes >= bytes_) g_replica_map_bytes += bytes - bytes_;
+  else g_replica_map_bytes -= bytes_ - bytes;
+  bytes_ = bytes;
+}
 
 const char* pool_state_name(PoolState state) {
   switch (state) {
@@ -105,6 +153,15 @@ AlignedBuffer Pool::encode_superblock(bool clean_shutdown) const {
 
 Result<std::shared_ptr<Pool>> Pool::format(std::unique_ptr<Device> device, const CreatePoolOptions& o) {
   const std::string uri = device->description().uri;
+  try {
+    return format_device(std::move(device), o);
+  } catch (const std::bad_alloc&) {
+    return out_of_memory(str("format a pool on ", uri)).error();
+  }
+}
+
+Result<std::shared_ptr<Pool>> Pool::format_device(std::unique_ptr<Device> device, const CreatePoolOptions& o) {
+  const std::string uri = device->description().uri;
   if (!is_power_of_two(o.cluster_size_bytes) || o.cluster_size_bytes < kMinClusterSizeBytes || o.cluster_size_bytes > kMaxClusterSizeBytes) {
     return Error{ErrorCode::kInvalidArgument, str("cluster_size_bytes ", o.cluster_size_bytes, " must be a power of two from ",
                                                   kMinClusterSizeBytes, " (1 MiB) to ", kMaxClusterSizeBytes, " (1 GiB); 4194304 is the default")};
@@ -118,6 +175,14 @@ Result<std::shared_ptr<Pool>> Pool::format(std::unique_ptr<Device> device, const
                                                      " (uuid ", format_uuid(u), "); import it instead, or pass force to overwrite")};
   }
   if (!existing.ok() && existing.error().code == ErrorCode::kIoError) return existing.error();
+  if (!existing.ok() && !o.force) {
+    auto foreign = find_foreign_signature(*device);
+    if (!foreign.ok()) return foreign.error();
+    if (foreign.value()) {
+      return Error{ErrorCode::kFailedPrecondition, str("device ", uri, " holds ", *foreign.value(), "; a pool would overwrite it. If its data is not needed, ",
+                                                       "wipe it (wipefs -a) or pass force to overwrite it")};
+    }
+  }
 
   uint64_t size = device->size_bytes();
   uint64_t max_clusters = reserved_max_cluster_count(size, o.cluster_size_bytes);
@@ -154,6 +219,16 @@ Result<std::shared_ptr<Pool>> Pool::format(std::unique_ptr<Device> device, const
 }
 
 Result<std::shared_ptr<Pool>> Pool::import(std::unique_ptr<Device> device) {
+  const std::string uri = device->description().uri;
+  try {
+    return import_device(std::move(device));
+  } catch (const std::bad_alloc&) {
+    // Not fatal, and nothing was written: the engine reports the pool missing with this reason.
+    return out_of_memory(str("import the pool on ", uri, " (its metadata and replica cluster maps are held in memory)")).error();
+  }
+}
+
+Result<std::shared_ptr<Pool>> Pool::import_device(std::unique_ptr<Device> device) {
   const std::string uri = device->description().uri;
   auto sb_or = read_superblock(*device);
   if (!sb_or.ok()) return sb_or.error();
@@ -204,6 +279,8 @@ Result<std::shared_ptr<Pool>> Pool::import(std::unique_ptr<Device> device) {
                                                      " needs (", layout.data_offset_bytes + pool->cluster_count_ * layout.cluster_size_bytes,
                                                      "); restore the device's size before importing")};
   }
+  // Before anything is written: the maps are what may not fit in memory.
+  pool->build_runtime();
   // A fresh checkpoint with a new journal epoch: whatever torn tail the journal has can never
   // be mistaken for new records later.
   pool->checkpoint_generation_ = best_info.generation + 1;
@@ -213,7 +290,6 @@ Result<std::shared_ptr<Pool>> Pool::import(std::unique_ptr<Device> device) {
   if (Status s = dev.write_sync(layout.slot_offset_bytes(pool->checkpoint_slot_), checkpoint.size(), checkpoint.data()); !s.ok()) return s.error();
   AlignedBuffer sbuf = pool->encode_superblock(false);
   if (Status s = dev.write_sync(0, kSuperblockBytes, sbuf.data()); !s.ok()) return s.error();
-  pool->build_runtime();
   return pool;
 }
 
@@ -236,7 +312,9 @@ void Pool::build_runtime() {
     r->size_bytes = m.size_bytes;
     r->thin = m.thin;
     r->state = ReplicaState::kOnline;
-    r->map.assign((m.size_bytes + layout_.cluster_size_bytes - 1) / layout_.cluster_size_bytes, Replica::kUnmapped);
+    const uint64_t clusters = (m.size_bytes + layout_.cluster_size_bytes - 1) / layout_.cluster_size_bytes;
+    r->map_charge.set(clusters * sizeof(uint64_t));
+    r->map.assign(clusters, Replica::kUnmapped);
     slot_used_[i] = true;
     by_slot[i] = r.get();
     replicas_[r->uuid] = std::move(r);
@@ -525,6 +603,17 @@ void Pool::create_replica(const CreateReplicaOptions& o, std::function<void(Resu
     }
     const uint64_t cs = self->layout_.cluster_size_bytes;
     const uint64_t clusters = (o.size_bytes + cs - 1) / cs;
+    // The map first, before any cluster or slot is taken: it is what may not fit in memory.
+    const std::string what = str("replica ", o.uuid, " of ", o.size_bytes, " bytes");
+    if (Status s = check_map_size(what, o.size_bytes, cs); !s.ok()) return fail(s.error().code, s.error().message);
+    auto r = std::make_unique<Replica>();
+    if (Status s = r->map_charge.grow_to(clusters * sizeof(uint64_t), what); !s.ok()) return fail(s.error().code, s.error().message);
+    try {
+      r->map.assign(clusters, Replica::kUnmapped);
+    } catch (const std::bad_alloc&) {
+      Status s = out_of_memory(str("hold the cluster map of ", what));
+      return fail(s.error().code, s.error().message);
+    }
     std::vector<uint64_t> reserved;
     if (!o.thin) {
       if (clusters > self->free_clusters_) {
@@ -536,14 +625,12 @@ void Pool::create_replica(const CreateReplicaOptions& o, std::function<void(Resu
     }
     uint32_t slot = static_cast<uint32_t>(slot_it - self->slot_used_.begin());
     self->slot_used_[slot] = true;
-    auto r = std::make_unique<Replica>();
     r->uuid = o.uuid;
     r->uuid_bytes = *parse_uuid(o.uuid);
     r->name = o.name;
     r->slot = slot;
     r->size_bytes = o.size_bytes;
     r->thin = o.thin;
-    r->map.assign(clusters, Replica::kUnmapped);
     Replica* replica = r.get();
     self->replicas_[o.uuid] = std::move(r);
 
@@ -610,10 +697,26 @@ void Pool::resize_replica(const std::string& uuid, uint64_t size_bytes, std::fun
     const uint64_t cs = self->layout_.cluster_size_bytes;
     const uint64_t old_clusters = r->map.size();
     const uint64_t new_clusters = (size_bytes + cs - 1) / cs;
+    // The larger map is charged and allocated before the resize record is written: a size made
+    // durable that cannot be mapped would fail every later import of the pool.
+    const std::string what = str("growing replica ", uuid, " to ", size_bytes, " bytes");
+    if (Status s = check_map_size(what, size_bytes, cs); !s.ok()) return fail(s.error().code, s.error().message);
+    const uint64_t old_map_bytes = r->map_charge.bytes();
+    if (Status s = r->map_charge.grow_to(std::max(old_map_bytes, new_clusters * sizeof(uint64_t)), what); !s.ok()) {
+      return fail(s.error().code, s.error().message);
+    }
+    try {
+      r->map.reserve(new_clusters);  // the resize after the commit then cannot allocate, so cannot throw
+    } catch (const std::bad_alloc&) {
+      r->map_charge.set(old_map_bytes);
+      Status s = out_of_memory(str("hold the cluster map for ", what));
+      return fail(s.error().code, s.error().message);
+    }
     std::vector<uint64_t> reserved;
     if (!r->thin && new_clusters > old_clusters) {
       uint64_t need = new_clusters - old_clusters;
       if (need > self->free_clusters_) {
+        r->map_charge.set(old_map_bytes);
         return fail(ErrorCode::kNoSpace, str("pool ", self->name_, " has ", self->free_clusters_, " free clusters; growing thick replica ", uuid,
                                              " to ", size_bytes, " bytes needs ", need, " more; free space or grow the pool"));
       }
@@ -623,15 +726,17 @@ void Pool::resize_replica(const std::string& uuid, uint64_t size_bytes, std::fun
     for (uint64_t i = 0; i < reserved.size(); i++) v_to_p.emplace_back(old_clusters + i, reserved[i]);
     std::vector<Record> records{Record::of(RecordType::kReplicaResize, ReplicaResizePayload{r->slot, 0, size_bytes})};
     for (auto& rec : run_records(RecordType::kClusterAlloc, r->slot, v_to_p)) records.push_back(std::move(rec));
-    self->zero_clusters(reserved, [self, r, records = std::move(records), reserved, size_bytes, new_clusters, old_clusters, done, finish](Status zeroed) mutable {
+    self->zero_clusters(reserved, [self, r, records = std::move(records), reserved, size_bytes, new_clusters, old_clusters, old_map_bytes, done, finish](Status zeroed) mutable {
       if (!zeroed.ok()) {
         self->unreserve(reserved);
+        r->map_charge.set(old_map_bytes);
         done(zeroed.error());
         return finish();
       }
-      self->commit(std::move(records), [self, r, reserved, size_bytes, new_clusters, old_clusters, done, finish](Status s) {
+      self->commit(std::move(records), [self, r, reserved, size_bytes, new_clusters, old_clusters, old_map_bytes, done, finish](Status s) {
         if (!s.ok()) {
           self->unreserve(reserved);
+          r->map_charge.set(old_map_bytes);
           done(s.error());
           return finish();
         }

@@ -38,6 +38,32 @@ enum class ReplicaState {
   kDestroying,  // refusing new I/O, draining, then writing its destroy record
 };
 
+// A replica's cluster map lives in RAM, 8 bytes per virtual cluster, so a thin replica's size is
+// memory on every node that imports it. Limits, checked before anything is made durable (a size
+// on disk that cannot be mapped is a crash at every import):
+//  - one replica's map at most kMaxReplicaMapBytes (128 TiB of 1 MiB clusters, 512 TiB of 4 MiB);
+//  - all maps in the process at most 1/kReplicaMapsMemoryDivisor of the node's memory.
+constexpr uint64_t kMaxReplicaMapBytes = uint64_t{1} << 30;
+constexpr uint64_t kReplicaMapsMemoryDivisor = 4;
+
+// The bytes one replica's map holds against the process-wide budget; released when the replica
+// (or its pool) goes away.
+class MapCharge {
+ public:
+  MapCharge() = default;
+  MapCharge(const MapCharge&) = delete;
+  MapCharge& operator=(const MapCharge&) = delete;
+  ~MapCharge() { set(0); }
+  // Moves the charge to `bytes`; NO_SPACE (and no change) when growing would pass the budget.
+  Status grow_to(uint64_t bytes, const std::string& what);
+  // Sets the charge without a check: import must load what is on disk if memory allows.
+  void set(uint64_t bytes);
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  uint64_t bytes_ = 0;
+};
+
 struct Replica {
   static constexpr uint64_t kUnmapped = ~uint64_t{0};
   std::string uuid;
@@ -48,6 +74,7 @@ struct Replica {
   bool thin = true;
   ReplicaState state = ReplicaState::kCreating;
   std::vector<uint64_t> map;  // virtual cluster -> physical cluster (kUnmapped: reads zeros)
+  MapCharge map_charge;       // map.size() * 8 bytes, counted against the node's budget
   uint64_t allocated_clusters = 0;
   uint32_t inflight_ios = 0;
   std::vector<std::function<void()>> on_drained;
@@ -100,6 +127,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   };
 
   Pool(std::unique_ptr<Device> device, const format::Layout& layout);
+  // format() and import() without their std::bad_alloc guard.
+  static Result<std::shared_ptr<Pool>> format_device(std::unique_ptr<Device> device, const CreatePoolOptions& options);
+  static Result<std::shared_ptr<Pool>> import_device(std::unique_ptr<Device> device);
   void set_state(PoolState next);
   void build_runtime();
   AlignedBuffer encode_superblock(bool clean_shutdown) const;
