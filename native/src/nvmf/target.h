@@ -16,7 +16,9 @@
 // retryable Connect status (Controller Busy, DNR clear) so the host tries again. A deleted
 // controller also starts no new backend command. Live controllers of the host (multipath) do
 // not hold a Connect back. So a write the host gave up on cannot land after the host, or a
-// rebuild it drives, has rewritten that range through the new association.
+// rebuild it drives, has rewritten that range through the new association. The fence knows
+// only what the target knows: a host that reconnects before the target has seen its old
+// connection end (or before KATO expired on a silent one) is, to the target, a second path.
 #pragma once
 #include <atomic>
 #include <condition_variable>
