@@ -363,7 +363,6 @@ void Target::controller_drained(const std::shared_ptr<Controller>& c) {
     auto it = controllers_.find(c->cntlid);
     if (it == controllers_.end() || it->second != c || c->state != ControllerState::kDeleted || c->backend_inflight.load() != 0) return;
     controllers_.erase(it);
-    log_line(str("nvmf: controller ", c->cntlid, " of ", c->host_nqn, " drained: its id is free"));
     if (!c->discovery) {
       std::erase_if(fence_waiters_, [&](const FenceWaiter& w) {
         if (w.subsystem_nqn == c->subsystem->nqn && w.host_nqn == c->host_nqn) {
@@ -375,6 +374,7 @@ void Target::controller_drained(const std::shared_ptr<Controller>& c) {
     }
   }
   // Each woken Connect looks again: another deleted controller of the host may still fence it.
+  if (!wake.empty()) log_line(str("nvmf: deleted controller ", c->cntlid, " of ", c->host_nqn, " finished its last backend command; ", wake.size(), " fenced Connect(s) resume"));
   for (auto& conn : wake) conn->fence_lifted();
 }
 
