@@ -1,6 +1,8 @@
 // The NVMe/TCP target through a spec-level test host (host.ts): connection setup with and
 // without digests, Connect rules, I/O through in-capsule data, R2T and C2HData, and
-// robustness: every malformed PDU ends only its own connection.
+// robustness: every malformed PDU ends only its own connection. Bounds: a host that never
+// reads stalls instead of growing memory, the per-listener connection cap, the Connect
+// deadline, discovery KATO, controller id reuse, and the reconnect fence.
 import test from "ava";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
