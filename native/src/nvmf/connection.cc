@@ -19,7 +19,24 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kRxInitialBytes = 16 * 1024;
 // The largest PDU a host may send us: an H2CData with MAXH2CDATA bytes and both digests.
 constexpr size_t kRxMaxPduBytes = pdu::kDataHeaderBytes + 2 * pdu::kDigestBytes + kMaxH2cDataBytes;
-constexpr auto kIcReqTimeout = std::chrono::seconds(10);   // an accepted socket that never says ICReq
+// An accepted socket must complete ICReq and a successful Connect within this, or it is closed:
+// before Connect a peer is unauthenticated, and each such socket holds an fd and buffers.
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// A Connect held back by the fence (target.h) gives up after this with Controller Busy, DNR
+// clear: the host retries. Below kConnectTimeout, so the answer comes before the socket is cut.
+constexpr auto kFenceTimeout = std::chrono::seconds(5);
+// A discovery controller connected with KATO 0 gets this one (as Linux nvmet does): otherwise
+// it, its controller id and its buffers would live as long as the peer keeps the socket open.
+constexpr uint32_t kDiscoveryKatoMs = 120'000;
+// Parsing (and so recv) stops while more than this waits in tx_: a peer that does not read
+// its responses stops being served. Two maximal responses: one on the wire, one ready behind
+// it, which keeps the socket busy; a longer queue would not send faster, only hold memory.
+// A discovery or admin queue, whose commands complete as they are parsed, so holds at most
+// this plus one response; an I/O queue also holds the buffers of the commands it is executing
+// (SQSIZE x MDTS at most, as in any NVMe/TCP target).
+constexpr size_t kTxBacklogCapBytes = 2 * size_t{kMaxTransferBytes};
+// The Connect command's data (NVMe-oF): the only transfer a queue without Connect may ask for.
+constexpr uint32_t kConnectDataBytes = 1024;
 constexpr auto kLingerTimeout = std::chrono::seconds(2);   // after a TermReq/FIN, then the socket is cut
 constexpr auto kKeepAliveSlack = std::chrono::milliseconds(kKasUnits100Ms * 100);  // one KAS granule
 constexpr long long kTimerTickNs = 500'000'000;
@@ -59,7 +76,7 @@ std::optional<std::string> nqn_field(const uint8_t* p) {
 Connection::Connection(Target& target, Reactor& reactor, int fd, bool discovery_port, uint64_t id, std::string peer)
     : target_(target), reactor_(reactor), fd_(fd), discovery_port_(discovery_port), id_(id), peer_(std::move(peer)) {
   rx_.resize(kRxInitialBytes);
-  deadline_ = Clock::now() + kIcReqTimeout;
+  deadline_ = Clock::now() + kConnectTimeout;
   // One slot until Connect tells us the queue size: the Connect command itself.
   requests_.push_back(std::make_unique<Request>());
   free_slots_.push_back(0);
@@ -129,6 +146,18 @@ void Connection::peer_closed_for_test() {
   if (!read_shut_) on_recv(0);
 }
 
+void Connection::fence_lifted() {
+  auto self = shared_from_this();
+  post_to_reactor([self] {
+    if (self->state_ != ConnectionState::kEstablished || self->queue_state_ != QueueState::kUnbound) return;
+    for (auto& r : self->requests_) {
+      if (r->state != RequestState::kFenced) continue;
+      self->set_request_state(*r, RequestState::kExecuting);
+      return self->execute_connect(*r);
+    }
+  });
+}
+
 // ---- state changes ------------------------------------------------------------------------------
 
 void Connection::set_state(ConnectionState next) {
@@ -155,9 +184,13 @@ void Connection::set_request_state(Request& r, RequestState next) {
   switch (next) {
     case RequestState::kFree: assert(r.state != RequestState::kFree); break;
     case RequestState::kReceivingData: assert(r.state == RequestState::kFree); break;
-    case RequestState::kExecuting: assert(r.state == RequestState::kFree || r.state == RequestState::kReceivingData); break;
+    case RequestState::kExecuting: assert(r.state == RequestState::kFree || r.state == RequestState::kReceivingData || r.state == RequestState::kFenced); break;
     case RequestState::kHeld: assert(r.state == RequestState::kExecuting); break;
+    case RequestState::kFenced: assert(r.state == RequestState::kExecuting); break;
+    case RequestState::kSending: assert(r.state == RequestState::kExecuting || r.state == RequestState::kHeld); break;
   }
+  if (r.state == RequestState::kSending) sending_requests_--;
+  if (next == RequestState::kSending) sending_requests_++;
   r.state = next;
 }
 
@@ -165,6 +198,7 @@ void Connection::set_request_state(Request& r, RequestState next) {
 
 void Connection::arm_recv() {
   if (recv_inflight_ || read_shut_ || state_ == ConnectionState::kClosed) return;
+  if (rx_paused_ && state_ == ConnectionState::kEstablished) return;  // resume_rx() arms it
   if (test_sink_) return;  // the harness delivers bytes itself
   assert(rx_end_ < rx_.size());
   recv_inflight_ = true;
@@ -195,11 +229,29 @@ void Connection::on_recv(int result) {
   arm_recv();
 }
 
+bool Connection::rx_must_pause(uint8_t next_pdu_type) const {
+  if (tx_bytes_ > kTxBacklogCapBytes) return true;
+  // The host may see a response before on_sent has freed its slot: wait for it rather than
+  // call its next command an SQ overflow.
+  return next_pdu_type == pdu::kCapsuleCmd && free_slots_.empty() && sending_requests_ > 0;
+}
+
+void Connection::resume_rx() {
+  if (!rx_paused_ || state_ != ConnectionState::kEstablished || rx_must_pause(rx_end_ - rx_start_ >= 1 ? rx_[rx_start_] : pdu::kCapsuleCmd)) return;
+  rx_paused_ = false;
+  parse();
+  arm_recv();
+}
+
 void Connection::parse() {
   while (state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished) {
     size_t available = rx_end_ - rx_start_;
     if (available < pdu::kCommonHeaderBytes) break;
     if (!check_header(&rx_[rx_start_], available)) return;
+    if (rx_must_pause(rx_[rx_start_])) {
+      rx_paused_ = true;
+      break;
+    }
     uint32_t plen = get32(&rx_[rx_start_ + 4]);
     if (plen > rx_.size()) {
       // check_header bounded plen by the largest legal PDU, so this growth is bounded too.
@@ -320,6 +372,7 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   if (queue_state_ == QueueState::kUnbound && !(opcode == opc::kFabrics && sqe[4] == opc::kFctypeConnect)) {
     return fail(Fes::kPduSequenceError, 0, h, pdu::kCapsuleCmdHeaderBytes, str("command opcode ", int(opcode), " before Connect"));
   }
+  if (queue_state_ == QueueState::kUnbound) fence_deadline_ = {};  // a new Connect: a new fence period
   Request* r = alloc_request();
   if (r == nullptr) {
     return fail(Fes::kPduSequenceError, 0, h, pdu::kCapsuleCmdHeaderBytes, str("the host exceeded the queue size (", sqsize_ + 1, " entries)"));
@@ -357,6 +410,9 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   }
   if (sgl_type != kSglTransportDataBlock) return reject(sc::kSglDescriptorTypeInvalid);
   if (sgl_bytes > kMaxTransferBytes) return reject(sc::kDataSglLengthInvalid);
+  // Before Connect only the Connect data may be asked for: an unauthenticated peer does not
+  // get a 1 MiB buffer for an R2T it may never answer.
+  if (queue_state_ == QueueState::kUnbound && sgl_bytes > kConnectDataBytes) return reject(sc::kDataSglLengthInvalid);
   r->transfer_bytes = sgl_bytes;
   r->buffer = std::make_shared<AlignedBuffer>(sgl_bytes);
   if (dir == Direction::kControllerToHost) {
@@ -463,13 +519,13 @@ void Connection::execute_connect(Request& r) {
   const uint8_t* s = r.sqe.data();
   const uint16_t recfmt = get16(s + 40), qid = get16(s + 42), sqsize = get16(s + 44);
   const uint8_t cattr = s[46];
-  const uint32_t kato_ms = get32(s + 48);
+  uint32_t kato_ms = get32(s + 48);
   auto invalid = [&](bool in_data, uint16_t offset, const std::string& why) {
     log_line(str("nvmf: connection ", id_, ": Connect refused: ", why));
     complete(r, sc::kConnectInvalidParameters, (in_data ? 1u << 16 : 0u) | offset);
   };
   if (recfmt != 0) return complete(r, sc::kConnectIncompatibleFormat);
-  if (!r.buffer || r.transfer_bytes < 1024) return complete(r, sc::kDataSglLengthInvalid);
+  if (!r.buffer || r.transfer_bytes < kConnectDataBytes) return complete(r, sc::kDataSglLengthInvalid);
   const uint8_t* d = r.buffer->data();
   UuidBytes host_id;
   std::memcpy(host_id.data(), d, 16);
@@ -483,8 +539,10 @@ void Connection::execute_connect(Request& r) {
   if (*subnqn == kDiscoveryNqn) {
     if (qid != 0) return invalid(false, 42, "the discovery controller has only an admin queue");
     if (cntlid != 0xFFFF && cntlid != 0xFFFE) return invalid(true, 16, "CNTLID must be 0xFFFF (dynamic)");
-    ctrl = target_.create_controller(true, nullptr, *hostnqn, host_id, kato_ms, weak_from_this());
-    if (!ctrl) return complete(r, make_status(1, 0x81));  // controller busy
+    if (kato_ms == 0) kato_ms = kDiscoveryKatoMs;
+    if (target_.create_controller(true, nullptr, *hostnqn, host_id, kato_ms, weak_from_this(), &ctrl) != Target::Admission::kCreated) {
+      return complete(r, sc::kConnectControllerBusy);
+    }
     set_queue_state(QueueState::kAdmin);
   } else {
     if (discovery_port_) return invalid(true, 256, "the discovery listener serves only the discovery subsystem");
@@ -496,8 +554,18 @@ void Connection::execute_connect(Request& r) {
     }
     if (qid == 0) {
       if (cntlid != 0xFFFF) return invalid(true, 16, "an admin queue Connect must ask for a dynamic controller (CNTLID 0xFFFF)");
-      ctrl = target_.create_controller(false, sub, *hostnqn, host_id, kato_ms, weak_from_this());
-      if (!ctrl) return complete(r, make_status(1, 0x81));
+      switch (target_.create_controller(false, sub, *hostnqn, host_id, kato_ms, weak_from_this(), &ctrl)) {
+        case Target::Admission::kCreated: break;
+        case Target::Admission::kBusy: return complete(r, sc::kConnectControllerBusy);
+        case Target::Admission::kFenced:
+          // Parked until fence_lifted() or, after kFenceTimeout, refused retryably (on_timer).
+          if (fence_deadline_ == Clock::time_point{}) {
+            log_line(str("nvmf: connection ", id_, ": Connect of ", *hostnqn, " to ", *subnqn, " waits for its deleted controller's commands to finish"));
+            fence_deadline_ = Clock::now() + kFenceTimeout;
+          }
+          set_request_state(r, RequestState::kFenced);
+          return ensure_timer();
+      }
       set_queue_state(QueueState::kAdmin);
     } else {
       std::string why = target_.attach_io_queue(cntlid, qid, *subnqn, *hostnqn, host_id, weak_from_this(), &ctrl);
@@ -746,8 +814,8 @@ void Connection::execute_features(Request& r, bool set) {
       return complete(r, sc::kSuccess, c.async_event_config);
     case 0x0F:  // keep alive timer
       if (set) {
-        c.kato_ms = value;
-        kato_ms_ = value;
+        c.kato_ms = value == 0 && c.discovery ? kDiscoveryKatoMs : value;  // as at Connect
+        kato_ms_ = c.kato_ms;
         last_keep_alive_ = Clock::now();
       }
       complete(r, sc::kSuccess, c.kato_ms);
@@ -814,25 +882,41 @@ void Connection::backend_io(Request& r, IoKind kind, uint64_t offset_bytes, uint
   auto self = shared_from_this();
   const uint16_t slot = r.slot;
   const uint32_t generation = r.generation;
+  std::shared_ptr<Controller> ctrl = controller_;
+  if (!target_.backend_command_starting(*ctrl)) {
+    // The controller was deleted (the fence in target.h): nothing new reaches the backend.
+    // Its queues are being closed, so the command gets no answer: the host sees the
+    // connection end, as for the commands it had in flight, and retries on its new one.
+    return post_to_reactor([self, slot, generation] {
+      self->backend_inflight_--;
+      Request& r = *self->requests_[slot];
+      if (r.generation == generation && r.state == RequestState::kExecuting) self->free_request(r);
+    });
+  }
   std::shared_ptr<AlignedBuffer> buffer = (kind == IoKind::kRead || kind == IoKind::kWrite) ? r.buffer : nullptr;
-  target_.backend()(*subsystem_, kind, offset_bytes, length_bytes, std::move(buffer), [self, slot, generation, kind](Status s) {
+  target_.backend()(*subsystem_, kind, offset_bytes, length_bytes, std::move(buffer), [self, ctrl, slot, generation, kind](Status s) {
+    // Counted off here, where the backend is done, not on our reactor: a fenced Connect waits for this.
+    self->target_.backend_command_finished(ctrl);
     // The pool may live on another reactor: come back to ours before touching the connection.
     self->post_to_reactor([self, slot, generation, kind, s] { self->backend_done(slot, generation, s, kind); });
   });
 }
 
 void Connection::backend_done(uint16_t slot, uint32_t generation, Status status, IoKind kind) {
+  if (!status.ok()) log_line(str("nvmf: connection ", id_, ": I/O failed: ", status.error().message));
+  finish_backend(slot, generation, status_of(status, kind), kind == IoKind::kRead && status.ok() ? requests_[slot]->transfer_bytes : 0);
+}
+
+void Connection::finish_backend(uint16_t slot, uint32_t generation, uint16_t st, uint32_t data_bytes) {
   backend_inflight_--;
   Request& r = *requests_[slot];
   if (r.generation != generation || r.state != RequestState::kExecuting) return;
-  const uint16_t st = status_of(status, kind);
-  if (!status.ok()) log_line(str("nvmf: connection ", id_, ": I/O failed: ", status.error().message));
   if (r.parts_pending > 0) {
     if (st != sc::kSuccess && r.first_error_status == sc::kSuccess) r.first_error_status = st;
     if (--r.parts_pending > 0) return;
     return complete(r, r.first_error_status);
   }
-  complete(r, st, 0, kind == IoKind::kRead && status.ok() ? r.transfer_bytes : 0);
+  complete(r, st, 0, st == sc::kSuccess ? data_bytes : 0);
 }
 
 void Connection::complete_held_aers(uint16_t status) {
@@ -844,6 +928,7 @@ void Connection::complete_held_aers(uint16_t status) {
 void Connection::complete(Request& r, uint16_t status, uint64_t result, uint32_t data_bytes) {
   assert(r.state == RequestState::kExecuting || r.state == RequestState::kHeld);
   if (state_ != ConnectionState::kEstablished) return free_request(r);
+  set_request_state(r, RequestState::kSending);
   const uint32_t hd = hdgst_ ? pdu::kDigestBytes : 0;
   bool response_implied = false;
   if (data_bytes > 0) {
@@ -871,6 +956,12 @@ void Connection::complete(Request& r, uint16_t status, uint64_t result, uint32_t
       put32(data.tail.data(), digest(r.buffer->data(), data_bytes));
       data.tail_bytes = pdu::kDigestBytes;
     }
+    if (response_implied) {
+      data.retires_request = true;
+      data.slot = r.slot;
+      data.generation = r.generation;
+    }
+    // With the test sink this sends (and may retire r) at once: r is not touched after the last queue_pdu.
     queue_pdu(std::move(data));
   }
   if (!response_implied) {
@@ -887,9 +978,11 @@ void Connection::complete(Request& r, uint16_t status, uint64_t result, uint32_t
     put16(p + 20, r.cid);
     put16(p + 22, status);
     if (hdgst_) put32(p + pdu::kCapsuleRespHeaderBytes, digest(p, pdu::kCapsuleRespHeaderBytes));
+    resp.retires_request = true;
+    resp.slot = r.slot;
+    resp.generation = r.generation;
     queue_pdu(std::move(resp));
   }
-  free_request(r);
 }
 
 // ---- send ---------------------------------------------------------------------------------------
@@ -912,8 +1005,18 @@ void Connection::send_r2t(Request& r) {
 }
 
 void Connection::queue_pdu(OutPdu pdu) {
+  tx_bytes_ += pdu.total();
   tx_.push_back(std::move(pdu));
   flush_tx();
+}
+
+void Connection::drop_tx() {
+  for (const OutPdu& p : tx_) {
+    if (p.retires_request) free_request(*requests_[p.slot]);
+  }
+  tx_.clear();
+  tx_bytes_ = 0;
+  tx_sent_in_front_ = 0;
 }
 
 void Connection::flush_tx() {
@@ -924,7 +1027,14 @@ void Connection::flush_tx() {
       test_sink_(p.head.data(), p.head.size());
       if (p.body && p.body_bytes > 0) test_sink_(p.body->data() + p.body_offset, p.body_bytes);
       if (p.tail_bytes > 0) test_sink_(p.tail.data(), p.tail_bytes);
+      tx_bytes_ -= p.total();
+      OutPdu sent = std::move(tx_.front());
       tx_.pop_front();
+      if (sent.retires_request) {
+        Request& r = *requests_[sent.slot];
+        assert(r.state == RequestState::kSending && r.generation == sent.generation);
+        free_request(r);
+      }
     }
     if (state_ == ConnectionState::kClosing && tx_.empty()) write_shut_ = true;
     return;
@@ -959,7 +1069,7 @@ void Connection::on_sent(int result) {
   send_inflight_ = false;
   if (result < 0) {
     write_shut_ = true;
-    tx_.clear();
+    drop_tx();
     if (state_ == ConnectionState::kAwaitingIcReq || state_ == ConnectionState::kEstablished) {
       begin_close(CloseMode::kAbort, str("send failed: ", std::strerror(-result)));
     }
@@ -967,12 +1077,21 @@ void Connection::on_sent(int result) {
     return;
   }
   size_t sent = tx_sent_in_front_ + static_cast<size_t>(result);
+  assert(static_cast<size_t>(result) <= tx_bytes_);
+  tx_bytes_ -= static_cast<size_t>(result);
   while (!tx_.empty() && sent >= tx_.front().total()) {
     sent -= tx_.front().total();
+    OutPdu done = std::move(tx_.front());
     tx_.pop_front();
+    if (done.retires_request) {
+      // The whole response has left: only now may the host's next command take this slot.
+      Request& r = *requests_[done.slot];
+      assert(r.state == RequestState::kSending && r.generation == done.generation);
+      free_request(r);
+    }
   }
   tx_sent_in_front_ = sent;
-  if (write_shut_) tx_.clear();
+  if (write_shut_) drop_tx();
   if (state_ == ConnectionState::kClosing && tx_.empty() && !write_shut_) {
     // Everything, including a TermReq, is on the wire: FIN after it, then wait for the host to hang up.
     ::shutdown(fd_, SHUT_WR);
@@ -980,6 +1099,7 @@ void Connection::on_sent(int result) {
   }
   flush_tx();
   maybe_finish_close();
+  resume_rx();
 }
 
 // ---- lifecycle ----------------------------------------------------------------------------------
@@ -990,7 +1110,7 @@ void Connection::begin_close(CloseMode mode, const std::string& reason) {
     if (mode == CloseMode::kAbort && fd_ >= 0) {
       ::shutdown(fd_, SHUT_RDWR);
       write_shut_ = true;
-      if (!send_inflight_) tx_.clear();
+      if (!send_inflight_) drop_tx();
     }
     return;
   }
@@ -1006,17 +1126,20 @@ void Connection::begin_close(CloseMode mode, const std::string& reason) {
     }
   }
   set_queue_state(QueueState::kDetached);
+  rx_start_ = rx_end_ = 0;  // nothing is parsed any more (and a recv paused on a full buffer may be armed)
   for (auto& r : requests_) {
-    if (r->state == RequestState::kReceivingData || r->state == RequestState::kHeld) free_request(*r);
+    if (r->state == RequestState::kReceivingData || r->state == RequestState::kHeld || r->state == RequestState::kFenced) free_request(*r);
   }
   if (mode == CloseMode::kAbort) {
     ::shutdown(fd_, SHUT_RDWR);
     write_shut_ = true;
-    if (!send_inflight_) tx_.clear();
+    if (!send_inflight_) drop_tx();
   } else if (tx_.empty() && !send_inflight_) {
     ::shutdown(fd_, SHUT_WR);
     write_shut_ = true;
   }
+  // Reading may have been paused for the backlog: a recv is what notices the host hang up.
+  arm_recv();
   ensure_timer();
   maybe_finish_close();
 }
@@ -1025,7 +1148,7 @@ void Connection::maybe_finish_close() {
   if (state_ != ConnectionState::kClosing || recv_inflight_ || send_inflight_ || !read_shut_) return;
   close(fd_);
   fd_ = -1;
-  tx_.clear();
+  drop_tx();
   set_state(ConnectionState::kClosed);
   controller_.reset();
   target_.connection_closed(id_);
@@ -1035,7 +1158,7 @@ bool Connection::timer_needed() const {
   switch (state_) {
     case ConnectionState::kAwaitingIcReq:
     case ConnectionState::kClosing: return true;
-    case ConnectionState::kEstablished: return queue_state_ == QueueState::kAdmin && kato_ms_ > 0;
+    case ConnectionState::kEstablished: return queue_state_ == QueueState::kUnbound || (queue_state_ == QueueState::kAdmin && kato_ms_ > 0);
     case ConnectionState::kClosed: return false;
   }
   return false;
@@ -1065,6 +1188,18 @@ void Connection::on_timer() {
       if (now > deadline_ && fd_ >= 0) begin_close(CloseMode::kAbort, "linger expired");
       break;
     case ConnectionState::kEstablished:
+      if (queue_state_ == QueueState::kUnbound) {
+        for (auto& r : requests_) {
+          if (r->state != RequestState::kFenced || now <= fence_deadline_) continue;
+          log_line(str("nvmf: connection ", id_, ": Connect still fenced after 5 s; refused with Controller Busy so the host retries"));
+          fence_deadline_ = {};
+          set_request_state(*r, RequestState::kExecuting);
+          complete(*r, sc::kConnectControllerBusyRetry);
+        }
+        // A fenced Connect is bounded by kFenceTimeout instead, so the host gets its answer.
+        if (now > deadline_ && fence_deadline_ == Clock::time_point{}) begin_close(CloseMode::kAbort, "no successful Connect within 10 s of the connection");
+        break;
+      }
       if (queue_state_ == QueueState::kAdmin && kato_ms_ > 0 && now - last_keep_alive_ > std::chrono::milliseconds(kato_ms_) + kKeepAliveSlack) {
         begin_close(CloseMode::kAbort, str("keep-alive timeout (KATO ", kato_ms_, " ms)"));
       }

@@ -6,6 +6,12 @@
 // Received bytes are parsed only after the common header was validated against the PDU type
 // (hlen, pdo, plen limits), so a hostile plen can neither make us read past the PDU nor grow
 // the receive buffer beyond the largest legal PDU.
+//
+// What a peer can make one connection hold is bounded: a request slot (and its data buffer)
+// is freed only after its response PDUs have left (on_sent), so a queue holds at most SQSIZE
+// commands' buffers; and parsing (hence recv) stops while more than kTxBacklogCapBytes wait
+// to be sent, so a peer that does not read its responses stops being served instead of
+// growing our transmit queue. Reading resumes when the backlog drains.
 #pragma once
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -43,6 +49,8 @@ enum class RequestState {
   kReceivingData,   // R2T sent; waiting for the host's H2CData PDUs
   kExecuting,       // handed to the admin logic or the replica (Pool::io)
   kHeld,            // an Async Event Request parked until an event or shutdown
+  kFenced,          // an admin Connect parked until the host's deleted controllers of that subsystem finished their backend commands
+  kSending,         // response queued in tx_; slot and buffer stay taken until on_sent retires its last PDU
 };
 
 struct Request {
@@ -82,6 +90,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void feed_for_test(const uint8_t* data, size_t bytes);
   size_t run_posted_for_test();
   void peer_closed_for_test();  // as recv returning 0
+
+  // Any thread: a deleted controller this connection's parked Connect waited for has drained;
+  // the Connect is evaluated again on the reactor.
+  void fence_lifted();
   bool closed_for_test() const { return state_ == ConnectionState::kClosing || state_ == ConnectionState::kClosed; }
 
  private:
@@ -92,6 +104,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     size_t body_offset = 0, body_bytes = 0;
     std::array<uint8_t, 4> tail{};
     size_t tail_bytes = 0;
+    // The last PDU of a response names its request: the slot is freed when this PDU has left.
+    bool retires_request = false;
+    uint16_t slot = 0;
+    uint32_t generation = 0;
     size_t total() const { return head.size() + body_bytes + tail_bytes; }
   };
 
@@ -127,8 +143,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void execute_dsm(Request& r);
   void backend_io(Request& r, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes);
   void backend_done(uint16_t slot, uint32_t generation, Status status, IoKind kind);
+  void finish_backend(uint16_t slot, uint32_t generation, uint16_t status, uint32_t data_bytes);
   void complete_held_aers(uint16_t status);
-  // Sends data (if any, `data_bytes` from r.buffer) then the response; frees the request.
+  // Sends data (if any, `data_bytes` from r.buffer) then the response; the request is freed
+  // when the response has left (kSending until then), or at once if the connection is closing.
   void complete(Request& r, uint16_t status, uint64_t result = 0, uint32_t data_bytes = 0);
   void reply_data(Request& r, const std::vector<uint8_t>& content);
 
@@ -137,6 +155,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send_r2t(Request& r);
   void flush_tx();
   void on_sent(int result);
+  void drop_tx();  // forgets unsent PDUs and frees the requests waiting for them
+  // Whether parse() must stop before the next PDU: too much waiting to be sent, or a capsule
+  // that needs a slot while every free one is only waiting for its response to leave.
+  bool rx_must_pause(uint8_t next_pdu_type) const;
+  void resume_rx();
   void post_to_reactor(std::function<void()> task);
 
   // lifecycle
@@ -154,7 +177,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string peer_;
   ConnectionState state_ = ConnectionState::kAwaitingIcReq;
   QueueState queue_state_ = QueueState::kUnbound;
-  std::chrono::steady_clock::time_point deadline_;  // ICReq deadline, then linger deadline while closing
+  std::chrono::steady_clock::time_point deadline_;  // ICReq + Connect deadline, then linger deadline while closing
+  std::chrono::steady_clock::time_point fence_deadline_;  // while a Connect is kFenced: when it gives up
   std::string close_reason_;
 
   // negotiated in ICReq/Connect
@@ -173,13 +197,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::unique_ptr<Request>> requests_;
   std::vector<uint16_t> free_slots_;
   uint32_t backend_inflight_ = 0;
+  uint32_t sending_requests_ = 0;  // requests in kSending
 
   std::vector<uint8_t> rx_;
   size_t rx_start_ = 0, rx_end_ = 0;
   bool recv_inflight_ = false;
   bool read_shut_ = false;  // recv returned 0/error: the peer is gone or we shut down reading
+  bool rx_paused_ = false;  // parse() stopped on rx_must_pause(): no recv is armed until resume_rx()
 
   std::deque<OutPdu> tx_;
+  size_t tx_bytes_ = 0;  // bytes in tx_ not yet sent
   size_t tx_sent_in_front_ = 0;
   bool send_inflight_ = false;
   bool write_shut_ = false;

@@ -23,6 +23,14 @@ constexpr auto kStopWait = std::chrono::seconds(10);
 // does not turn the reactor into a busy loop.
 constexpr long long kAcceptRetryNs = 100'000'000;
 constexpr uint16_t kCntlidMax = 0xFFEF;  // 0xFFF0..0xFFFF are reserved
+// Open connections per listener; an accept beyond it is closed at once. A connection that has
+// not finished Connect costs at most its receive buffer (16 KiB, 160 KiB after an H2CData
+// header) for 10 s; a discovery or admin queue at most kTxBacklogCapBytes plus one 1 MiB
+// response (connection.cc); so the cap bounds what unauthenticated peers can pin to a few GiB
+// at worst, and the controller ids in use to 2 x 1024, far below kCntlidMax, so ids never run
+// out. A Linux host uses 1 + (CPUs, at most 64 here) connections per controller: 1024 leaves
+// room for ~15 such hosts per listener, and for hundreds of Strata initiators (1 + 1 each).
+constexpr size_t kMaxConnectionsPerListener = 1024;
 
 std::string peer_name(int fd) {
   sockaddr_storage ss{};
@@ -163,10 +171,19 @@ void Target::on_accept(std::shared_ptr<Listener> l, int result) {
   std::shared_ptr<Connection> c;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!stopping_) {
+    if (stopping_) {
+      // closed below
+    } else if (l->connections >= kMaxConnectionsPerListener) {
+      // Logged on the first refusal and every 1000th after, so a flood cannot flood the log.
+      if (l->refused++ % 1000 == 0) {
+        log_line(str("nvmf: refused a connection from ", peer_name(result), ": ", kMaxConnectionsPerListener, " are open on the ",
+                     l->discovery ? "discovery" : "I/O", " listener (", l->refused, " refused so far)"));
+      }
+    } else {
       uint64_t id = next_connection_id_++;
       c = std::make_shared<Connection>(*this, next_reactor(), result, l->discovery, id, peer_name(result));
-      connections_[id] = c;
+      connections_[id] = OpenConnection{c, l};
+      l->connections++;
     }
   }
   if (c) {
@@ -186,7 +203,10 @@ void Target::listener_closed() {
 
 void Target::connection_closed(uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  connections_.erase(id);
+  if (auto it = connections_.find(id); it != connections_.end()) {
+    it->second.listener->connections--;
+    connections_.erase(it);
+  }
   closed_cv_.notify_all();
 }
 
@@ -197,8 +217,8 @@ void Target::stop() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
     listeners = listeners_;
-    for (auto& [id, weak] : connections_) {
-      if (auto c = weak.lock()) connections.push_back(c);
+    for (auto& [id, open] : connections_) {
+      if (auto c = open.connection.lock()) connections.push_back(c);
     }
   }
   for (auto& l : listeners) {
@@ -286,21 +306,76 @@ std::shared_ptr<const Subsystem> Target::find_subsystem(const std::string& nqn) 
   return it == subsystems_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Controller> Target::create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
-                                                      const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin) {
+Target::Admission Target::create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
+                                             const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin,
+                                             std::shared_ptr<Controller>* out) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (stopping_) return nullptr;
-  for (uint32_t tries = 0; tries < kCntlidMax; tries++) {
-    uint16_t id = next_cntlid_;
-    next_cntlid_ = next_cntlid_ >= kCntlidMax ? 1 : next_cntlid_ + 1;
-    if (controllers_.count(id)) continue;
-    auto c = std::make_shared<Controller>(id, discovery, std::move(subsystem), host_nqn, host_id);
-    c->kato_ms = kato_ms;
-    c->queues[0] = std::move(admin);
-    controllers_[id] = c;
-    return c;
+  if (stopping_) return Admission::kBusy;
+  if (!discovery) {
+    // The fencing invariant (top of target.h): a deleted controller still registered has
+    // backend commands in flight (controller_drained unregisters it once they finished).
+    for (auto& [id, c] : controllers_) {
+      if (c->state != ControllerState::kDeleted || c->discovery || c->host_nqn != host_nqn || c->subsystem->nqn != subsystem->nqn) continue;
+      fence_waiters_.push_back(FenceWaiter{subsystem->nqn, host_nqn, std::move(admin)});
+      return Admission::kFenced;
+    }
   }
-  return nullptr;
+  // The lowest free id (as Linux nvmet does): an id comes back as soon as its controller is
+  // gone, so ids in use never exceed the controllers alive or draining.
+  uint16_t id = 1;
+  for (auto& [used, c] : controllers_) {
+    if (used != id) break;
+    id++;
+  }
+  if (id > kCntlidMax) return Admission::kBusy;
+  auto c = std::make_shared<Controller>(id, discovery, std::move(subsystem), host_nqn, host_id);
+  c->kato_ms = kato_ms;
+  c->queues[0] = std::move(admin);
+  controllers_[id] = c;
+  *out = std::move(c);
+  return Admission::kCreated;
+}
+
+bool Target::backend_command_starting(Controller& c) {
+  c.backend_inflight.fetch_add(1);
+  if (!c.deleted.load()) return true;
+  // Deleted meanwhile: undo the count. The deletion may have read it and left the controller
+  // registered, so the last one out unregisters it.
+  if (c.backend_inflight.fetch_sub(1) == 1) {
+    std::shared_ptr<Controller> self;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auto it = controllers_.find(c.cntlid); it != controllers_.end() && it->second.get() == &c) self = it->second;
+    }
+    if (self) controller_drained(self);
+  }
+  return false;
+}
+
+void Target::backend_command_finished(const std::shared_ptr<Controller>& c) {
+  if (c->backend_inflight.fetch_sub(1) == 1 && c->deleted.load()) controller_drained(c);
+}
+
+void Target::controller_drained(const std::shared_ptr<Controller>& c) {
+  std::vector<std::shared_ptr<Connection>> wake;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = controllers_.find(c->cntlid);
+    if (it == controllers_.end() || it->second != c || c->state != ControllerState::kDeleted || c->backend_inflight.load() != 0) return;
+    controllers_.erase(it);
+    if (!c->discovery) {
+      std::erase_if(fence_waiters_, [&](const FenceWaiter& w) {
+        if (w.subsystem_nqn == c->subsystem->nqn && w.host_nqn == c->host_nqn) {
+          if (auto conn = w.connection.lock()) wake.push_back(std::move(conn));
+          return true;
+        }
+        return w.connection.expired();  // its connection closed while fenced
+      });
+    }
+  }
+  // Each woken Connect looks again: another deleted controller of the host may still fence it.
+  if (!wake.empty()) log_line(str("nvmf: deleted controller ", c->cntlid, " of ", c->host_nqn, " finished its last backend command; ", wake.size(), " fenced Connect(s) resume"));
+  for (auto& conn : wake) conn->fence_lifted();
 }
 
 std::string Target::attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
@@ -332,6 +407,7 @@ void Target::set_controller_state(Controller& c, ControllerState next) {
     case ControllerState::kDeleted: assert(c.state != ControllerState::kDeleted); break;
   }
   c.state = next;
+  if (next == ControllerState::kDeleted) c.deleted.store(true);
 }
 
 void Target::delete_controller(const std::shared_ptr<Controller>& controller, const std::string& reason) {
@@ -339,14 +415,15 @@ void Target::delete_controller(const std::shared_ptr<Controller>& controller, co
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (controller->state == ControllerState::kDeleted) return;
+    // Stays registered while its backend commands finish (see the fencing invariant).
     set_controller_state(*controller, ControllerState::kDeleted);
-    controllers_.erase(controller->cntlid);
     for (auto& [qid, weak] : controller->queues) {
       if (auto q = weak.lock()) queues.push_back(q);
     }
     controller->queues.clear();
   }
   log_line(str("nvmf: controller ", controller->cntlid, " of ", controller->host_nqn, " deleted: ", reason));
+  if (controller->backend_inflight.load() == 0) controller_drained(controller);
   // A queue already closing is typically the one whose fatal error deleted this controller:
   // aborting it here would shut the socket down before its C2HTermReq left (the host then saw
   // only a FIN; found by test/native/nvmf/tshark.test.ts). Let it flush; linger bounds it.

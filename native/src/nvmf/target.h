@@ -8,6 +8,17 @@
 // fields are few and touched rarely, on Connect, admin commands and teardown). A Connection
 // is touched only on its reactor. Subsystem objects are immutable snapshots: an allow-list
 // update replaces the shared_ptr, so a connection never sees a half-updated subsystem.
+//
+// Invariant (fencing): a reconnecting host never races its own old commands. When a host's
+// controller is deleted (admin queue closed, KATO expired, evicted) while commands it sent are
+// still executing on the backend, an admin Connect from the same host NQN to the same
+// subsystem is answered only after those commands finished, or after kFenceTimeout with a
+// retryable Connect status (Controller Busy, DNR clear) so the host tries again. A deleted
+// controller also starts no new backend command. Live controllers of the host (multipath) do
+// not hold a Connect back. So a write the host gave up on cannot land after the host, or a
+// rebuild it drives, has rewritten that range through the new association. The fence knows
+// only what the target knows: a host that reconnects before the target has seen its old
+// connection end (or before KATO expired on a silent one) is, to the target, a second path.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -82,7 +93,7 @@ enum class ControllerState {
   kDisabled,  // admin queue connected, CC.EN = 0 (CSTS.RDY = 0): only properties and admin commands
   kEnabled,   // CC.EN = 1, CSTS.RDY = 1: I/O queues may connect and do I/O
   kShutdown,  // CC.SHN written: CSTS.SHST reports complete; held AERs were completed
-  kDeleted,   // torn down (admin queue gone, KATO expired, subsystem unshared): its queues are closing
+  kDeleted,   // torn down (admin queue gone, KATO expired, subsystem unshared): its queues are closing; it stays registered (cntlid taken, fencing its host's Connects) until its backend commands finished
 };
 const char* controller_state_name(ControllerState s);
 
@@ -103,6 +114,13 @@ struct Controller {
   uint32_t async_event_config = 0;
   uint16_t io_queues_granted_zero_based = kIoQueuesDefaultZeroBased;
   std::map<uint16_t, std::weak_ptr<Connection>> queues;  // qid -> connection (0 = admin)
+
+  // Lock-free, for the I/O path (see the fencing invariant on Target): commands of this
+  // controller on the backend, and a mirror of `state == kDeleted`. A queue counts a command
+  // before it checks `deleted`, and deletion sets `deleted` before it reads the count, so
+  // either the command is refused or the deletion sees it.
+  std::atomic<uint32_t> backend_inflight{0};
+  std::atomic<bool> deleted{false};
 
   static constexpr uint16_t kIoQueuesDefaultZeroBased = 63;
 };
@@ -130,9 +148,18 @@ class Target {
   // ---- for connections (their reactor thread) ----
   const IoBackend& backend() const { return backend_; }
   std::shared_ptr<const Subsystem> find_subsystem(const std::string& nqn);
-  // Creates a controller for an admin queue; null when all controller ids are in use.
-  std::shared_ptr<Controller> create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
-                                                const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin);
+  enum class Admission {
+    kCreated,  // a controller was created
+    kBusy,     // every controller id is taken (or the target is stopping)
+    kFenced,   // a deleted controller of this host and subsystem still has backend commands: `admin` is told by fence_lifted()
+  };
+  // Creates a controller for an admin queue, taking the lowest free controller id.
+  Admission create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn, const UuidBytes& host_id,
+                              uint32_t kato_ms, std::weak_ptr<Connection> admin, std::shared_ptr<Controller>* out);
+  // Any thread, around every backend command of a controller's queue. starting() returns
+  // false (and counts nothing) when the controller is deleted: the command must not run.
+  bool backend_command_starting(Controller& controller);
+  void backend_command_finished(const std::shared_ptr<Controller>& controller);
   // Attaches an I/O queue to an enabled controller; an empty string on success, else why not.
   std::string attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
                               const UuidBytes& host_id, std::weak_ptr<Connection> queue, std::shared_ptr<Controller>* out);
@@ -154,11 +181,25 @@ class Target {
     Reactor* reactor = nullptr;
     bool closing = false;        // reactor thread only
     bool accept_inflight = false;  // reactor thread only
+    size_t connections = 0;      // open connections accepted here (guarded by mutex_)
+    uint64_t refused = 0;        // connections refused at the cap (guarded by mutex_)
+  };
+  struct OpenConnection {
+    std::weak_ptr<Connection> connection;
+    std::shared_ptr<Listener> listener;
+  };
+  struct FenceWaiter {
+    std::string subsystem_nqn;
+    std::string host_nqn;
+    std::weak_ptr<Connection> connection;
   };
   Result<int> bind_listener(const std::string& host, uint16_t port, uint16_t* bound_port);
   void arm_accept(std::shared_ptr<Listener> listener);  // listener's reactor thread
   void on_accept(std::shared_ptr<Listener> listener, int result);
   void listener_closed();
+  // Unregisters a deleted controller whose backend commands have all finished (idempotent)
+  // and wakes the Connects it fenced.
+  void controller_drained(const std::shared_ptr<Controller>& controller);
 
   const std::vector<Reactor*> reactors_;
   const IoBackend backend_;
@@ -174,9 +215,9 @@ class Target {
   uint16_t io_port_ = 0;
   uint64_t discovery_generation_ = 1;
   std::map<std::string, std::shared_ptr<const Subsystem>> subsystems_;  // by NQN
-  std::map<uint16_t, std::shared_ptr<Controller>> controllers_;         // by cntlid
-  uint16_t next_cntlid_ = 1;
-  std::map<uint64_t, std::weak_ptr<Connection>> connections_;          // open (fd not yet closed)
+  std::map<uint16_t, std::shared_ptr<Controller>> controllers_;         // by cntlid, including deleted ones still draining
+  std::vector<FenceWaiter> fence_waiters_;
+  std::map<uint64_t, OpenConnection> connections_;                      // open (fd not yet closed)
   uint64_t next_connection_id_ = 1;
 };
 

@@ -92,6 +92,27 @@ export class NvmeTcpHost {
     this.socket.destroy();
   }
 
+  /** Stops reading the socket (a host that never reads its responses); resumeReading() undoes it. */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  /**
+   * A complete CapsuleCmd for `sqe` with a controller-to-host SGL (transport data block 0x5A)
+   * of `readBytes`, sent with no completion tracked: for floods that never read a response.
+   */
+  forgeRead(sqe: Buffer, cid: number, readBytes: number): Buffer {
+    sqe.writeUInt16LE(cid, 2);
+    sqe[1] = 0x40; // PSDT 01b
+    sqe.writeUInt32LE(readBytes, 24 + 8);
+    sqe[24 + 15] = 0x5a;
+    return this.capsule(sqe, null);
+  }
+
   /** Builds a CapsuleCmd PDU (with in-capsule data when given). */
   capsule(sqe: Buffer, inCapsule: Buffer | null): Buffer {
     const hd = this.hdgst ? 4 : 0;
@@ -200,13 +221,14 @@ export class NvmeTcpHost {
   }
 
   getLogPage(lid: number, bytes: number, offset = 0): Promise<Completion> {
+    return this.submit(getLogPageSqe(lid, bytes, offset), { readBytes: bytes });
+  }
+
+  getFeatures(fid: number): Promise<Completion> {
     const sqe = Buffer.alloc(64);
-    sqe[0] = 0x02;
-    const numd = bytes / 4 - 1;
-    sqe.writeUInt32LE(lid | ((numd & 0xffff) << 16), 40);
-    sqe.writeUInt32LE(numd >>> 16, 44);
-    sqe.writeBigUInt64LE(BigInt(offset), 48);
-    return this.submit(sqe, { readBytes: bytes });
+    sqe[0] = 0x0a;
+    sqe.writeUInt32LE(fid, 40);
+    return this.submit(sqe);
   }
 
   setFeatures(fid: number, value: number): Promise<Completion> {
@@ -357,6 +379,16 @@ export class NvmeTcpHost {
   }
 }
 
+export function getLogPageSqe(lid: number, bytes: number, offset = 0): Buffer {
+  const sqe = Buffer.alloc(64);
+  sqe[0] = 0x02;
+  const numd = bytes / 4 - 1;
+  sqe.writeUInt32LE((lid | ((numd & 0xffff) << 16)) >>> 0, 40);
+  sqe.writeUInt32LE(numd >>> 16, 44);
+  sqe.writeBigUInt64LE(BigInt(offset), 48);
+  return sqe;
+}
+
 function u32(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v >>> 0);
@@ -371,6 +403,7 @@ export function ok(c: Completion): Completion {
 /** SCT/SC pairs as the host sees them (status >> 1 without DNR). */
 export const STATUS = {
   invalidOpcode: 0x001,
+  connectControllerBusy: 0x181,
   connectInvalidParameters: 0x182,
   connectInvalidHost: 0x184,
   lbaOutOfRange: 0x080,

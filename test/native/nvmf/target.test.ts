@@ -1,11 +1,18 @@
 // The NVMe/TCP target through a spec-level test host (host.ts): connection setup with and
 // without digests, Connect rules, I/O through in-capsule data, R2T and C2HData, and
-// robustness: every malformed PDU ends only its own connection.
+// robustness: every malformed PDU ends only its own connection. Bounds: a host that never
+// reads stalls instead of growing memory, the per-listener connection cap, the Connect
+// deadline, discovery KATO, controller id reuse, and the reconnect fence.
 import test from "ava";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { loadNative } from "../../../native";
 import { expectCode, MiB, native, pattern, tempPool } from "../helpers";
-import { adminQueue, BLOCK_BYTES, DISCOVERY_NQN, ioQueue, NvmeTcpHost, ok, STATUS } from "./host";
+import { adminQueue, BLOCK_BYTES, DISCOVERY_NQN, getLogPageSqe, ioQueue, NvmeTcpHost, ok, STATUS } from "./host";
 import type { ExecutionContext } from "ava";
+
+// First start in this worker wins: with fault injection (nexus children only), for the fence test.
+loadNative().start({ cores: 2, fault_injection: true });
 
 const HOST_A = "nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001";
 const HOST_B = "nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-4000-8000-000000000002";
@@ -345,4 +352,267 @@ test("a command without SGLs (PSDT 00b) is refused with Invalid Field, as the Li
   t.is(refused.status & 0x7ff, 0x002, "Invalid Field in Command");
   ok(await s.admin.setFeatures(0x07, 0x00010001));
   ok(await s.io.write(0, pattern(4096, 7)));
+});
+
+// ---- bounds: what an unauthenticated peer can make the target hold ---------------------------
+// These run serially (ava runs serial tests before the concurrent ones): they measure this
+// process's RSS and fill a listener up to its connection cap, which concurrent tests would
+// disturb or be disturbed by.
+
+/** The resident set of this process, which hosts the addon (and so the target). */
+function rssBytes(): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return Number(m![1]) * 1024;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Thousands of 1 MiB Get Log Page commands: before the fix the target queued every response
+// (about 1 GiB per thousand). STRATA_FLOOD_COMMANDS lowers it to show that on old code safely.
+const FLOOD_COMMANDS = Number(process.env.STRATA_FLOOD_COMMANDS ?? 4000);
+
+test.serial("a discovery host that floods 1 MiB Get Log Page commands and never reads is throttled; other hosts' I/O goes on", async (t) => {
+  const s = await connected(t);
+  const { discovery_port } = await target();
+  const flood = await NvmeTcpHost.open(discovery_port);
+  t.teardown(() => flood.close());
+  await flood.initialize();
+  ok(await flood.connect({ subnqn: DISCOVERY_NQN, hostnqn: HOST_B }));
+  flood.pauseReading();
+  // One batch of 100 capsules (72 bytes each, 1 MiB asked of each), written over and over.
+  const sqe = getLogPageSqe(0x70, MiB);
+  const batch = Buffer.concat(Array.from({ length: 100 }, (_, i) => flood.forgeRead(Buffer.from(sqe), i + 1, MiB)));
+  const before = rssBytes();
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes())), 10);
+  t.teardown(() => clearInterval(sampler));
+  let sent = 0;
+  const flooding = (async () => {
+    while (sent < FLOOD_COMMANDS) {
+      flood.socket.write(batch);
+      sent += 100;
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  // Meanwhile another host writes and reads back a shared replica (paced: the garbage this
+  // test's own JavaScript makes also counts in the RSS).
+  let rounds = 0;
+  let mismatches = 0;
+  for (; rounds < 100; rounds++) {
+    const data = pattern(32 * 1024, 1000 + rounds);
+    ok(await s.io.write(4096 + (rounds % 64) * 8, data, false));
+    if (!ok(await s.io.read(4096 + (rounds % 64) * 8, 8)).data!.equals(data)) mismatches++;
+    await sleep(10);
+  }
+  t.is(mismatches, 0, "every round read back what it wrote");
+  await flooding;
+  await sleep(1000);
+  peak = Math.max(peak, rssBytes());
+  const growthMiB = (peak - before) / MiB;
+  t.log(`${sent} commands of 1 MiB sent; RSS ${(before / MiB).toFixed(0)} MiB -> peak ${(peak / MiB).toFixed(0)} MiB (+${growthMiB.toFixed(1)}); ${rounds} I/O rounds meanwhile`);
+  if (!t.true(growthMiB < 64, `RSS grew by ${growthMiB.toFixed(1)} MiB`)) return;
+  // The target stopped reading: keep writing and the bytes stay queued on our side (the
+  // kernel buffers on loopback hold a few MiB; beyond that nothing drains).
+  let pumped = 0;
+  while (flood.socket.write(batch) && pumped < 200_000) pumped += 100;
+  await sleep(1000);
+  t.true(flood.socket.writableLength > 0, `the target still reads after ${pumped} more commands`);
+  t.log(`${pumped} more commands written before the socket stopped draining; ${flood.socket.writableLength} bytes still queued`);
+  peak = Math.max(peak, rssBytes());
+  t.true((peak - before) / MiB < 64, `RSS grew by ${((peak - before) / MiB).toFixed(1)} MiB while pumping`);
+  // Still serving the other host.
+  const last = pattern(4096, 99);
+  ok(await s.io.write(1, last));
+  t.true(ok(await s.io.read(1, 1)).data!.equals(last));
+});
+
+// Must match kMaxConnectionsPerListener in native/src/nvmf/target.cc.
+const MAX_CONNECTIONS_PER_LISTENER = 1024;
+
+test.serial("connections beyond the per-listener cap are refused (closed at once); the ones already open keep working", async (t) => {
+  const s = await connected(t); // on the I/O listener: not counted against the discovery one
+  const { discovery_port } = await target();
+  const total = MAX_CONNECTIONS_PER_LISTENER + 100;
+  const hosts: NvmeTcpHost[] = [];
+  t.teardown(() => hosts.forEach((h) => h.close()));
+  for (let i = 0; i < total; i += 100) {
+    hosts.push(...(await Promise.all(Array.from({ length: Math.min(100, total - i) }, () => NvmeTcpHost.open(discovery_port)))));
+  }
+  let closed = new Set<NvmeTcpHost>();
+  for (const h of hosts) void h.closed.then(() => closed.add(h));
+  await sleep(1000);
+  t.log(`${total} opened, ${closed.size} closed by the target`);
+  t.true(closed.size >= total - MAX_CONNECTIONS_PER_LISTENER, `only ${closed.size} refused`);
+  t.true(closed.size <= 110, `${closed.size} refused: more than the cap allows (some connections of earlier tests may still be closing)`);
+  t.false(hosts.slice(0, 100).some((h) => closed.has(h)), "the first connections were accepted");
+  // An accepted one still does discovery; the I/O listener is unaffected.
+  const first = hosts[0];
+  await first.initialize();
+  ok(await first.connect({ subnqn: DISCOVERY_NQN, hostnqn: HOST_A }));
+  t.is(ok(await first.getLogPage(0x70, 1024)).data!.length, 1024);
+  ok(await s.io.write(2, pattern(4096, 2)));
+  t.true(ok(await s.io.read(2, 1)).data!.equals(pattern(4096, 2)));
+  // Once they close, the listener accepts again.
+  hosts.forEach((h) => h.close());
+  await Promise.all(hosts.map((h) => h.closed));
+  closed = new Set();
+  for (let attempt = 0; ; attempt++) {
+    const h = await NvmeTcpHost.open(discovery_port);
+    const answered = await Promise.race([h.initialize().then(() => true), h.closed.then(() => false)]);
+    h.close();
+    if (answered) break;
+    if (attempt > 50) return t.fail("the discovery listener stays full after its connections closed");
+    await sleep(100);
+  }
+  t.pass();
+});
+
+test.serial("controller ids are reused once their controller is gone, not handed out round-robin", async (t) => {
+  const s = await sharedReplica(t);
+  const n = native();
+  const hostsOf = async () => (await n.listSubsystems()).find((x) => x.nqn === s.nqn)!.connected_hosts;
+  const ids = new Set<number>();
+  for (let i = 0; i < 100; i++) {
+    const { host, cntlid } = await adminQueue(s.port, s.nqn, HOST_A);
+    ids.add(cntlid);
+    host.close();
+    await host.closed;
+    while ((await hostsOf()).length > 0) await sleep(5);
+  }
+  t.log(`100 controllers created one after the other used controller ids ${[...ids].join(", ")}`);
+  t.true(ids.size <= 3, `${ids.size} distinct ids`);
+});
+
+test("a discovery controller connected with KATO 0 gets a 2 minute keep-alive timeout", async (t) => {
+  const { discovery_port } = await target();
+  const h = await NvmeTcpHost.open(discovery_port);
+  t.teardown(() => h.close());
+  await h.initialize();
+  ok(await h.connect({ subnqn: DISCOVERY_NQN, hostnqn: HOST_B, kato_ms: 0 }));
+  t.is(ok(await h.getFeatures(0x0f)).dw0, 120_000);
+  // Setting 0 later means the same.
+  ok(await h.setFeatures(0x0f, 0));
+  t.is(ok(await h.getFeatures(0x0f)).dw0, 120_000);
+  ok(await h.setFeatures(0x0f, 30_000));
+  t.is(ok(await h.getFeatures(0x0f)).dw0, 30_000);
+});
+
+test("a connection that does not complete ICReq and Connect within 10 s is closed", async (t) => {
+  const s = await sharedReplica(t);
+  const silent = await NvmeTcpHost.open(s.port); // never sends ICReq
+  const noConnect = await NvmeTcpHost.open(s.port); // ICReq, then nothing
+  await noConnect.initialize();
+  const refused = await NvmeTcpHost.open(s.port); // ICReq and a refused Connect
+  await refused.initialize();
+  t.is((await refused.connect({ subnqn: s.nqn, hostnqn: HOST_B })).status, STATUS.connectInvalidHost);
+  const good = await adminQueue(s.port, s.nqn, HOST_A); // connected: stays
+  t.teardown(() => [silent, noConnect, refused, good.host].forEach((h) => h.close()));
+  const started = Date.now();
+  const when = (h: NvmeTcpHost) => Promise.race([h.closed.then(() => Date.now() - started), sleep(13_000).then(() => -1)]);
+  const [a, b, c] = await Promise.all([when(silent), when(noConnect), when(refused)]);
+  t.log(`closed after ${a}, ${b}, ${c} ms`);
+  for (const ms of [a, b, c]) t.true(ms >= 8_000 && ms <= 12_000, `closed after ${ms} ms`);
+  ok(await good.host.keepAlive());
+  // Before Connect, a data transfer larger than the Connect data is refused without a buffer.
+  const big = await NvmeTcpHost.open(s.port);
+  t.teardown(() => big.close());
+  await big.initialize();
+  const sqe = Buffer.alloc(64);
+  sqe[0] = 0x7f;
+  sqe[4] = 0x01;
+  sqe.writeUInt16LE(31, 44);
+  const answer = await big.submit(sqe, { write: Buffer.alloc(MiB) });
+  t.is(answer.status, 0x00f, "Data SGL Length Invalid");
+});
+
+// ---- fencing: a reconnecting host never races its own old commands ----------------------------
+
+/** A nexus over one local replica (its child wrapped for fault injection), published to HOST_A. */
+async function publishedNexus(t: ExecutionContext): Promise<{ uuid: string; nqn: string; child: string; port: number }> {
+  const { listen_port } = await target();
+  const n = native();
+  const { pool } = await tempPool(t, 64);
+  const replica = randomUUID();
+  await n.createReplica({ pool_uuid: pool.uuid, uuid: replica, name: `f-${replica.slice(0, 8)}`, size_bytes: 17 * MiB, thin: true });
+  const uuid = randomUUID();
+  const child = `replica:///${replica}`;
+  await n.createNexus({ uuid, size_bytes: 16 * MiB, children: [child], child_io_timeout_ms: 30_000 });
+  t.teardown(() => n.destroyNexus({ uuid }));
+  const { nqn } = await n.publishNexus({ uuid, frontend_host_nqn: HOST_A });
+  t.teardown(() => n.unpublishNexus({ uuid, frontend_host_nqn: HOST_A }));
+  return { uuid, nqn, child, port: listen_port };
+}
+
+/** Waits until the target lists `count` live controllers on the subsystem: it has seen the others close. */
+async function liveControllers(nqn: string, count: number): Promise<void> {
+  while ((await native().listSubsystems()).find((x) => x.nqn === nqn)!.connected_hosts.length !== count) await sleep(5);
+}
+
+async function delayWrites(uuid: string, child: string, delay_ms: number): Promise<void> {
+  await native().injectFault({ uuid, child_uri: child, op: "write", error: "none", delay_ms, offset_bytes: 0, length_bytes: 0, count: 1 });
+}
+
+test("fence: after a host drops a controller with a write still executing, its new Connect is answered once that write is done", async (t) => {
+  const x = await publishedNexus(t);
+  const old = await adminQueue(x.port, x.nqn, HOST_A);
+  const oldIo = await ioQueue(x.port, x.nqn, HOST_A, old.cntlid);
+  await delayWrites(x.uuid, x.child, 2000);
+  const ghost = pattern(4096, 0x6057);
+  const writeSent = Date.now();
+  void oldIo.write(100, ghost).catch(() => undefined);
+  await sleep(200);
+  // Meanwhile a second live controller of the same host (multipath) is not held back.
+  const live = await adminQueue(x.port, x.nqn, HOST_A);
+  t.teardown(() => live.host.close());
+  oldIo.close();
+  old.host.close();
+  // The fence covers controllers the target has deleted. A host that reconnects before the
+  // target saw its old connection end is, to the target, a second path (multipath).
+  await liveControllers(x.nqn, 1);
+  const started = Date.now();
+  const h = await NvmeTcpHost.open(x.port);
+  t.teardown(() => h.close());
+  await h.initialize();
+  const c = ok(await h.connect({ subnqn: x.nqn, hostnqn: HOST_A }));
+  const answered = Date.now();
+  t.log(`the new Connect was answered after ${answered - started} ms, ${answered - writeSent} ms after the old write was sent`);
+  t.true(answered - writeSent >= 1900, `answered ${answered - writeSent} ms after the old write (delayed 2 s) was sent`);
+  await h.enable();
+  // The old write is on the medium now; what the host writes through the new controller wins.
+  const io = await ioQueue(x.port, x.nqn, HOST_A, c.dw0 & 0xffff);
+  t.teardown(() => io.close());
+  t.true(ok(await io.read(100, 1)).data!.equals(ghost), "the old write finished before the Connect was answered");
+  const fresh = pattern(4096, 0xf7e5);
+  ok(await io.write(100, fresh));
+  await sleep(300);
+  t.true(ok(await io.read(100, 1)).data!.equals(fresh));
+  // Another host NQN, or a live controller's Connect, was never fenced (checked above by `live`).
+  ok(await live.host.keepAlive());
+});
+
+test("fence: a Connect held back longer than 5 s gets a retryable Controller Busy; the retry after the write succeeds", async (t) => {
+  const x = await publishedNexus(t);
+  const old = await adminQueue(x.port, x.nqn, HOST_A);
+  const oldIo = await ioQueue(x.port, x.nqn, HOST_A, old.cntlid);
+  await delayWrites(x.uuid, x.child, 7000);
+  void oldIo.write(200, pattern(4096, 1)).catch(() => undefined);
+  await sleep(200);
+  oldIo.close();
+  old.host.close();
+  await liveControllers(x.nqn, 0);
+  const started = Date.now();
+  const h = await NvmeTcpHost.open(x.port);
+  t.teardown(() => h.close());
+  await h.initialize();
+  const busy = await h.connect({ subnqn: x.nqn, hostnqn: HOST_A });
+  const waited = Date.now() - started;
+  t.log(`answered after ${waited} ms with status 0x${busy.status.toString(16)}, DNR ${busy.dnr}`);
+  t.is(busy.status, STATUS.connectControllerBusy);
+  t.false(busy.dnr, "DNR clear: the host retries");
+  t.true(waited >= 4500 && waited <= 6500, `after ${waited} ms`);
+  await sleep(7500 - waited);
+  const again = await NvmeTcpHost.open(x.port);
+  t.teardown(() => again.close());
+  await again.initialize();
+  ok(await again.connect({ subnqn: x.nqn, hostnqn: HOST_A }));
 });
