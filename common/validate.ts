@@ -74,7 +74,7 @@ export function checkDeviceUri(value: unknown): string | null {
     return `must be a URI like file:///var/lib/strata/disk.img?size_mib=1024, got "${value}"`;
   }
   const scheme = url.protocol.replace(/:$/, "");
-  if (scheme === "nvmf") return checkNvmfUri(value, url);
+  if (scheme === "nvmf") return checkNvmfUri(value);
   if (!(DEVICE_SCHEMES as readonly string[]).includes(scheme))
     return `has unknown scheme "${scheme}:"; supported: ${DEVICE_SCHEMES.map((s) => s + "://").join(", ")}`;
   if (url.host !== "") return `must have an empty host (three slashes: ${scheme}:///...), got host "${url.host}"`;
@@ -88,15 +88,26 @@ export function checkDeviceUri(value: unknown): string | null {
   return null;
 }
 
-/** nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]: a remote namespace through the NVMe/TCP initiator. */
-function checkNvmfUri(value: string, url: URL): string | null {
+/**
+ * nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]: a remote namespace through the
+ * NVMe/TCP initiator, as a pool device or a nexus child (common/nexus-rules.ts checkChildUri).
+ */
+export function checkNvmfUri(value: unknown): string | null {
   const form = "nvmf://HOST:PORT/NQN";
+  if (typeof value !== "string") return `must be a URI like ${form}, got ${describe(value)}`;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `must be a URI like ${form}, got "${value}"`;
+  }
+  if (url.protocol !== "nvmf:") return `must start with nvmf://, got "${value}"`;
   if (url.hostname === "" || url.port === "") return `must look like ${form} (host and port), got "${value}"`;
   const nqn = decodeURIComponent(url.pathname.slice(1));
-  if (!nqn.startsWith("nqn.") || nqn.length > 223 || nqn.includes("/")) return `must name a subsystem NQN ("nqn.…", at most 223 bytes) after the port, got "${nqn}"`;
+  if (nqn.includes("/") || checkNqn(nqn) !== null) return `must name a subsystem NQN ("nqn.…", printable, at most 223 bytes) after the port, got "${nqn}"`;
   for (const [key, v] of url.searchParams) {
     if (key === "hostnqn") {
-      if (!v.startsWith("nqn.") || v.length > 223) return `hostnqn must be an NQN ("nqn.…", at most 223 bytes), got "${v}"`;
+      if (checkNqn(v) !== null) return `hostnqn must be an NQN ("nqn.…", printable, at most 223 bytes), got "${v}"`;
     } else if (key === "io_timeout_ms" || key === "io_queues") {
       if (!/^[1-9][0-9]{0,9}$/.test(v)) return `${key} must be a positive whole number, got "${v}"`;
     } else {

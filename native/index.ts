@@ -215,7 +215,30 @@ export interface NativeError extends Error {
   code: NativeErrorCode;
 }
 
+/**
+ * The nexus and NQN rules as the C++ data path enforces them (native/src/nexus/rules.h,
+ * native/src/nvmf/protocol.h). The control plane's copies are common/nexus-rules.ts;
+ * test/native/nexus-rules.test.ts keeps the two equal.
+ */
+export interface NativeNexusRules {
+  readonly label_region_bytes: number;
+  readonly max_children: number;
+  readonly size_alignment_bytes: number;
+  readonly child_io_timeout_ms_min: number;
+  readonly child_io_timeout_ms_max: number;
+  readonly child_io_timeout_ms_default: number;
+  /** "replica:///" */
+  readonly local_child_uri_prefix: string;
+  /** "nvmf://" */
+  readonly remote_child_uri_prefix: string;
+  readonly replica_nqn_prefix: string;
+  readonly nexus_nqn_prefix: string;
+  readonly node_nqn_prefix: string;
+}
+
 export interface NativeStorage {
+  /** The nexus rules compiled into the addon. Synchronous, and callable before `start`. */
+  nexusRules(): NativeNexusRules;
   /**
    * Starts `cores` reactor threads. Must be called once before any other call.
    * `fault_injection` (tests only) wraps nexus children so injectFault works.

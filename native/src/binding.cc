@@ -9,6 +9,8 @@
 #include "bridge.h"
 #include "device/rules.h"
 #include "engine.h"
+#include "nexus/rules.h"
+#include "nvmf/protocol.h"
 
 namespace strata {
 namespace {
@@ -645,7 +647,29 @@ Napi::Value InjectFault(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- rules ----
+
+// The nexus and NQN rules as C++ enforces them, so the TypeScript copies (common/nexus-rules.ts)
+// can be tested against them. Synchronous: plain constants.
+Napi::Value NexusRules(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("label_region_bytes", num(env, nexus::kChildLabelRegionBytes));
+  o.Set("max_children", num(env, nexus::kMaxChildren));
+  o.Set("size_alignment_bytes", num(env, nexus::kSizeAlignmentBytes));
+  o.Set("child_io_timeout_ms_min", num(env, nexus::kChildIoTimeoutMsMin));
+  o.Set("child_io_timeout_ms_max", num(env, nexus::kChildIoTimeoutMsMax));
+  o.Set("child_io_timeout_ms_default", num(env, nexus::kChildIoTimeoutMsDefault));
+  o.Set("local_child_uri_prefix", Napi::String::New(env, nexus::kLocalChildUriPrefix));
+  o.Set("remote_child_uri_prefix", Napi::String::New(env, nexus::kRemoteChildUriPrefix));
+  o.Set("replica_nqn_prefix", Napi::String::New(env, nvmf::kSubsystemNqnPrefix));
+  o.Set("nexus_nqn_prefix", Napi::String::New(env, nvmf::kNexusNqnPrefix));
+  o.Set("node_nqn_prefix", Napi::String::New(env, nvmf::kNodeNqnPrefix));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("nexusRules", Napi::Function::New(env, NexusRules, "nexusRules"));
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));

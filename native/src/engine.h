@@ -94,7 +94,7 @@ class Engine {
     std::string uuid;
     uint64_t size_bytes = 0;
     std::vector<std::string> children;
-    uint32_t child_io_timeout_ms = 5000;
+    uint32_t child_io_timeout_ms = nexus::kChildIoTimeoutMsDefault;
   };
   void create_nexus(CreateNexusOptions options, Callback<nexus::NexusInfoData> done);
   void destroy_nexus(const std::string& uuid, StatusCallback done);

@@ -10,6 +10,7 @@
 #include "device/fault_device.h"
 #include "engine.h"
 #include "nexus/nexus_device.h"
+#include "nexus/rules.h"
 #include "util/log.h"
 #include "util/uuid.h"
 
@@ -27,7 +28,7 @@ constexpr int kChildOpenAttempts = 3;
 constexpr uint32_t kChildOpenBackoffMs = 200;
 
 Status check_child_uri(const std::string& uri) {
-  if (uri.rfind("replica:///", 0) == 0 || uri.rfind("nvmf://", 0) == 0) return Status();
+  if (uri.rfind(nexus::kLocalChildUriPrefix, 0) == 0 || uri.rfind(nexus::kRemoteChildUriPrefix, 0) == 0) return Status();
   return Status(ErrorCode::kInvalidArgument, str("child '", uri, "' must be replica:///<uuid> (a replica on this node) or nvmf://HOST:PORT/NQN (a shared replica on another node)"));
 }
 }  // namespace
@@ -118,16 +119,20 @@ void Engine::create_nexus(CreateNexusOptions o, Callback<nexus::NexusInfoData> d
   auto id = canonical_uuid(o.uuid);
   if (!id) return done(Error{ErrorCode::kInvalidArgument, str("nexus uuid '", o.uuid, "' is not a uuid")});
   o.uuid = *id;
-  if (o.size_bytes == 0 || o.size_bytes % 4096 != 0) return done(Error{ErrorCode::kInvalidArgument, str("nexus size_bytes ", o.size_bytes, " must be a positive multiple of 4096")});
-  if (o.children.empty() || o.children.size() > nexus::kLabelMaxChildren) {
-    return done(Error{ErrorCode::kInvalidArgument, str("a nexus needs 1 to ", nexus::kLabelMaxChildren, " children, got ", o.children.size())});
+  if (o.size_bytes == 0 || o.size_bytes % nexus::kSizeAlignmentBytes != 0) {
+    return done(Error{ErrorCode::kInvalidArgument, str("nexus size_bytes ", o.size_bytes, " must be a positive multiple of ", nexus::kSizeAlignmentBytes)});
+  }
+  if (o.children.empty() || o.children.size() > nexus::kMaxChildren) {
+    return done(Error{ErrorCode::kInvalidArgument, str("a nexus needs 1 to ", nexus::kMaxChildren, " children, got ", o.children.size())});
   }
   std::set<std::string> seen;
   for (auto& c : o.children) {
     if (Status s = check_child_uri(c); !s.ok()) return done(s.error());
     if (!seen.insert(c).second) return done(Error{ErrorCode::kInvalidArgument, str("child ", c, " is listed twice")});
   }
-  if (o.child_io_timeout_ms < 100 || o.child_io_timeout_ms > 600000) return done(Error{ErrorCode::kInvalidArgument, "child_io_timeout_ms must be 100 to 600000"});
+  if (o.child_io_timeout_ms < nexus::kChildIoTimeoutMsMin || o.child_io_timeout_ms > nexus::kChildIoTimeoutMsMax) {
+    return done(Error{ErrorCode::kInvalidArgument, str("child_io_timeout_ms must be ", nexus::kChildIoTimeoutMsMin, " to ", nexus::kChildIoTimeoutMsMax)});
+  }
   if (auto existing = find_nexus(o.uuid)) {
     // Idempotent by uuid: the same spec returns the nexus; another spec names the difference.
     existing->reactor().post([existing, o, done] {

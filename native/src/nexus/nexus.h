@@ -35,6 +35,7 @@
 #include "device/device.h"
 #include "device/fault_device.h"
 #include "nexus/label.h"
+#include "nexus/rules.h"
 #include "nexus/unflushed.h"
 #include "pool/types.h"
 #include "reactor/reactor.h"
@@ -135,7 +136,7 @@ struct OpenedChild {
 struct NexusOptions {
   std::string uuid;
   uint64_t size_bytes = 0;
-  uint32_t child_io_timeout_ms = 5000;
+  uint32_t child_io_timeout_ms = kChildIoTimeoutMsDefault;
 };
 
 struct HostIo;  // a host request being split into parts (internal.h)

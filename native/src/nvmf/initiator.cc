@@ -615,7 +615,7 @@ void set_initiator_reactors(std::vector<Reactor*> reactors) {
 std::string default_host_nqn() {
   char name[256] = {};
   if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') std::strcpy(name, "localhost");
-  return str("nqn.2026-11.io.strata:node:", name);
+  return str(kNodeNqnPrefix, name);
 }
 
 std::vector<ControllerInfo> list_controllers() {

@@ -64,6 +64,7 @@ constexpr uint16_t kKasUnits100Ms = 10;  // keep-alive granularity: 1 s
 constexpr const char* kDiscoveryNqn = "nqn.2014-08.org.nvmexpress.discovery";
 constexpr const char* kSubsystemNqnPrefix = "nqn.2026-11.io.strata:replica:";
 constexpr const char* kNexusNqnPrefix = "nqn.2026-11.io.strata:nexus:";
+constexpr const char* kNodeNqnPrefix = "nqn.2026-11.io.strata:node:";  // a node's host NQN (initiator)
 constexpr uint32_t kVersion13 = 0x00010300;
 
 // ---- command and status codes ----------------------------------------------------------------
