@@ -5,25 +5,20 @@
 // Architecture invariant: engine/ knows nothing of Pulumi.
 import type { NativeStorage, NexusInfo, RebuildInfo } from "../native";
 import { checkUuid } from "../common/validate";
+import {
+  checkChildIoTimeoutMs,
+  checkChildUri,
+  checkNexusSizeBytes,
+  CHILD_IO_TIMEOUT_MS_DEFAULT,
+  NEXUS_MAX_CHILDREN,
+  REMOTE_CHILD_URI_PREFIX,
+} from "../common/nexus-rules";
 import type { Nexus } from "./generated/strata/engine/v1/Nexus";
 import type { RebuildStats } from "./generated/strata/engine/v1/RebuildStats";
 import { failedPrecondition, invalidArgument, notFound } from "./errors";
 import type { Logger } from "./log";
 import { checkField, checkNqn, hostNqnOf, Mutex } from "./service";
 import type { NexusRecord, StateStore } from "./state";
-
-const MAX_CHILDREN = 32;
-const DEFAULT_CHILD_IO_TIMEOUT_MS = 5000;
-const LABEL_REGION_BYTES = 1024 * 1024;
-
-/** A child URI: a replica on this node, or a shared replica on another node. */
-export function checkChildUri(value: unknown): string | null {
-  if (typeof value !== "string") return `must be a string URI, got ${typeof value}`;
-  const local = /^replica:\/\/\/(.+)$/.exec(value);
-  if (local) return checkUuid(local[1]) === null ? null : `"${value}" must name a replica uuid: replica:///<uuid>`;
-  if (/^nvmf:\/\/[^/\s:]+:[0-9]{1,5}\/nqn\.[\x21-\x7e]+$/.test(value)) return null;
-  return `"${value}" must be replica:///<uuid> (a replica on this node) or nvmf://HOST:PORT/NQN[?params] (a shared replica elsewhere)`;
-}
 
 export class NexusService {
   private readonly lock = new Mutex();
@@ -68,14 +63,14 @@ export class NexusService {
 
   createNexus(req: { uuid: string; size_bytes: number; children: string[]; child_io_timeout_ms: number }): Promise<Nexus> {
     checkField(req.uuid, "uuid", checkUuid);
-    if (!Number.isSafeInteger(req.size_bytes) || req.size_bytes <= 0 || req.size_bytes % 4096 !== 0)
-      throw invalidArgument(`size_bytes must be a positive multiple of 4096, got ${req.size_bytes}`);
+    checkField(req.size_bytes, "size_bytes", checkNexusSizeBytes);
     const children = req.children ?? [];
-    if (children.length < 1 || children.length > MAX_CHILDREN) throw invalidArgument(`children must list 1 to ${MAX_CHILDREN} URIs, got ${children.length}`);
+    if (children.length < 1 || children.length > NEXUS_MAX_CHILDREN)
+      throw invalidArgument(`children must list 1 to ${NEXUS_MAX_CHILDREN} URIs, got ${children.length}`);
     children.forEach((c, i) => checkField(c, `children[${i}]`, checkChildUri));
     if (new Set(children).size !== children.length) throw invalidArgument("children must not list a URI twice");
-    const timeout = req.child_io_timeout_ms || DEFAULT_CHILD_IO_TIMEOUT_MS;
-    if (!Number.isInteger(timeout) || timeout < 100 || timeout > 600_000) throw invalidArgument(`child_io_timeout_ms must be 100 to 600000, got ${timeout}`);
+    const timeout = req.child_io_timeout_ms || CHILD_IO_TIMEOUT_MS_DEFAULT;
+    checkField(timeout, "child_io_timeout_ms", checkChildIoTimeoutMs);
     return this.lock.run(async () => {
       const existing = this.records.get(req.uuid);
       const info = await this.native.createNexus({ uuid: req.uuid, size_bytes: req.size_bytes, children: this.openUris(children), child_io_timeout_ms: timeout });
@@ -147,7 +142,8 @@ export class NexusService {
     return this.lock.run(async () => {
       const record = this.records.get(req.uuid);
       if (!record) throw notFound(`nexus ${req.uuid} does not exist on node ${this.node}`);
-      if (action === "add" && record.children.length >= MAX_CHILDREN) throw failedPrecondition(`nexus ${req.uuid} already has ${MAX_CHILDREN} children`);
+      if (action === "add" && record.children.length >= NEXUS_MAX_CHILDREN)
+        throw failedPrecondition(`nexus ${req.uuid} already has ${NEXUS_MAX_CHILDREN} children, the most a nexus can have`);
       await this.native.nexusChild({ uuid: req.uuid, child_uri: this.openUri(req.child_uri), action });
       if (action === "add" && !record.children.includes(req.child_uri)) this.updateRecord(req.uuid, { children: [...record.children, req.child_uri] });
       if (action === "remove") this.updateRecord(req.uuid, { children: record.children.filter((c) => c !== req.child_uri) });
@@ -216,7 +212,7 @@ export class NexusService {
    * URI names one, so the replica's owner can allow exactly this node.
    */
   private openUri(uri: string): string {
-    if (!uri.startsWith("nvmf://") || /[?&]hostnqn=/.test(uri)) return uri;
+    if (!uri.startsWith(REMOTE_CHILD_URI_PREFIX) || /[?&]hostnqn=/.test(uri)) return uri;
     return `${uri}${uri.includes("?") ? "&" : "?"}hostnqn=${hostNqnOf(this.node)}`;
   }
 
@@ -297,4 +293,3 @@ function toRebuildStats(r: RebuildInfo, shown: (uri: string) => string): Rebuild
   };
 }
 
-export { LABEL_REGION_BYTES };

@@ -15,6 +15,7 @@ import {
   checkUuid,
   DEFAULT_CLUSTER_SIZE_BYTES,
 } from "../common/validate";
+import { nodeNqn } from "../common/nexus-rules";
 
 export { checkNqn };
 import type { Device } from "./generated/strata/engine/v1/Device";
@@ -32,7 +33,7 @@ export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "
 
 /** The host NQN an engine connects to other nodes' replicas with. */
 export function hostNqnOf(node: string): string {
-  return `nqn.2026-11.io.strata:node:${node}`;
+  return nodeNqn(node);
 }
 
 /** Where a pool known to this engine stands. */

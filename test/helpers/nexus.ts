@@ -9,13 +9,15 @@ import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { engineDefinition, EngineConnection } from "../../common/client";
+import { NEXUS_LABEL_REGION_BYTES, remoteChildUri } from "../../common/nexus-rules";
 import type { Nexus__Output as Nexus } from "../../engine/generated/strata/engine/v1/Nexus";
 import type { NexusChild__Output as NexusChild } from "../../engine/generated/strata/engine/v1/NexusChild";
 import { startEngine, TestEngine } from "./engine";
 import { VerifyingLoad, VolumeModel } from "./load";
 
 export const MiB = 1024 * 1024;
-export const LABEL_REGION_BYTES = MiB;
+/** The nexus label region at the start of every child (one home: common/nexus-rules.ts). */
+export const LABEL_REGION_BYTES = NEXUS_LABEL_REGION_BYTES;
 export const FRONTEND_NQN = "nqn.2014-08.org.nvmexpress:uuid:f0f0f0f0-0000-4000-8000-00000000000f";
 /** Reads replicas directly to compare children byte for byte. */
 export const INSPECTOR_NQN = "nqn.2014-08.org.nvmexpress:uuid:1e1e1e1e-0000-4000-8000-0000000000e1";
@@ -87,7 +89,7 @@ export class NexusCluster {
       const c = engines[i].connect();
       try {
         const sub = await c.call("ShareReplica", { uuid: replicas[i], allowed_host_nqns: [hostA, INSPECTOR_NQN] });
-        children.push(`nvmf://${sub.address}/${sub.nqn}`);
+        children.push(remoteChildUri(sub.address, sub.nqn));
       } finally {
         c.close();
       }
