@@ -3,12 +3,13 @@
 // NQN over NVMe/TCP. Every step is idempotent (engines dedupe by uuid), so `create` and the
 // healing `update` share one function.
 import type { EngineConnection } from "../common/client";
+import { CHILD_IO_TIMEOUT_MS_DEFAULT, childUriIsReplica, localChildUri, NEXUS_LABEL_REGION_BYTES, remoteChildUri } from "../common/nexus-rules";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
 import type { ClusterConfig } from "./connection";
 import type { PlacedReplica } from "./placement";
 
 /** Each replica of a replicated volume starts with the nexus label region (native/src/nexus/LABEL.md). */
-export const NEXUS_LABEL_BYTES = 1024 * 1024;
+export const NEXUS_LABEL_BYTES = NEXUS_LABEL_REGION_BYTES;
 
 export interface NexusChildStatus {
   readonly node: string;
@@ -38,10 +39,10 @@ interface ReplicatedSpec {
 }
 
 async function childUri(cluster: ClusterConfig, nexusNode: string, hostNqn: string, replica: PlacedReplica): Promise<string> {
-  if (replica.node === nexusNode) return `replica:///${replica.replica_uuid}`;
+  if (replica.node === nexusNode) return localChildUri(replica.replica_uuid);
   return onNode(cluster, replica.node, async (engine) => {
     const sub = await engine.call("ShareReplica", { uuid: replica.replica_uuid, allowed_host_nqns: [hostNqn] }, MUTATE_DEADLINE_MS);
-    return `nvmf://${sub.address}/${sub.nqn}`;
+    return remoteChildUri(sub.address, sub.nqn);
   });
 }
 
@@ -64,13 +65,17 @@ export async function childUris(cluster: ClusterConfig, spec: ReplicatedSpec): P
 export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, previousFrontend = "", recreated: ReadonlySet<string> = new Set()): Promise<void> {
   const children = await childUris(cluster, spec);
   await onNode(cluster, spec.placement[0].node, async (engine) => {
-    const nexus = await engine.call("CreateNexus", { uuid: spec.nexusUuid, size_bytes: spec.sizeBytes, children, child_io_timeout_ms: 0 }, MUTATE_DEADLINE_MS);
+    const nexus = await engine.call(
+      "CreateNexus",
+      { uuid: spec.nexusUuid, size_bytes: spec.sizeBytes, children, child_io_timeout_ms: CHILD_IO_TIMEOUT_MS_DEFAULT },
+      MUTATE_DEADLINE_MS,
+    );
     if (previousFrontend && previousFrontend !== spec.frontendHostNqn) {
       await engine.call("UnpublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: previousFrontend }, MUTATE_DEADLINE_MS);
     }
     if (spec.frontendHostNqn) await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn }, MUTATE_DEADLINE_MS);
     for (const child of nexus.children) {
-      const remade = [...recreated].some((uuid) => child.uri === `replica:///${uuid}` || child.uri.endsWith(`:replica:${uuid}`));
+      const remade = [...recreated].some((uuid) => childUriIsReplica(child.uri, uuid));
       if (remade && (child.state === "online" || child.state === "rebuilding")) {
         await engine.call("FaultChild", { uuid: spec.nexusUuid, child_uri: child.uri }, MUTATE_DEADLINE_MS);
       }
@@ -99,7 +104,7 @@ export async function observeNexus(cluster: ClusterConfig, spec: Pick<Replicated
   const { nexuses } = await onNode(cluster, node, (engine) => engine.call("ListNexus", {}, CALL_DEADLINE_MS));
   const n = nexuses.find((x) => x.uuid === spec.nexusUuid);
   const children = spec.placement.map((replica) => {
-    const c = n?.children.find((x) => x.uri === `replica:///${replica.replica_uuid}` || x.uri.endsWith(`:replica:${replica.replica_uuid}`));
+    const c = n?.children.find((x) => childUriIsReplica(x.uri, replica.replica_uuid));
     return { node: replica.node, replicaUuid: replica.replica_uuid, state: c?.state ?? "missing", reason: c?.reason ?? "none" };
   });
   return { uuid: spec.nexusUuid, node, health: n?.health ?? "missing", nqn: n?.nqn ?? "", address: n?.address ?? "", children };

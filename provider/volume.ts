@@ -7,6 +7,7 @@
 // With replicas > 1 the volume is a nexus (provider/nexus.ts) on the first replica's node,
 // optionally published to one frontend host NQN; `up` also brings faulted children back.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
+import { checkNexusSizeBytes } from "../common/nexus-rules";
 import { checkLabels, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
@@ -14,7 +15,7 @@ import { destroyNexus, ensureNexus, NEXUS_LABEL_BYTES, NexusStatus, observeNexus
 import { isPlacementError, PlacedReplica, placeReplicas } from "./placement";
 import { isUnknown } from "./unknown";
 
-/** The most replicas a volume may have (a nexus has at most 32 children; 5 is plenty). */
+/** The most replicas a volume may have: a product limit (a nexus could take NEXUS_MAX_CHILDREN children; 5 is plenty). */
 export const MAX_REPLICAS = 5;
 
 export interface VolumeInputs {
@@ -86,15 +87,16 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       nexusUuid: olds.nexusUuid || newUuid(),
     } as VolumeInputs;
     if (this.cluster === null) fail("node", this.configError);
+    const replicated = typeof inputs.replicas === "number" && inputs.replicas > 1;
     if (!isUnknown(inputs.sizeBytes)) {
-      fail("sizeBytes", checkSizeBytes(inputs.sizeBytes));
+      // A replicated volume is a nexus: CreateNexus refuses what is not a multiple of 4096, so preview does too.
+      fail("sizeBytes", checkSizeBytes(inputs.sizeBytes) ?? (replicated ? checkNexusSizeBytes(inputs.sizeBytes) : null));
       if (typeof olds.sizeBytes === "number" && typeof inputs.sizeBytes === "number" && inputs.sizeBytes < olds.sizeBytes)
         fail("sizeBytes", `cannot shrink from ${olds.sizeBytes} to ${inputs.sizeBytes} bytes: volumes only grow (data beyond the new end would be lost)`);
     }
     if (!isUnknown(inputs.thin) && typeof inputs.thin !== "boolean") fail("thin", `must be true or false, got ${describe(inputs.thin)}`);
     if (!isUnknown(inputs.replicas) && (!Number.isInteger(inputs.replicas) || inputs.replicas < 1 || inputs.replicas > MAX_REPLICAS))
       fail("replicas", `must be a whole number from 1 to ${MAX_REPLICAS}, got ${describe(inputs.replicas)}`);
-    const replicated = typeof inputs.replicas === "number" && inputs.replicas > 1;
     if (!isUnknown(inputs.frontendHostNqn) && inputs.frontendHostNqn !== "") {
       fail("frontendHostNqn", checkNqn(inputs.frontendHostNqn));
       if (!replicated && !isUnknown(inputs.replicas)) fail("frontendHostNqn", "is for replicated volumes (replicas >= 2): a one-replica volume has no nexus to publish");

@@ -84,7 +84,7 @@ export class Pool extends pulumi.dynamic.Resource {
 }
 
 export interface VolumeArgs {
-  /** Size in bytes (a multiple of 512). Growing it resizes in place; shrinking is refused. */
+  /** Size in bytes: a multiple of 512, or of 4096 when replicas >= 2 (a nexus serves 4 KiB blocks). Growing it resizes in place; shrinking is refused. */
   readonly sizeBytes: pulumi.Input<number>;
   /** Thin volumes allocate on first write. Default true. Changing it replaces the volume. */
   readonly thin?: pulumi.Input<boolean>;
