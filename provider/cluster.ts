@@ -1,5 +1,5 @@
 // The provider's view of the cluster, fetched over gRPC with short deadlines.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { connectEngine, EngineConnection, withEngine } from "../common/client";
 import type { Pool__Output } from "../engine/generated/strata/engine/v1/Pool";
 import { ClusterConfig, targetFor } from "./connection";
@@ -48,3 +48,55 @@ export async function inventory(cluster: ClusterConfig): Promise<PoolCandidate[]
 }
 
 export const newUuid = (): string => randomUUID();
+
+/**
+ * A name-based uuid (RFC 9562 version 5: SHA-1 of the namespace uuid's bytes and the name):
+ * the same namespace and name always give the same uuid, and different names practically never
+ * the same one.
+ */
+export function uuidV5(namespace: string, name: string): string {
+  const ns = Buffer.from(namespace.replace(/-/g, ""), "hex");
+  if (ns.length !== 16) throw new Error(`uuidV5: namespace must be a uuid, got "${namespace}"`);
+  const bytes = createHash("sha1").update(ns).update(name, "utf8").digest().subarray(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x50;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = bytes.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * The uuid of the replica in `slot` (0, 1, ...) of a volume. Derived, not random, so an `up`
+ * that retries a failed create of the same volume names the same replicas: the engines dedupe
+ * by uuid, and what the failed attempt left on a node is reused instead of leaking.
+ */
+export function replicaUuidFor(volumeUuid: string, slot: number): string {
+  return uuidV5(volumeUuid, `strata/replica/${slot}`);
+}
+
+/** The uuid of a replicated volume's nexus, derived like the replicas' (see replicaUuidFor). */
+export function nexusUuidFor(volumeUuid: string): string {
+  return uuidV5(volumeUuid, "strata/nexus");
+}
+
+/**
+ * Runs every step, even after one fails (a rollback or destroy must not stop at the first
+ * unreachable node and strand the rest), then throws the first error, naming how many others
+ * failed too. Steps run in order.
+ */
+export async function everyStep(steps: readonly (() => Promise<unknown>)[]): Promise<void> {
+  const errors: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length === 0) return;
+  const first = errors[0];
+  if (errors.length > 1 && first instanceof Error) {
+    const others = errors.slice(1).map((e) => (e instanceof Error ? e.message : String(e)));
+    first.message += ` (and ${others.length} more step${others.length === 1 ? "" : "s"} failed: ${others.join("; ")})`;
+  }
+  throw first;
+}

@@ -78,13 +78,16 @@ export function rejectReason(pool: PoolCandidate, req: PlacementRequest): string
 /**
  * Places `req.replicas` replicas. `existing` replicas are kept when their pool still exists;
  * new ones go to the best remaining pools: one replica per node, distinct topology values when
- * possible, then fewest replicas, then most free space, then name.
+ * possible, then fewest replicas, then most free space, then name. A new replica is named
+ * `uuidForSlot(slot)` for the lowest slot (0, 1, ...) whose uuid no replica in `existing` (kept
+ * or dropped) or already placed has, so a fresh volume's replicas are slots 0..n-1 and a
+ * replacement never takes the name of a replica that may still exist.
  */
 export function placeReplicas(
   pools: readonly PoolCandidate[],
   req: PlacementRequest,
   existing: readonly PlacedReplica[],
-  newUuid: () => string,
+  uuidForSlot: (slot: number) => string,
 ): PlacedReplica[] {
   const byUuid = new Map(pools.map((p) => [p.uuid, p]));
   const kept = existing.filter((r) => byUuid.has(r.pool_uuid)).slice(0, req.replicas);
@@ -108,6 +111,17 @@ export function placeReplicas(
   );
 
   const placed = [...kept];
+  const taken = new Set(existing.map((r) => r.replica_uuid));
+  let slot = 0;
+  const nextUuid = (): string => {
+    for (;;) {
+      const uuid = uuidForSlot(slot++);
+      if (!taken.has(uuid)) {
+        taken.add(uuid);
+        return uuid;
+      }
+    }
+  };
   while (placed.length < req.replicas) {
     const next =
       eligible.find((p) => !usedNodes.has(p.node) && !usedTopology.has(topologyOf(p))) ??
@@ -118,7 +132,7 @@ export function placeReplicas(
         `cannot place replica ${placed.length + 1} of ${req.replicas} (${req.size_bytes} B, ${req.thin ? "thin" : "thick"}): ${detail}`,
       );
     }
-    placed.push({ replica_uuid: newUuid(), node: next.node, pool_uuid: next.uuid, pool_name: next.name });
+    placed.push({ replica_uuid: nextUuid(), node: next.node, pool_uuid: next.uuid, pool_name: next.name });
     usedNodes.add(next.node);
     usedTopology.add(topologyOf(next));
   }

@@ -9,7 +9,7 @@
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import { checkNexusSizeBytes } from "../common/nexus-rules";
 import { checkLabels, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
-import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
+import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
 import { destroyNexus, ensureNexus, NEXUS_LABEL_BYTES, NexusStatus, observeNexus } from "./nexus";
 import { isPlacementError, PlacedReplica, placeReplicas } from "./placement";
@@ -84,7 +84,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       ...news,
       uuid: olds.uuid ?? news.uuid ?? newUuid(),
       placement: olds.placement ?? [],
-      nexusUuid: olds.nexusUuid || newUuid(),
+      nexusUuid: olds.nexusUuid ?? "",
     } as VolumeInputs;
     if (this.cluster === null) fail("node", this.configError);
     const replicated = typeof inputs.replicas === "number" && inputs.replicas > 1;
@@ -111,7 +111,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
 
     // Place now, so the plan shows where replicas land. Sticky: existing placement is kept.
     // (When the pools are still unknown at preview, placement happens in create.)
-    if (!replicated) inputs = { ...inputs, nexusUuid: "" };
+    inputs = { ...inputs, nexusUuid: replicated ? inputs.nexusUuid || nexusUuidFor(inputs.uuid) : "" };
     if (inputs.placement.length < inputs.replicas) {
       try {
         return { inputs: { ...inputs, placement: await this.place(inputs) }, failures };
@@ -136,7 +136,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
         topology_key: inputs.topologyKey,
       },
       inputs.placement,
-      newUuid,
+      (slot) => replicaUuidFor(inputs.uuid, slot),
     );
   }
 

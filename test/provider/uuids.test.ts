@@ -1,0 +1,79 @@
+// Replica and nexus uuids are derived from the volume uuid, so a retried create names the same
+// objects (engines dedupe by uuid) instead of leaking new ones beside the old.
+import test from "ava";
+import { checkUuid } from "../../common/validate";
+import { everyStep, nexusUuidFor, replicaUuidFor, uuidV5 } from "../../provider/cluster";
+import { placeReplicas, PoolCandidate } from "../../provider/placement";
+
+const V = "4f0c1d2e-0000-4000-8000-000000000002";
+const W = "4f0c1d2e-0000-4000-8000-000000000003";
+
+test("uuidV5 is RFC 9562 version 5 (the RFC's DNS-namespace example)", (t) => {
+  t.is(uuidV5("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.com"), "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+});
+
+test("replica uuids: the same volume and slot always give the same uuid; slots and volumes differ", (t) => {
+  t.is(replicaUuidFor(V, 0), replicaUuidFor(V, 0));
+  const all = [0, 1, 2, 3, 4].flatMap((slot) => [replicaUuidFor(V, slot), replicaUuidFor(W, slot)]);
+  all.push(nexusUuidFor(V), nexusUuidFor(W));
+  t.is(new Set(all).size, all.length);
+  for (const u of all) t.is(checkUuid(u), null, u);
+  t.not(replicaUuidFor(V, 0), V);
+});
+
+const GiB = 1024 ** 3;
+const pool = (node: string): PoolCandidate => ({
+  node,
+  uuid: `uuid-${node}`,
+  name: `pool-${node}`,
+  labels: {},
+  node_labels: { zone: `zone-${node}` },
+  online: true,
+  capacity_bytes: 10 * GiB,
+  used_bytes: 0,
+  committed_bytes: 0,
+  cluster_size_bytes: 4 * 1024 * 1024,
+  replica_count: 0,
+});
+const req = { size_bytes: GiB, thin: true, replicas: 3, pool_labels: {}, pool_uuids: [], topology_key: "zone" };
+const slotUuid = (slot: number) => replicaUuidFor(V, slot);
+
+test("a fresh volume's replicas are slots 0..n-1: placing it again (a retried create) gives the same uuids", (t) => {
+  const pools = [pool("a"), pool("b"), pool("c")];
+  const first = placeReplicas(pools, req, [], slotUuid);
+  t.deepEqual(first.map((r) => r.replica_uuid), [0, 1, 2].map(slotUuid));
+  t.deepEqual(placeReplicas(pools, req, [], slotUuid), first);
+});
+
+test("sticky: placed replicas keep node, pool and uuid; a replacement never reuses a uuid in state", (t) => {
+  const pools = [pool("a"), pool("b"), pool("c"), pool("d")];
+  const placed = placeReplicas(pools, req, [], slotUuid);
+  // Node b's pool is gone: its replica is placed anew, under a slot nobody in state has.
+  const withoutB = pools.filter((p) => p.node !== "b");
+  const again = placeReplicas(withoutB, req, placed, slotUuid);
+  t.deepEqual(again.slice(0, 2), placed.filter((r) => r.node !== "b"));
+  t.is(again[2].node, "d");
+  t.is(again[2].replica_uuid, slotUuid(3));
+  t.is(new Set([...placed, ...again].map((r) => r.replica_uuid)).size, 4);
+});
+
+test("everyStep runs every step and then throws the first error, naming the others", async (t) => {
+  const ran: number[] = [];
+  const err = await t.throwsAsync(
+    everyStep([
+      async () => ran.push(1),
+      async () => {
+        ran.push(2);
+        throw new Error("nexus node down");
+      },
+      async () => ran.push(3),
+      async () => {
+        ran.push(4);
+        throw new Error("share gone");
+      },
+    ]),
+  );
+  t.deepEqual(ran, [1, 2, 3, 4]);
+  t.is(err!.message, "nexus node down (and 1 more step failed: share gone)");
+  await t.notThrowsAsync(everyStep([async () => undefined]));
+});
