@@ -4,7 +4,7 @@
 // healing `update` share one function.
 import type { EngineConnection } from "../common/client";
 import { CHILD_IO_TIMEOUT_MS_DEFAULT, childUriIsReplica, localChildUri, NEXUS_LABEL_REGION_BYTES, remoteChildUri } from "../common/nexus-rules";
-import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
+import { CALL_DEADLINE_MS, everyStep, MUTATE_DEADLINE_MS, onNode } from "./cluster";
 import type { ClusterConfig } from "./connection";
 import type { PlacedReplica } from "./placement";
 
@@ -65,6 +65,10 @@ export async function childUris(cluster: ClusterConfig, spec: ReplicatedSpec): P
 export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, previousFrontend = "", recreated: ReadonlySet<string> = new Set()): Promise<void> {
   const children = await childUris(cluster, spec);
   await onNode(cluster, spec.placement[0].node, async (engine) => {
+    // A nexus this call makes has just judged every child by its label (an empty, recreated
+    // replica has none, so it is not trusted); only a nexus that already had the child online
+    // must be told that the replica under it was replaced.
+    const existed = (await engine.call("ListNexus", {}, CALL_DEADLINE_MS)).nexuses.some((n) => n.uuid === spec.nexusUuid);
     const nexus = await engine.call(
       "CreateNexus",
       { uuid: spec.nexusUuid, size_bytes: spec.sizeBytes, children, child_io_timeout_ms: CHILD_IO_TIMEOUT_MS_DEFAULT },
@@ -75,7 +79,7 @@ export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, 
     }
     if (spec.frontendHostNqn) await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn }, MUTATE_DEADLINE_MS);
     for (const child of nexus.children) {
-      const remade = [...recreated].some((uuid) => childUriIsReplica(child.uri, uuid));
+      const remade = existed && [...recreated].some((uuid) => childUriIsReplica(child.uri, uuid));
       if (remade && (child.state === "online" || child.state === "rebuilding")) {
         await engine.call("FaultChild", { uuid: spec.nexusUuid, child_uri: child.uri }, MUTATE_DEADLINE_MS);
       }
@@ -88,14 +92,20 @@ async function onlineChild(engine: EngineConnection, nexus: string, uri: string)
   await engine.call("OnlineChild", { uuid: nexus, child_uri: uri }, MUTATE_DEADLINE_MS);
 }
 
-/** Removes the nexus (never the replicas' data by itself) and the remote replicas' shares. */
+/**
+ * Removes the nexus (never the replicas' data by itself) and the remote replicas' shares.
+ * Best-effort per step: a DestroyNexus that fails (often the nexus node is why a create failed)
+ * does not keep the shares on the other nodes; the first error is thrown after every step ran.
+ */
 export async function destroyNexus(cluster: ClusterConfig, spec: Pick<ReplicatedSpec, "nexusUuid" | "placement">): Promise<void> {
   if (spec.placement.length === 0) return;
-  await onNode(cluster, spec.placement[0].node, (engine) => engine.call("DestroyNexus", { uuid: spec.nexusUuid }, MUTATE_DEADLINE_MS));
-  for (const replica of spec.placement.slice(1)) {
-    if (replica.node === spec.placement[0].node) continue;
-    await onNode(cluster, replica.node, (engine) => engine.call("UnshareReplica", { uuid: replica.replica_uuid }, MUTATE_DEADLINE_MS));
-  }
+  const nexusNode = spec.placement[0].node;
+  await everyStep([
+    () => onNode(cluster, nexusNode, (engine) => engine.call("DestroyNexus", { uuid: spec.nexusUuid }, MUTATE_DEADLINE_MS)),
+    ...spec.placement
+      .filter((replica) => replica.node !== nexusNode)
+      .map((replica) => () => onNode(cluster, replica.node, (engine) => engine.call("UnshareReplica", { uuid: replica.replica_uuid }, MUTATE_DEADLINE_MS))),
+  ]);
 }
 
 /** What the nexus node reports about the volume's nexus. */

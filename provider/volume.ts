@@ -159,9 +159,12 @@ export class VolumeProvider implements dynamic.ResourceProvider {
   async create(news: VolumeInputs): Promise<dynamic.CreateResult> {
     const cluster = this.clusterOrThrow();
     const inputs = news.placement.length < news.replicas ? { ...news, placement: await this.place(news) } : news;
-    const created: PlacedReplica[] = [];
+    // Every replica whose CreateReplica was sent, not only those that returned: a call that hit
+    // its deadline (a thick replica zeroing a large disk) may still have been done by the engine.
+    const attempted: PlacedReplica[] = [];
     try {
       for (const replica of inputs.placement) {
+        attempted.push(replica);
         await onNode(cluster, replica.node, (engine) =>
           engine.call(
             "CreateReplica",
@@ -169,18 +172,38 @@ export class VolumeProvider implements dynamic.ResourceProvider {
             MUTATE_DEADLINE_MS,
           ),
         );
-        created.push(replica);
       }
       if (inputs.replicas > 1) await ensureNexus(cluster, inputs);
     } catch (err) {
       // Transactional: a volume that failed to create leaves no nexus, share or replica behind.
-      if (inputs.replicas > 1) await destroyNexus(cluster, inputs).catch(() => undefined);
-      await Promise.allSettled(
-        created.map((r) => onNode(cluster, r.node, (engine) => engine.call("DestroyReplica", { uuid: r.replica_uuid }, MUTATE_DEADLINE_MS))),
-      );
-      throw err;
+      const left = await this.rollBack(cluster, inputs, attempted);
+      if (left.length === 0) throw err;
+      throw keptInState(err as Error, inputs, left, `could not undo ${left.join(", ")}`);
     }
-    return { id: inputs.uuid, outs: await this.observe(inputs) };
+    try {
+      return { id: inputs.uuid, outs: await this.observe(inputs) };
+    } catch (err) {
+      // Everything was made; only looking at it failed. Keep it (the next refresh or up reads it).
+      throw keptInState(err as Error, inputs, [], "the volume was created but reading it back failed");
+    }
+  }
+
+  /**
+   * Undoes a failed create, best-effort per step (an unreachable node does not stop the others):
+   * the nexus and the shares, then every replica create that was attempted. Returns what could
+   * not be undone, as "replica <uuid> on <node>" or "nexus <uuid> on <node>"; empty when nothing is left.
+   */
+  private async rollBack(cluster: ClusterConfig, inputs: VolumeInputs, attempted: readonly PlacedReplica[]): Promise<string[]> {
+    const left: string[] = [];
+    if (inputs.replicas > 1 && inputs.placement.length > 0) {
+      await destroyNexus(cluster, inputs).catch(() => left.push(`nexus ${inputs.nexusUuid} on ${inputs.placement[0].node} (or its shares)`));
+    }
+    for (const r of attempted) {
+      await onNode(cluster, r.node, (engine) => engine.call("DestroyReplica", { uuid: r.replica_uuid }, MUTATE_DEADLINE_MS)).catch(() =>
+        left.push(`replica ${r.replica_uuid} on ${r.node}`),
+      );
+    }
+    return left;
   }
 
   async read(id: string, props: VolumeOutputs): Promise<dynamic.ReadResult> {
@@ -246,6 +269,27 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       pool: inputs.placement[0]?.pool_name ?? "",
     };
   }
+}
+
+/**
+ * A create that failed but left something on the engines: Pulumi's "created, but failed to
+ * initialize" (an error with `id` and `properties`), so the volume is kept in the stack with its
+ * uuid, placement and replica uuids. The next `up` then converges it through `update` (engines
+ * dedupe by uuid, so nothing is made twice), and `destroy` removes it; a plain error would make
+ * Pulumi forget it and the next `up` place a new volume beside the leftovers.
+ */
+function keptInState(err: Error, inputs: VolumeInputs, left: readonly string[], what: string): Error {
+  const remains = (r: PlacedReplica) => left.some((what) => what.includes(r.replica_uuid));
+  const outs: VolumeOutputs = {
+    ...inputs,
+    health: "degraded",
+    nexus: null,
+    replicaStatus: inputs.placement.map((r) => ({ ...r, state: remains(r) ? "online" : "missing", allocatedBytes: 0 })),
+    node: inputs.placement[0]?.node ?? "",
+    pool: inputs.placement[0]?.pool_name ?? "",
+  };
+  const message = `${err.message} (${what}; the volume stays in the stack: the next \`pulumi up\` finishes it, \`pulumi destroy\` removes it)`;
+  return Object.assign(new Error(message), { id: inputs.uuid, properties: outs, reasons: [message] });
 }
 
 /** Bytes each replica holds: a replicated volume's replicas also carry the nexus label region. */
