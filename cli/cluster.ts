@@ -51,9 +51,16 @@ export function readToken(record: ClusterRecord): string {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  // A killed engine whose parent (the CLI that started it, long gone) has not been reaped yet is
+  // a zombie: signal 0 still succeeds, but it serves nothing and must be started again.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return true; // no /proc: trust the signal
   }
 }
 
