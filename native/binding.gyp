@@ -17,6 +17,7 @@
         "src/device/fault_device.cc",
         "src/nexus/label.cc",
         "src/nexus/nexus.cc",
+        "src/nvmf/auth.cc",
         "src/nvmf/initiator.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",

@@ -438,7 +438,29 @@ void Engine::start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult
   done(std::move(bound));
 }
 
-void Engine::share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done) {
+namespace {
+// Host secrets as the target keeps them. Errors name the host, never the secret.
+Result<std::map<std::string, nvmf::auth::HostKeys>> parse_host_secrets(const std::vector<Engine::HostSecret>& secrets,
+                                                                        const std::set<std::string>& allowed) {
+  std::map<std::string, nvmf::auth::HostKeys> out;
+  for (const auto& h : secrets) {
+    if (!allowed.count(h.host_nqn)) return Error{ErrorCode::kInvalidArgument, str("a secret is given for host ", h.host_nqn, ", which is not allowed")};
+    auto host = nvmf::auth::parse_secret(h.secret);
+    if (!host.ok()) return Error{ErrorCode::kInvalidArgument, str("host ", h.host_nqn, ": ", host.error().message)};
+    nvmf::auth::HostKeys keys{std::move(host.value()), std::nullopt};
+    if (!h.ctrl_secret.empty()) {
+      auto ctrl = nvmf::auth::parse_secret(h.ctrl_secret);
+      if (!ctrl.ok()) return Error{ErrorCode::kInvalidArgument, str("host ", h.host_nqn, " (controller secret): ", ctrl.error().message)};
+      keys.ctrl = std::move(ctrl.value());
+    }
+    out[h.host_nqn] = std::move(keys);
+  }
+  return out;
+}
+}  // namespace
+
+void Engine::share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, std::vector<HostSecret> secrets,
+                           Callback<std::string> done) {
   nvmf::Target* target;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -448,10 +470,14 @@ void Engine::share_replica(const std::string& uuid, std::vector<std::string> all
   if (!target) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is not started: call startNvmf first"});
   auto pool = find_replica_pool(uuid);
   if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
-  pool->reactor().post([pool, target, id = canon(uuid), hosts = std::move(allowed_host_nqns), done] {
+  std::set<std::string> hosts(allowed_host_nqns.begin(), allowed_host_nqns.end());
+  auto keys = parse_host_secrets(secrets, hosts);
+  if (!keys.ok()) return done(keys.error());
+  auto shared_keys = std::make_shared<std::map<std::string, nvmf::auth::HostKeys>>(std::move(keys.value()));
+  pool->reactor().post([pool, target, id = canon(uuid), hosts = std::move(hosts), shared_keys, done] {
     for (const ReplicaInfoData& r : pool->list_replicas()) {
       if (r.uuid != id) continue;
-      return done(target->share(id, r.size_bytes, std::set<std::string>(hosts.begin(), hosts.end())));
+      return done(target->share(id, r.size_bytes, hosts, nvmf::NamespaceKind::kReplica, *shared_keys));
     }
     done(Error{ErrorCode::kNotFound, str("no replica ", id)});
   });
@@ -891,7 +917,8 @@ void Engine::destroy_nexus(const std::string& uuid, StatusCallback done) {
   });
 }
 
-void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, Callback<std::string> done) {
+void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, std::optional<HostSecret> frontend_secret,
+                           Callback<std::string> done) {
   auto n = find_nexus(uuid);
   if (!n) return done(Error{ErrorCode::kNotFound, str("no nexus ", uuid)});
   nvmf::Target* target;
@@ -901,14 +928,19 @@ void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_
   }
   if (!target) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is not started"});
   if (frontend_host_nqn.empty() || frontend_host_nqn.size() > 223) return done(Error{ErrorCode::kInvalidArgument, "frontend host NQN must be 1 to 223 bytes"});
-  n->reactor().post([n, target, frontend_host_nqn, done] {
+  std::vector<HostSecret> secrets;
+  if (frontend_secret) secrets.push_back(HostSecret{frontend_host_nqn, frontend_secret->secret, frontend_secret->ctrl_secret});
+  auto keys = parse_host_secrets(secrets, {frontend_host_nqn});
+  if (!keys.ok()) return done(keys.error());
+  auto shared_keys = std::make_shared<std::map<std::string, nvmf::auth::HostKeys>>(std::move(keys.value()));
+  n->reactor().post([n, target, frontend_host_nqn, shared_keys, done] {
     auto info = n->info();
     if (info.state != "open") return done(Error{ErrorCode::kFailedPrecondition, str("nexus ", n->uuid(), " is ", info.state)});
     if (!info.frontend_host_nqn.empty() && info.frontend_host_nqn != frontend_host_nqn) {
       return done(Error{ErrorCode::kFailedPrecondition, str("nexus ", n->uuid(), " is published to ", info.frontend_host_nqn,
                                                             "; unpublish it from that frontend first")});
     }
-    std::string nqn = target->share(n->uuid(), n->size_bytes(), {frontend_host_nqn}, nvmf::NamespaceKind::kNexus);
+    std::string nqn = target->share(n->uuid(), n->size_bytes(), {frontend_host_nqn}, nvmf::NamespaceKind::kNexus, *shared_keys);
     n->set_published(nqn, frontend_host_nqn);
     done(nqn);
   });
