@@ -64,6 +64,8 @@ export async function startEngine(
     /** Keep one NVMe/TCP port across restarts (hosts reconnect to the same address). */
     fixedNvmfPort?: boolean;
     cores?: number;
+    /** More flags, e.g. --dhchap-secret-file. */
+    extraArgs?: readonly string[];
   } = {},
 ): Promise<TestEngine> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "strata-engine-test-"));
@@ -106,6 +108,7 @@ export async function startEngine(
       "--nvmf-listen", nvmfListen, "--nvmf-discovery-listen", "127.0.0.1:0"];
     if (opts.labels) args.push("--labels", opts.labels);
     if (opts.faultInjection) args.push("--enable-fault-injection");
+    if (opts.extraArgs) args.push(...opts.extraArgs);
     const logStart = engine.logs.length;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     engine.process = child;
