@@ -24,6 +24,9 @@ constexpr auto kLingerTimeout = std::chrono::seconds(2);   // after a TermReq/FI
 // From Connect to a completed DH-HMAC-CHAP transaction (the Linux host needs well under a second,
 // even emulated; a host that never authenticates must not hold a queue for long).
 constexpr auto kAuthTimeout = std::chrono::seconds(15);
+// The largest DH-HMAC-CHAP message: a Reply with an ffdhe8192 value is 1168 bytes, a Negotiate
+// at most 8 + 255 * 64; Linux reads with 4 KiB. Nothing larger is allocated for one.
+constexpr uint32_t kMaxAuthMessageBytes = 64 * 1024;
 constexpr auto kKeepAliveSlack = std::chrono::milliseconds(kKasUnits100Ms * 100);  // one KAS granule
 constexpr long long kTimerTickNs = 500'000'000;
 
@@ -330,6 +333,12 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   sqhd_ = static_cast<uint16_t>((sqhd_ + 1) % (sqsize_ + 1u));
   r->cid = get16(sqe + 2);
   std::memcpy(r->sqe.data(), sqe, 64);
+  const bool auth_command = opcode == opc::kFabrics && (sqe[4] == opc::kFctypeAuthSend || sqe[4] == opc::kFctypeAuthReceive);
+  if (auth_required_ && !authenticated_ && !auth_command) {
+    // Refused before any buffer or R2T: an unauthenticated host gets nothing but the refusal.
+    set_request_state(*r, RequestState::kExecuting);
+    return execute(*r);
+  }
   const uint8_t sgl_type = sqe[24 + 15];
   const uint64_t sgl_address = get64(sqe + 24);
   const uint32_t sgl_bytes = get32(sqe + 24 + 8);
@@ -360,6 +369,7 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   }
   if (sgl_type != kSglTransportDataBlock) return reject(sc::kSglDescriptorTypeInvalid);
   if (sgl_bytes > kMaxTransferBytes) return reject(sc::kDataSglLengthInvalid);
+  if (auth_command && sgl_bytes > kMaxAuthMessageBytes) return reject(sc::kDataSglLengthInvalid);
   r->transfer_bytes = sgl_bytes;
   r->buffer = std::make_shared<AlignedBuffer>(sgl_bytes);
   if (dir == Direction::kControllerToHost) {
