@@ -193,3 +193,40 @@ test.serial("malformed secrets are refused without echoing them", async (t) => {
   const notAllowed = await t.throwsAsync(n.shareReplica({ uuid, allowed_host_nqns: [OPEN_HOST], host_secrets: [{ host_nqn: HOST, dhchap_secret: good }] }));
   t.regex(notAllowed!.message, /not allowed/);
 });
+
+test.serial("an unauthenticated write that needs an R2T gets no R2T, only the refusal", async (t) => {
+  const s = await sharedWithSecret(t, makeSecret(0));
+  const admin = await queue(s.port, s.nqn);
+  const w = await admin.h.write(0, pattern(64 * 1024, 8), false);
+  t.is(w.status, STATUS.authRequired);
+  t.is(admin.h.r2ts, 0, "no R2T was sent");
+  await admin.h.closed;
+});
+
+test.serial("a nexus published to a frontend that must authenticate", async (t) => {
+  const n = native();
+  const { listen_port } = await target();
+  const { pool } = await tempPool(t, 128);
+  const replica = randomUUID();
+  await n.createReplica({ pool_uuid: pool.uuid, uuid: replica, name: `nx-${replica.slice(0, 8)}`, size_bytes: 33 * MiB, thin: true });
+  const uuid = randomUUID();
+  await n.createNexus({ uuid, size_bytes: 32 * MiB, children: [`replica:///${replica}`] });
+  t.teardown(() => n.destroyNexus({ uuid }));
+  const secret = makeSecret(3);
+  const { nqn } = await n.publishNexus({ uuid, frontend_host_nqn: HOST, frontend_dhchap_secret: secret });
+  t.teardown(() => n.unpublishNexus({ uuid, frontend_host_nqn: HOST }));
+  const thief = await queue(listen_port, nqn);
+  t.is(thief.c.dw0 & ATR, ATR);
+  t.false((await thief.h.authenticate({ hostnqn: HOST, subnqn: nqn, secret: makeSecret(3) })).ok);
+  await thief.h.closed;
+  const admin = await queue(listen_port, nqn);
+  t.teardown(() => admin.h.close());
+  t.true((await admin.h.authenticate({ hostnqn: HOST, subnqn: nqn, secret })).ok);
+  await admin.h.enable();
+  const io = await queue(listen_port, nqn, 1, admin.c.dw0 & 0xffff);
+  t.teardown(() => io.h.close());
+  t.true((await io.h.authenticate({ hostnqn: HOST, subnqn: nqn, secret, groups: [1] })).ok);
+  const data = pattern(128 * 1024, 12);
+  ok(await io.h.write(100, data, false));
+  t.true(ok(await io.h.read(100, data.length / 4096)).data!.equals(data));
+});

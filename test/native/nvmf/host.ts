@@ -44,6 +44,8 @@ export class NvmeTcpHost {
   maxH2cData = 0;
   qid = 0;
   termReq: TermReq | null = null;
+  /** R2T PDUs received. */
+  r2ts = 0;
   readonly unexpected: string[] = [];
   readonly closed: Promise<void>;
 
@@ -435,6 +437,7 @@ export class NvmeTcpHost {
         return;
       }
       case 0x09: {
+        this.r2ts++;
         const cid = pdu.readUInt16LE(8);
         const ttag = pdu.readUInt16LE(10);
         const r2to = pdu.readUInt32LE(12);
