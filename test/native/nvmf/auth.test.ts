@@ -230,3 +230,16 @@ test.serial("a nexus published to a frontend that must authenticate", async (t) 
   ok(await io.h.write(100, data, false));
   t.true(ok(await io.h.read(100, data.length / 4096)).data!.equals(data));
 });
+
+test.serial("re-authentication on a live queue: the right secret keeps it, a wrong one ends it", async (t) => {
+  const secret = makeSecret(2);
+  const s = await sharedWithSecret(t, secret);
+  const admin = await queue(s.port, s.nqn);
+  t.true((await admin.h.authenticate({ hostnqn: HOST, subnqn: s.nqn, secret })).ok);
+  await admin.h.enable();
+  t.true((await admin.h.authenticate({ hostnqn: HOST, subnqn: s.nqn, secret, groups: [1] })).ok, "a second transaction succeeds");
+  ok(await admin.h.identify(0x01));
+  t.false((await admin.h.authenticate({ hostnqn: HOST, subnqn: s.nqn, secret: makeSecret(2) })).ok);
+  await admin.h.closed;
+  t.pass();
+});
