@@ -388,10 +388,11 @@ void ControllerTransaction::negotiate(const uint8_t* d, size_t n) {
 void ControllerTransaction::reply(const uint8_t* d, size_t n) {
   // 16-byte header: type, id, reserved(2), T_ID, HL, reserved, CVALID, reserved, DHVLEN, SEQNUM;
   // then R1 (HL), C2 (HL), the host's DH value (DHVLEN).
+  if (n < 16) return fail(kFailIncorrectPayload, "a Reply shorter than its header");
   const size_t hl = d[6];
   const bool cvalid = d[8] & 1;
-  const size_t dhvlen = n >= 16 ? get16(d + 10) : 0;
-  if (n < 16 || hl != hash_bytes(hash_) || 16 + 2 * hl + dhvlen > n) return fail(kFailIncorrectPayload, "malformed Reply");
+  const size_t dhvlen = get16(d + 10);
+  if (hl != hash_bytes(hash_) || 16 + 2 * hl + dhvlen > n) return fail(kFailIncorrectPayload, "malformed Reply");
   if (dhvlen != dh_value_bytes(dh_group_)) return fail(kFailIncorrectPayload, str("Reply DH value of ", dhvlen, " bytes, expected ", dh_value_bytes(dh_group_)));
   const uint32_t seq = get32(d + 12);
   const uint8_t* r1 = d + 16;
