@@ -3,6 +3,8 @@
 // them again because the network is not to be trusted. Each function returns null when the
 // value is fine, or a reason that names the rule ("must be ..."), never throws.
 
+import { crc32 } from "node:zlib";
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
 const LABEL_KEY_RE = /^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/;
@@ -142,5 +144,21 @@ export function checkNqn(value: unknown): string | null {
   if (!value.startsWith("nqn.")) return `must start with "nqn." (e.g. nqn.2014-08.org.nvmexpress:uuid:…), got "${value}"`;
   if (Buffer.byteLength(value, "utf8") > 223) return `must be at most 223 bytes, got ${Buffer.byteLength(value, "utf8")}`;
   if (!/^[\x21-\x7e]+$/.test(value)) return `must be printable ASCII without spaces, got "${value}"`;
+  return null;
+}
+
+/**
+ * DH-HMAC-CHAP secrets as `nvme gen-dhchap-key` prints them: "DHHC-1:XX:<base64>:" where XX is
+ * 00-03 (the key transform hash) and the base64 holds a 32-, 48- or 64-byte key and its CRC-32
+ * (little-endian). Reasons never quote the secret.
+ */
+export function checkDhchapSecret(value: unknown): string | null {
+  if (typeof value !== "string") return `must be a string DH-HMAC-CHAP secret, got ${typeof value}`;
+  const m = /^DHHC-1:0([0-3]):([A-Za-z0-9+/]+={0,2}):$/.exec(value);
+  if (!m) return 'must look like "DHHC-1:XX:<base64>:" (as `nvme gen-dhchap-key` prints it, XX 00 to 03)';
+  const raw = Buffer.from(m[2], "base64");
+  if (![36, 52, 68].includes(raw.length)) return "must hold a 32-, 48- or 64-byte key and its CRC-32";
+  const key = raw.subarray(0, raw.length - 4);
+  if (crc32(key) !== raw.readUInt32LE(raw.length - 4)) return "has a CRC-32 that does not match its key (a typo or a truncated copy?)";
   return null;
 }

@@ -2,7 +2,7 @@
 // with a message naming the flag.
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { checkLabels, checkName } from "../common/validate";
+import { checkDhchapSecret, checkLabels, checkName } from "../common/validate";
 
 export interface EngineConfig {
   readonly node: string;
@@ -22,6 +22,8 @@ export interface EngineConfig {
   readonly nvmf_discovery_listen: HostPort;
   /** Tests only: serve the FaultInjection API and wrap nexus children so faults can be injected. */
   readonly enable_fault_injection: boolean;
+  /** The DH-HMAC-CHAP secret this node's initiator authenticates with (--dhchap-secret-file); "" = none. */
+  readonly dhchap_secret: string;
 }
 
 export interface HostPort {
@@ -33,7 +35,7 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
                      [--device-dir DIR]...
                      [--nvmf-listen HOST:PORT] [--nvmf-discovery-listen HOST:PORT]
-                     [--enable-fault-injection]
+                     [--enable-fault-injection] [--dhchap-secret-file FILE]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
@@ -47,6 +49,10 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
   --nvmf-listen H:P    where hosts connect over NVMe/TCP (default 127.0.0.1:4420)
   --nvmf-discovery-listen H:P
                        the NVMe/TCP discovery controller (default 127.0.0.1:8009)
+  --dhchap-secret-file FILE
+                       this node's DH-HMAC-CHAP secret ("DHHC-1:…", as nvme gen-dhchap-key
+                       prints it): nexus children on targets that require authentication
+                       connect with it (keep the file mode 0600)
   --enable-fault-injection
                        tests only: serve the FaultInjection API (errors, delays and
                        dropped connections on nexus children)`;
@@ -65,7 +71,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen", "dhchap-secret-file"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
     if (key === "device-dir") deviceDirs.push(value);
@@ -122,7 +128,19 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   const nvmf_discovery_listen = parseHostPort("nvmf-discovery-listen", values.get("nvmf-discovery-listen") ?? "127.0.0.1:8009");
 
   const enable_fault_injection = values.get("enable-fault-injection") === "true";
-  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection };
+
+  let dhchap_secret = "";
+  const secretFile = values.get("dhchap-secret-file");
+  if (secretFile !== undefined) {
+    try {
+      dhchap_secret = readFileSync(secretFile, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`--dhchap-secret-file ${secretFile} cannot be read: ${(err as Error).message}`);
+    }
+    const problem = checkDhchapSecret(dhchap_secret);
+    if (problem) throw new ConfigError(`--dhchap-secret-file ${secretFile}: the secret ${problem}`);
+  }
+  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection, dhchap_secret };
 }
 
 /** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */

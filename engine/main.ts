@@ -6,7 +6,7 @@ import { ConfigError, parseFlags, USAGE } from "./config";
 import { createLogger } from "./log";
 import { NexusService } from "./nexus-service";
 import { startServer } from "./server";
-import { EngineService } from "./service";
+import { EngineService, hostNqnOf } from "./service";
 import { StateStore } from "./state";
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -54,6 +54,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   service.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
   const nexus = new NexusService(native, new StateStore(config.data_dir), config.node, config.enable_fault_injection, log);
   nexus.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
+  if (config.dhchap_secret) {
+    // Before nexuses come back: their remote children may require authentication.
+    await native.setHostSecret({ host_nqn: hostNqnOf(config.node), dhchap_secret: config.dhchap_secret });
+    service.setHostDhchap(true);
+    log.info("DH-HMAC-CHAP host secret loaded", { host_nqn: hostNqnOf(config.node) });
+  }
   await service.importKnownPools();
   await service.restoreShares();
   await nexus.restore();

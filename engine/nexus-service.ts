@@ -4,7 +4,7 @@
 //
 // Architecture invariant: engine/ knows nothing of Pulumi.
 import type { NativeStorage, NexusInfo, RebuildInfo } from "../native";
-import { checkUuid } from "../common/validate";
+import { checkDhchapSecret, checkUuid } from "../common/validate";
 import {
   checkChildIoTimeoutMs,
   checkChildUri,
@@ -19,6 +19,16 @@ import { failedPrecondition, invalidArgument, notFound } from "./errors";
 import type { Logger } from "./log";
 import { checkField, checkNqn, hostNqnOf, Mutex } from "./service";
 import type { NexusRecord, StateStore } from "./state";
+
+const UNPUBLISHED = { frontend_host_nqn: "", frontend_dhchap_secret: undefined, frontend_dhchap_ctrl_secret: undefined } as const;
+
+/** The frontend's secrets as publishNexus takes them (absent fields left out). */
+function frontendSecrets(r: { frontend_dhchap_secret?: string; frontend_dhchap_ctrl_secret?: string }) {
+  return {
+    ...(r.frontend_dhchap_secret ? { frontend_dhchap_secret: r.frontend_dhchap_secret } : {}),
+    ...(r.frontend_dhchap_ctrl_secret ? { frontend_dhchap_ctrl_secret: r.frontend_dhchap_ctrl_secret } : {}),
+  };
+}
 
 export class NexusService {
   private readonly lock = new Mutex();
@@ -48,7 +58,8 @@ export class NexusService {
           children: this.openUris(record.children),
           child_io_timeout_ms: record.child_io_timeout_ms,
         });
-        if (record.frontend_host_nqn) await this.native.publishNexus({ uuid: record.uuid, frontend_host_nqn: record.frontend_host_nqn });
+        if (record.frontend_host_nqn)
+          await this.native.publishNexus({ uuid: record.uuid, frontend_host_nqn: record.frontend_host_nqn, ...frontendSecrets(record) });
         this.log.info("nexus restored", {
           nexus: record.uuid,
           health: info.health,
@@ -105,19 +116,28 @@ export class NexusService {
     checkField(uuid, "uuid", checkUuid);
     return this.lock.run(async () => {
       await this.native.shutdownNexus({ uuid });
-      this.updateRecord(uuid, { frontend_host_nqn: "" });
+      this.updateRecord(uuid, UNPUBLISHED);
       this.log.info("nexus shut down", { nexus: uuid });
       return this.describe(uuid);
     });
   }
 
-  publishNexus(req: { uuid: string; frontend_host_nqn: string }): Promise<Nexus> {
+  publishNexus(req: { uuid: string; frontend_host_nqn: string; frontend_dhchap_secret?: string; frontend_dhchap_ctrl_secret?: string }): Promise<Nexus> {
     checkField(req.uuid, "uuid", checkUuid);
     checkField(req.frontend_host_nqn, "frontend_host_nqn", checkNqn);
+    const secret = req.frontend_dhchap_secret ?? "";
+    const ctrl = req.frontend_dhchap_ctrl_secret ?? "";
+    if (secret !== "") checkField(secret, "frontend_dhchap_secret", checkDhchapSecret);
+    if (ctrl !== "") {
+      if (secret === "") throw invalidArgument("frontend_dhchap_ctrl_secret needs frontend_dhchap_secret");
+      checkField(ctrl, "frontend_dhchap_ctrl_secret", checkDhchapSecret);
+    }
+    const secrets = { frontend_dhchap_secret: secret || undefined, frontend_dhchap_ctrl_secret: ctrl || undefined };
     return this.lock.run(async () => {
-      const { nqn } = await this.native.publishNexus({ uuid: req.uuid, frontend_host_nqn: req.frontend_host_nqn });
-      this.updateRecord(req.uuid, { frontend_host_nqn: req.frontend_host_nqn });
-      this.log.info("nexus published", { nexus: req.uuid, nqn, frontend_host_nqn: req.frontend_host_nqn });
+      const { nqn } = await this.native.publishNexus({ uuid: req.uuid, frontend_host_nqn: req.frontend_host_nqn, ...frontendSecrets(secrets) });
+      this.updateRecord(req.uuid, { frontend_host_nqn: req.frontend_host_nqn, ...secrets });
+      // Whether the frontend must authenticate, never the secret.
+      this.log.info("nexus published", { nexus: req.uuid, nqn, frontend_host_nqn: req.frontend_host_nqn, dhchap: secret !== "" });
       return this.describe(req.uuid);
     });
   }
@@ -127,7 +147,7 @@ export class NexusService {
     checkField(req.frontend_host_nqn, "frontend_host_nqn", checkNqn);
     return this.lock.run(async () => {
       await this.native.unpublishNexus({ uuid: req.uuid, frontend_host_nqn: req.frontend_host_nqn });
-      this.updateRecord(req.uuid, { frontend_host_nqn: "" });
+      this.updateRecord(req.uuid, UNPUBLISHED);
       return this.describe(req.uuid);
     });
   }

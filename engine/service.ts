@@ -8,6 +8,7 @@ import { isNativeError } from "../native";
 import {
   checkClusterSizeBytes,
   checkDeviceUri,
+  checkDhchapSecret,
   checkLabels,
   checkName,
   checkSizeBytes,
@@ -26,7 +27,7 @@ import type { Replica } from "./generated/strata/engine/v1/Replica";
 import type { Subsystem } from "./generated/strata/engine/v1/Subsystem";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors";
 import type { Logger } from "./log";
-import type { PoolRecord, ShareRecord, StateStore } from "./state";
+import type { HostSecretRecord, PoolRecord, ShareRecord, StateStore } from "./state";
 
 export const ENGINE_VERSION = "0.1.0";
 export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus"];
@@ -61,14 +62,62 @@ export class Mutex {
   }
 }
 
+/** What a share admits: hosts by NQN, some of them only with a DH-HMAC-CHAP secret. */
+interface ShareSpec {
+  readonly allowed: readonly string[];
+  readonly secrets: readonly HostSecretRecord[];
+}
+
+/** Host entries with secrets as the native layer takes them (validated already). */
+function nativeSecrets(secrets: readonly HostSecretRecord[]) {
+  return secrets.map((h) => ({ host_nqn: h.host_nqn, dhchap_secret: h.dhchap_secret, ...(h.dhchap_ctrl_secret ? { dhchap_ctrl_secret: h.dhchap_ctrl_secret } : {}) }));
+}
+
+/**
+ * Validates ShareReplica's hosts: allowed_host_nqns (NQN only) and hosts[] (each an NQN with an
+ * optional secret). Errors name the field, never the secret.
+ */
+export function shareSpecOf(allowedNqns: unknown, hosts: unknown): ShareSpec {
+  const nqns = allowedNqns ?? [];
+  if (!Array.isArray(nqns)) throw invalidArgument("allowed_host_nqns must be a list of host NQNs");
+  nqns.forEach((h, i) => checkField(h, `allowed_host_nqns[${i}]`, checkNqn));
+  const entries = hosts ?? [];
+  if (!Array.isArray(entries)) throw invalidArgument("hosts must be a list of {nqn, dhchap_secret, dhchap_ctrl_secret}");
+  const secrets = new Map<string, HostSecretRecord>();
+  const allowed = new Set<string>(nqns as string[]);
+  entries.forEach((h: { nqn?: unknown; dhchap_secret?: unknown; dhchap_ctrl_secret?: unknown }, i) => {
+    checkField(h?.nqn, `hosts[${i}].nqn`, checkNqn);
+    const nqn = h.nqn as string;
+    allowed.add(nqn);
+    const secret = h.dhchap_secret ?? "";
+    const ctrl = h.dhchap_ctrl_secret ?? "";
+    if (secret === "") {
+      if (ctrl !== "") throw invalidArgument(`hosts[${i}].dhchap_ctrl_secret needs hosts[${i}].dhchap_secret`);
+      return;
+    }
+    checkField(secret, `hosts[${i}].dhchap_secret`, checkDhchapSecret);
+    if (ctrl !== "") checkField(ctrl, `hosts[${i}].dhchap_ctrl_secret`, checkDhchapSecret);
+    if (secrets.has(nqn)) throw invalidArgument(`hosts[${i}].nqn ${nqn} is listed twice`);
+    secrets.set(nqn, { host_nqn: nqn, dhchap_secret: secret as string, ...(ctrl !== "" ? { dhchap_ctrl_secret: ctrl as string } : {}) });
+  });
+  return { allowed: [...allowed].sort(), secrets: [...secrets.values()].sort((a, b) => a.host_nqn.localeCompare(b.host_nqn)) };
+}
+
+function sameSpec(a: ShareSpec | undefined, b: ShareSpec): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}
+
 export class EngineService {
   private readonly pools = new Map<string, PoolEntry>();
   private readonly lock = new Mutex();
   private readonly startedAt = Date.now();
-  /** Replicas shared over NVMe/TCP: uuid -> allowed host NQNs (sorted). Persisted in the state file. */
-  private readonly shares = new Map<string, readonly string[]>();
+  /** Replicas shared over NVMe/TCP: uuid -> allowed host NQNs (sorted) and the secrets of those
+   * that must authenticate (by NQN). Persisted in the state file (0600). */
+  private readonly shares = new Map<string, ShareSpec>();
   /** HOST:PORT hosts connect to, set once the target listens. */
   private nvmfAddress = "";
+  /** Whether this engine's initiator presents a DH-HMAC-CHAP secret (--dhchap-secret-file). */
+  private hostDhchap = false;
 
   constructor(
     private readonly native: NativeStorage,
@@ -116,9 +165,9 @@ export class EngineService {
       this.log.info("missing pool imported", { pool: record.name, uuid: record.uuid, device_uri: record.device_uri });
       // Its replicas' shares stayed in the state file (restoreShares could not serve them).
       const replicas = new Set((await this.native.listReplicas()).filter((r) => r.pool_uuid === record.uuid).map((r) => r.uuid));
-      for (const [replica, hosts] of this.shares) {
+      for (const [replica, spec] of this.shares) {
         if (!replicas.has(replica)) continue;
-        await this.native.shareReplica({ uuid: replica, allowed_host_nqns: [...hosts] }).then(
+        await this.native.shareReplica({ uuid: replica, allowed_host_nqns: [...spec.allowed], host_secrets: nativeSecrets(spec.secrets) }).then(
           ({ nqn }) => this.log.info("replica re-shared", { replica, nqn }),
           (err: unknown) => this.log.error("replica share not restored", { replica, reason: (err as Error).message }),
         );
@@ -129,6 +178,11 @@ export class EngineService {
     }
     this.pools.set(record.uuid, next);
     return next;
+  }
+
+  /** Records that the initiator authenticates as hostNqnOf(node) (reported in NodeInfo). */
+  setHostDhchap(on: boolean): void {
+    this.hostDhchap = on;
   }
 
   /** Records where the NVMe/TCP target listens (reported in Subsystem.address). */
@@ -143,9 +197,14 @@ export class EngineService {
    */
   async restoreShares(): Promise<void> {
     for (const share of this.store.load().shares ?? []) {
-      this.shares.set(share.replica_uuid, [...share.allowed_host_nqns]);
+      const spec: ShareSpec = { allowed: [...share.allowed_host_nqns], secrets: [...(share.host_secrets ?? [])] };
+      this.shares.set(share.replica_uuid, spec);
       try {
-        const { nqn } = await this.native.shareReplica({ uuid: share.replica_uuid, allowed_host_nqns: [...share.allowed_host_nqns] });
+        const { nqn } = await this.native.shareReplica({
+          uuid: share.replica_uuid,
+          allowed_host_nqns: [...spec.allowed],
+          host_secrets: nativeSecrets(spec.secrets),
+        });
         this.log.info("replica re-shared", { replica: share.replica_uuid, nqn });
       } catch (err) {
         this.log.error("replica share not restored", { replica: share.replica_uuid, reason: (err as Error).message });
@@ -153,33 +212,42 @@ export class EngineService {
     }
   }
 
-  shareReplica(req: { uuid: string; allowed_host_nqns: string[] }): Promise<Subsystem> {
+  shareReplica(req: {
+    uuid: string;
+    allowed_host_nqns: string[];
+    hosts?: { nqn: string; dhchap_secret?: string; dhchap_ctrl_secret?: string }[];
+  }): Promise<Subsystem> {
     checkField(req.uuid, "uuid", checkUuid);
-    const hosts = req.allowed_host_nqns ?? [];
-    if (!Array.isArray(hosts)) throw invalidArgument("allowed_host_nqns must be a list of host NQNs");
-    hosts.forEach((h, i) => checkField(h, `allowed_host_nqns[${i}]`, checkNqn));
-    const allowed = [...new Set(hosts)].sort();
+    const spec = shareSpecOf(req.allowed_host_nqns, req.hosts);
     return this.lock.run(async () => {
       const replica = (await this.native.listReplicas()).find((r) => r.uuid === req.uuid);
       if (!replica) throw notFound(`replica ${req.uuid} does not exist on node ${this.node}`);
       const before = this.shares.get(req.uuid);
-      const { nqn } = await this.native.shareReplica({ uuid: req.uuid, allowed_host_nqns: allowed });
-      this.shares.set(req.uuid, allowed);
+      const { nqn } = await this.native.shareReplica({ uuid: req.uuid, allowed_host_nqns: [...spec.allowed], host_secrets: nativeSecrets(spec.secrets) });
+      this.shares.set(req.uuid, spec);
       try {
         this.saveState();
       } catch (err) {
         // Transactional: a share the engine would forget at restart must not be in effect.
         if (before) {
           this.shares.set(req.uuid, before);
-          await this.native.shareReplica({ uuid: req.uuid, allowed_host_nqns: [...before] }).catch(() => undefined);
+          await this.native
+            .shareReplica({ uuid: req.uuid, allowed_host_nqns: [...before.allowed], host_secrets: nativeSecrets(before.secrets) })
+            .catch(() => undefined);
         } else {
           this.shares.delete(req.uuid);
           await this.native.unshareReplica({ uuid: req.uuid }).catch(() => undefined);
         }
         throw err;
       }
-      if (!before || before.join("\n") !== allowed.join("\n"))
-        this.log.info(before ? "replica allow list updated" : "replica shared", { replica: req.uuid, nqn, allowed_host_nqns: allowed });
+      // Logged: who may connect and who must authenticate; never a secret.
+      if (!sameSpec(before, spec))
+        this.log.info(before ? "replica allow list updated" : "replica shared", {
+          replica: req.uuid,
+          nqn,
+          allowed_host_nqns: [...spec.allowed],
+          dhchap_host_nqns: spec.secrets.map((h) => h.host_nqn),
+        });
       return this.describeSubsystem(nqn);
     });
   }
@@ -223,6 +291,7 @@ export class EngineService {
       nqn: s.nqn,
       replica_uuid: s.replica_uuid,
       allowed_host_nqns: [...s.allowed_host_nqns],
+      dhchap_host_nqns: [...s.dhchap_host_nqns],
       connected_hosts: s.connected_hosts.map((h) => ({ host_nqn: h.host_nqn, cntlid: h.cntlid, queues: h.queues })),
       transport: "tcp",
       address: this.nvmfAddress,
@@ -241,6 +310,7 @@ export class EngineService {
       uptime_ms: Date.now() - this.startedAt,
       nvmf_endpoint: this.nvmfAddress,
       host_nqn: hostNqnOf(this.node),
+      host_dhchap: this.hostDhchap,
     };
   }
 
@@ -509,7 +579,11 @@ export class EngineService {
   }
 
   private saveState(): void {
-    const shares: ShareRecord[] = [...this.shares].map(([replica_uuid, allowed_host_nqns]) => ({ replica_uuid, allowed_host_nqns }));
+    const shares: ShareRecord[] = [...this.shares].map(([replica_uuid, spec]) => ({
+      replica_uuid,
+      allowed_host_nqns: spec.allowed,
+      ...(spec.secrets.length > 0 ? { host_secrets: spec.secrets } : {}),
+    }));
     // Nexus records belong to NexusService; keep them as they are on disk.
     this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record), shares, nexuses: this.store.load().nexuses ?? [] });
   }

@@ -2,7 +2,7 @@
 // else (replicas, allocation) lives on the pool devices themselves; this file only says where
 // to look. Written atomically (temp file, fsync, rename, fsync of the directory) so a crash
 // leaves either the old or the new version, never a torn one.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export const STATE_FORMAT_VERSION = 1;
@@ -14,10 +14,20 @@ export interface PoolRecord {
   readonly labels: Record<string, string>;
 }
 
+/** A host that must authenticate with DH-HMAC-CHAP. The file is 0600: it holds these secrets. */
+export interface HostSecretRecord {
+  readonly host_nqn: string;
+  readonly dhchap_secret: string;
+  /** Absent: unidirectional. */
+  readonly dhchap_ctrl_secret?: string;
+}
+
 /** A replica shared over NVMe/TCP: re-shared after the pools are imported at start. */
 export interface ShareRecord {
   readonly replica_uuid: string;
   readonly allowed_host_nqns: readonly string[];
+  /** Absent in files written before host authentication existed. */
+  readonly host_secrets?: readonly HostSecretRecord[];
 }
 
 /** A nexus: re-created (children's labels decide their health) and re-published at start. */
@@ -28,6 +38,9 @@ export interface NexusRecord {
   readonly child_io_timeout_ms: number;
   /** Empty when not published. */
   readonly frontend_host_nqn: string;
+  /** The frontend's DH-HMAC-CHAP secrets, when it must authenticate. */
+  readonly frontend_dhchap_secret?: string;
+  readonly frontend_dhchap_ctrl_secret?: string;
 }
 
 export interface EngineState {
@@ -63,7 +76,10 @@ export class StateStore {
 
   save(state: EngineState): void {
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
+    // Owner-only: the file holds DH-HMAC-CHAP secrets. chmod too, since a leftover tmp file
+    // keeps its old mode through writeFileSync; the rename carries the mode to the real file.
+    writeFileSync(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
+    chmodSync(tmp, 0o600);
     const fd = openSync(tmp, "r");
     try {
       fsyncSync(fd);

@@ -19,6 +19,7 @@
         "src/nexus/nexus.cc",
         "src/nexus/rebuild.cc",
         "src/nexus/control.cc",
+        "src/nvmf/auth.cc",
         "src/nvmf/initiator.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",

@@ -117,7 +117,21 @@ export interface NvmfSubsystemInfo {
   readonly kind: "replica" | "nexus";
   /** Host NQNs allowed to connect; empty means nobody may. */
   readonly allowed_host_nqns: readonly string[];
+  /** The allowed hosts that must authenticate with DH-HMAC-CHAP (their secrets are never listed). */
+  readonly dhchap_host_nqns: readonly string[];
   readonly connected_hosts: readonly NvmfConnectedHost[];
+}
+
+/**
+ * A host that must authenticate with DH-HMAC-CHAP (NVMe in-band authentication, what
+ * `nvme connect --dhchap-secret` speaks) before any other command on any of its queues.
+ */
+export interface NvmfHostSecret {
+  readonly host_nqn: string;
+  /** "DHHC-1:XX:<base64 key + CRC-32>:" as `nvme gen-dhchap-key` prints it. */
+  readonly dhchap_secret: string;
+  /** Optional: the subsystem then proves itself to the host too (bidirectional). */
+  readonly dhchap_ctrl_secret?: string;
 }
 
 /** A nexus child's lifecycle state. */
@@ -314,8 +328,16 @@ export interface NativeStorage {
    * Shares a replica as an NVMe/TCP subsystem that only `allowed_host_nqns` may connect to.
    * Sharing again replaces the allow list in place (hosts no longer allowed are disconnected).
    * A shared replica cannot be destroyed (FAILED_PRECONDITION) until it is unshared.
+   * Hosts named in `host_secrets` (each must be allowed) must authenticate with DH-HMAC-CHAP;
+   * a changed secret disconnects that host. Secrets are never listed or logged.
    */
-  shareReplica(opts: { uuid: string; allowed_host_nqns: string[] }): Promise<{ nqn: string }>;
+  shareReplica(opts: { uuid: string; allowed_host_nqns: string[]; host_secrets?: NvmfHostSecret[] }): Promise<{ nqn: string }>;
+  /**
+   * The initiator's keyring: DH-HMAC-CHAP secrets this process presents as `host_nqn` when a
+   * target requires authentication (every queue authenticates). An empty `dhchap_secret`
+   * forgets the host. Secrets never go into nvmf:// URIs.
+   */
+  setHostSecret(opts: { host_nqn: string; dhchap_secret: string; dhchap_ctrl_secret?: string }): Promise<void>;
   /** Removes the subsystem and disconnects its hosts. Unsharing an unshared replica succeeds. */
   unshareReplica(opts: { uuid: string }): Promise<void>;
   listSubsystems(): Promise<NvmfSubsystemInfo[]>;
@@ -356,8 +378,8 @@ export interface NativeStorage {
   destroyNexus(opts: { uuid: string }): Promise<void>;
   /** Unpublishes, drains I/O, writes clean labels and closes the children. */
   shutdownNexus(opts: { uuid: string }): Promise<void>;
-  /** Shares the nexus over NVMe/TCP to one frontend host NQN. */
-  publishNexus(opts: { uuid: string; frontend_host_nqn: string }): Promise<{ nqn: string }>;
+  /** Shares the nexus over NVMe/TCP to one frontend host NQN (which must authenticate when a secret is given). */
+  publishNexus(opts: { uuid: string; frontend_host_nqn: string; frontend_dhchap_secret?: string; frontend_dhchap_ctrl_secret?: string }): Promise<{ nqn: string }>;
   /** Refused (FAILED_PRECONDITION) for a frontend other than the one it is published to. */
   unpublishNexus(opts: { uuid: string; frontend_host_nqn: string }): Promise<void>;
   listNexus(): Promise<NexusInfo[]>;

@@ -4,7 +4,9 @@
 // I/O queue. Backend completions arrive when the input says so, to reach states with several
 // commands in flight.
 //
-// Input: byte 0 = setup (bit 0 HDGST, bit 1 DDGST, bit 2 SQ flow control off), then records:
+// Input: byte 0 = setup (bit 0 HDGST, bit 1 DDGST, bit 2 SQ flow control off, bit 3 the host
+// must authenticate: only the admin queue is connected, and it stays unauthenticated, so the
+// records reach the DH-HMAC-CHAP message parsers and the "authenticate first" gate), then records:
 //   [ctl][64-byte SQE][len lo][len hi][len bytes of data]
 //   ctl bit 0: queue (0 admin, 1 I/O); bit 1: data goes in-capsule (else it answers the oldest
 //   outstanding R2T, in H2CData PDUs of ctl>>4 * 4 KiB + 512 bytes); bit 2: deliver backend
@@ -34,26 +36,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Reactor reactor(0);
   const bool hdgst = data[0] & 1, ddgst = data[0] & 2;
   const bool no_flow = data[0] & 4;
+  const bool auth_required = data[0] & 8;
   data++;
   size--;
   MemoryNamespace ns;
   Target target({&reactor}, ns.backend());
-  const std::string nqn = target.share(kReplicaUuid, kNamespaceBytes, {kHostNqn});
+  std::map<std::string, auth::HostKeys> keys;
+  if (auth_required) keys.emplace(kHostNqn, auth::HostKeys{auth::Secret{1, std::vector<uint8_t>(32, 0x5A)}, auth::Secret{0, std::vector<uint8_t>(48, 0xA5)}});
+  const std::string nqn = target.share(kReplicaUuid, kNamespaceBytes, {kHostNqn}, NamespaceKind::kReplica, keys);
   {
     HostConn admin(target, reactor, false, 1), io(target, reactor, false, 2);
     admin.send(ic_req(hdgst, ddgst));
     admin.send(connect_pdu(nqn, 0, 0xFFFF, hdgst, ddgst));
     if (admin.peer.statuses.size() != 1 || admin.peer.statuses[0] != 0) die("admin Connect failed in setup");
     const uint16_t cntlid = admin.peer.last_result16;
-    admin.send(property_set_pdu(2, 0x14, 0x00460001, hdgst));  // CC: EN, IOSQES 6, IOCQES 4
-    io.send(ic_req(hdgst, ddgst));
-    {
+    if (!auth_required) {
+      admin.send(property_set_pdu(2, 0x14, 0x00460001, hdgst));  // CC: EN, IOSQES 6, IOCQES 4
+      io.send(ic_req(hdgst, ddgst));
       auto s = connect_sqe(1, 1, 127, 0);
       if (no_flow) put16(s.data() + 46, 0x04);  // CATTR: SQ flow control disabled
       auto d = connect_data(nqn, cntlid);
       io.send(capsule(s.data(), d.data(), d.size(), hdgst, ddgst));
+      if (io.peer.statuses.size() != 1 || io.peer.statuses[0] != 0) die("I/O Connect failed in setup");
     }
-    if (io.peer.statuses.size() != 1 || io.peer.statuses[0] != 0) die("I/O Connect failed in setup");
 
     size_t pos = 0;
     while (pos + 1 + 64 + 2 <= size) {

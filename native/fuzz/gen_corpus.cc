@@ -57,6 +57,25 @@ void record(Bytes& out, uint8_t ctl, const Bytes& s, uint16_t len, uint8_t fill)
   out.insert(out.end(), len, fill);
 }
 
+// An AUTH_Send (in-capsule message) or AUTH_Receive (4 KiB) SQE.
+Bytes auth_sqe(bool send, uint16_t cid, uint32_t length) {
+  Bytes s = sqe(opc::kFabrics, cid, 0, send ? kSglDataBlockOffset : kSglTransportDataBlock, length);
+  s[4] = send ? opc::kFctypeAuthSend : opc::kFctypeAuthReceive;
+  s[41] = 0x01;
+  s[42] = 0x01;
+  s[43] = 0xE9;
+  put32(s.data() + 44, length);
+  return s;
+}
+
+void record_data(Bytes& out, uint8_t ctl, const Bytes& s, const Bytes& data) {
+  out.push_back(ctl);
+  append(out, s);
+  out.push_back(static_cast<uint8_t>(data.size()));
+  out.push_back(static_cast<uint8_t>(data.size() >> 8));
+  append(out, data);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,6 +130,30 @@ int main(int argc, char** argv) {
     record(x, 0x04, sqe(opc::kAsyncEventRequest, 26, 0, 0, 0), 0, 0);
     record(x, 0x04, sqe(opc::kKeepAlive, 27, 0, 0, 0), 0, 0);
     write_file(dir + "/dispatch/session-" + tag, x);
+
+    // dispatch, authentication required: Negotiate, Challenge, a Reply (wrong), Failure1;
+    // then an admin command before authentication.
+    Bytes au{static_cast<uint8_t>(dg | 0x08)};
+    Bytes negotiate(8 + 64, 0);
+    put16(negotiate.data() + 4, 7);  // T_ID
+    negotiate[7] = 1;                // NAPD
+    negotiate[8] = 0x01;             // DH-HMAC-CHAP
+    negotiate[10] = 3;
+    negotiate[11] = 2;
+    negotiate[12] = 1, negotiate[13] = 2, negotiate[14] = 3;  // SHA-256/384/512
+    negotiate[42] = 0, negotiate[43] = 1;                     // NULL, ffdhe2048
+    record_data(au, 0x02, auth_sqe(true, 30, static_cast<uint32_t>(negotiate.size())), negotiate);
+    record(au, 0x00, auth_sqe(false, 31, 4096), 0, 0);
+    Bytes reply(16 + 2 * 32, 0x33);
+    reply[0] = 0x01, reply[1] = 0x02, reply[2] = reply[3] = 0;
+    put16(reply.data() + 4, 7);
+    reply[6] = 32, reply[7] = 0, reply[8] = 1, reply[9] = 0;
+    put16(reply.data() + 10, 0);
+    put32(reply.data() + 12, 99);
+    record_data(au, 0x02, auth_sqe(true, 32, static_cast<uint32_t>(reply.size())), reply);
+    record(au, 0x00, auth_sqe(false, 33, 4096), 0, 0);
+    record(au, 0x04, identify(34, 1), 0, 0);
+    write_file(dir + "/dispatch/auth-" + tag, au);
   }
   return 0;
 }

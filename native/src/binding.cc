@@ -166,6 +166,9 @@ Napi::Value to_js(Napi::Env env, const nvmf::SubsystemData& s) {
   Napi::Array hosts = Napi::Array::New(env, s.allowed_host_nqns.size());
   for (size_t i = 0; i < s.allowed_host_nqns.size(); i++) hosts.Set(i, s.allowed_host_nqns[i]);
   o.Set("allowed_host_nqns", hosts);
+  Napi::Array dhchap = Napi::Array::New(env, s.dhchap_host_nqns.size());
+  for (size_t i = 0; i < s.dhchap_host_nqns.size(); i++) dhchap.Set(i, s.dhchap_host_nqns[i]);
+  o.Set("dhchap_host_nqns", dhchap);
   Napi::Array connected = Napi::Array::New(env, s.connected_hosts.size());
   for (size_t i = 0; i < s.connected_hosts.size(); i++) connected.Set(i, to_js(env, s.connected_hosts[i]));
   o.Set("connected_hosts", connected);
@@ -461,6 +464,29 @@ Napi::Value StartNvmf(const Napi::CallbackInfo& info) {
   });
 }
 
+// Optional string: absent, undefined or null read as "".
+std::string get_optional_string(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return "";
+  return get_string(o, key);
+}
+
+// [{host_nqn, dhchap_secret, dhchap_ctrl_secret?}], absent = none.
+std::vector<Engine::HostSecret> get_host_secrets(const Napi::Object& o, const char* key) {
+  std::vector<Engine::HostSecret> out;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throw ArgumentError{str("expected an array for ", key)};
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw ArgumentError{str("expected objects in ", key)};
+    Napi::Object h = e.As<Napi::Object>();
+    out.push_back(Engine::HostSecret{get_string(h, "host_nqn"), get_string(h, "dhchap_secret"), get_optional_string(h, "dhchap_ctrl_secret")});
+  }
+  return out;
+}
+
 Napi::Value ShareReplica(const Napi::CallbackInfo& info) {
   ToJs<std::string> convert = [](Napi::Env env, std::string& nqn) -> Napi::Value {
     Napi::Object o = Napi::Object::New(env);
@@ -468,7 +494,14 @@ Napi::Value ShareReplica(const Napi::CallbackInfo& info) {
     return o;
   };
   return async_call<std::string>(info, convert, [&](const Napi::Object& o, auto done) {
-    Engine::instance().share_replica(get_string(o, "uuid"), get_strings(o, "allowed_host_nqns"), done);
+    Engine::instance().share_replica(get_string(o, "uuid"), get_strings(o, "allowed_host_nqns"), get_host_secrets(o, "host_secrets"), done);
+  });
+}
+
+Napi::Value SetHostSecret(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    unit_done(done)(nvmf::set_host_secret(get_string(o, "host_nqn"), get_optional_string(o, "dhchap_secret"),
+                                          get_optional_string(o, "dhchap_ctrl_secret")));
   });
 }
 
@@ -579,7 +612,10 @@ Napi::Value PublishNexus(const Napi::CallbackInfo& info) {
     return o;
   };
   return async_call<std::string>(info, convert, [&](const Napi::Object& o, auto done) {
-    Engine::instance().publish_nexus(get_string(o, "uuid"), get_string(o, "frontend_host_nqn"), done);
+    std::optional<Engine::HostSecret> secret;
+    std::string text = get_optional_string(o, "frontend_dhchap_secret");
+    if (!text.empty()) secret = Engine::HostSecret{"", text, get_optional_string(o, "frontend_dhchap_ctrl_secret")};
+    Engine::instance().publish_nexus(get_string(o, "uuid"), get_string(o, "frontend_host_nqn"), std::move(secret), done);
   });
 }
 
@@ -695,6 +731,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("startNvmf", Napi::Function::New(env, StartNvmf, "startNvmf"));
   exports.Set("shareReplica", Napi::Function::New(env, ShareReplica, "shareReplica"));
   exports.Set("unshareReplica", Napi::Function::New(env, UnshareReplica, "unshareReplica"));
+  exports.Set("setHostSecret", Napi::Function::New(env, SetHostSecret, "setHostSecret"));
   exports.Set("listSubsystems", Napi::Function::New(env, ListSubsystems, "listSubsystems"));
   exports.Set("listControllers", Napi::Function::New(env, ListControllers, "listControllers"));
   exports.Set("benchDevice", Napi::Function::New(env, BenchDevice, "benchDevice"));

@@ -439,7 +439,26 @@ void Engine::start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult
   done(std::move(bound));
 }
 
-void Engine::share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done) {
+Result<std::map<std::string, nvmf::auth::HostKeys>> parse_host_secrets(const std::vector<Engine::HostSecret>& secrets,
+                                                                        const std::set<std::string>& allowed) {
+  std::map<std::string, nvmf::auth::HostKeys> out;
+  for (const auto& h : secrets) {
+    if (!allowed.count(h.host_nqn)) return Error{ErrorCode::kInvalidArgument, str("a secret is given for host ", h.host_nqn, ", which is not allowed")};
+    auto host = nvmf::auth::parse_secret(h.secret);
+    if (!host.ok()) return Error{ErrorCode::kInvalidArgument, str("host ", h.host_nqn, ": ", host.error().message)};
+    nvmf::auth::HostKeys keys{std::move(host.value()), std::nullopt};
+    if (!h.ctrl_secret.empty()) {
+      auto ctrl = nvmf::auth::parse_secret(h.ctrl_secret);
+      if (!ctrl.ok()) return Error{ErrorCode::kInvalidArgument, str("host ", h.host_nqn, " (controller secret): ", ctrl.error().message)};
+      keys.ctrl = std::move(ctrl.value());
+    }
+    out[h.host_nqn] = std::move(keys);
+  }
+  return out;
+}
+
+void Engine::share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, std::vector<HostSecret> secrets,
+                           Callback<std::string> done) {
   nvmf::Target* target;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -449,10 +468,14 @@ void Engine::share_replica(const std::string& uuid, std::vector<std::string> all
   if (!target) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is not started: call startNvmf first"});
   auto pool = find_replica_pool(uuid);
   if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
-  pool->reactor().post([pool, target, id = canon(uuid), hosts = std::move(allowed_host_nqns), done] {
+  std::set<std::string> hosts(allowed_host_nqns.begin(), allowed_host_nqns.end());
+  auto keys = parse_host_secrets(secrets, hosts);
+  if (!keys.ok()) return done(keys.error());
+  auto shared_keys = std::make_shared<std::map<std::string, nvmf::auth::HostKeys>>(std::move(keys.value()));
+  pool->reactor().post([pool, target, id = canon(uuid), hosts = std::move(hosts), shared_keys, done] {
     for (const ReplicaInfoData& r : pool->list_replicas()) {
       if (r.uuid != id) continue;
-      return done(target->share(id, r.size_bytes, std::set<std::string>(hosts.begin(), hosts.end())));
+      return done(target->share(id, r.size_bytes, hosts, nvmf::NamespaceKind::kReplica, *shared_keys));
     }
     done(Error{ErrorCode::kNotFound, str("no replica ", id)});
   });

@@ -69,7 +69,15 @@ class Engine {
   // one namespace; sharing again replaces its allow list. A shared replica cannot be destroyed
   // (FAILED_PRECONDITION): unshare it first, so hosts are never cut off as a side effect.
   void start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult> done);
-  void share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, Callback<std::string> done);
+  // A host that must authenticate (DH-HMAC-CHAP) with `secret` ("DHHC-1:…"); with `ctrl_secret`
+  // the subsystem proves itself to the host as well. Parsed here; never logged or listed.
+  struct HostSecret {
+    std::string host_nqn;
+    std::string secret;
+    std::string ctrl_secret;  // empty: unidirectional
+  };
+  void share_replica(const std::string& uuid, std::vector<std::string> allowed_host_nqns, std::vector<HostSecret> secrets,
+                     Callback<std::string> done);
   void unshare_replica(const std::string& uuid, StatusCallback done);
   void list_subsystems(Callback<std::vector<nvmf::SubsystemData>> done);
 
@@ -99,7 +107,8 @@ class Engine {
   void create_nexus(CreateNexusOptions options, Callback<nexus::NexusInfoData> done);
   void destroy_nexus(const std::string& uuid, StatusCallback done);
   void shutdown_nexus(const std::string& uuid, StatusCallback done);
-  void publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, Callback<std::string> done);
+  void publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, std::optional<HostSecret> frontend_secret,
+                     Callback<std::string> done);
   void unpublish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, StatusCallback done);
   void list_nexus(Callback<std::vector<nexus::NexusInfoData>> done);
   // action: add | remove | fault | online
@@ -147,5 +156,9 @@ class Engine {
   // hold references to them.
   std::vector<std::unique_ptr<nvmf::Target>> retired_nvmf_;
 };
+
+// Host secrets as the target keeps them (engine.cc; shares and publishes use it). Errors name
+// the host, never the secret.
+Result<std::map<std::string, nvmf::auth::HostKeys>> parse_host_secrets(const std::vector<Engine::HostSecret>& secrets, const std::set<std::string>& allowed);
 
 }  // namespace strata

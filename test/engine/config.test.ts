@@ -35,3 +35,20 @@ test("--device-dir defaults to the data dir and repeats", (t) => {
   t.throws(() => parseFlags([...base, "--device-dir", "relative/dir"]), { instanceOf: ConfigError, message: /--device-dir relative\/dir must be an absolute path to an existing directory/ });
   t.throws(() => parseFlags([...base, "--device-dir", join(dir, "missing")]), { message: /--device-dir .*missing must be an absolute path to an existing directory/ });
 });
+
+test("--dhchap-secret-file: a DHHC-1 secret is loaded; a bad one is refused without echoing it", (t) => {
+  // 32 bytes of 0x11 with their CRC-32: a fixed, valid secret.
+  const key = Buffer.alloc(32, 0x11);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(require("node:zlib").crc32(key));
+  const secret = `DHHC-1:00:${Buffer.concat([key, crc]).toString("base64")}:`;
+  const good = join(dir, "dhchap");
+  writeFileSync(good, secret + "\n", { mode: 0o600 });
+  t.is(parseFlags([...base, "--dhchap-secret-file", good]).dhchap_secret, secret);
+  t.is(parseFlags(base).dhchap_secret, "");
+  const bad = join(dir, "dhchap-bad");
+  const wrong = secret.replace("ERER", "ERES");
+  writeFileSync(bad, wrong);
+  const err = t.throws(() => parseFlags([...base, "--dhchap-secret-file", bad]), { message: /--dhchap-secret-file .*CRC-32/ });
+  t.false(err!.message.includes(wrong.slice(10, 40)));
+});

@@ -69,6 +69,8 @@ export async function startEngine(
      * create beside it; [] passes none, so the engine's default (its data dir) applies.
      */
     deviceDirs?: string[];
+    /** More flags, e.g. --dhchap-secret-file. */
+    extraArgs?: readonly string[];
   } = {},
 ): Promise<TestEngine> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "strata-engine-test-"));
@@ -112,6 +114,7 @@ export async function startEngine(
     for (const d of opts.deviceDirs ?? [dir]) args.push("--device-dir", d);
     if (opts.labels) args.push("--labels", opts.labels);
     if (opts.faultInjection) args.push("--enable-fault-injection");
+    if (opts.extraArgs) args.push(...opts.extraArgs);
     const logStart = engine.logs.length;
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     engine.process = child;

@@ -124,5 +124,8 @@ step "kernel nvmet-tcp target on 127.0.0.1:4421" kernel_target
 node "$ROOT/test/interop/initiator.js" "nvmf://127.0.0.1:4421/$KNQN?hostnqn=$HOSTNQN" || FAILED=1
 rm -f $CFG/ports/1/subsystems/$KNQN 2>/dev/null
 
+# DH-HMAC-CHAP: the refusals on any kernel; the full exchange where the kernel supports it.
+bash "$ROOT/test/interop/auth.sh" || FAILED=1
+
 [ $FAILED = 0 ] && echo "INTEROP PASS" || { echo "INTEROP FAIL"; echo "--- engine log tail"; tail -n 30 $WORK/engine.log; }
 exit $FAILED

@@ -2,6 +2,8 @@
 // Our NVMe/TCP initiator (the native addon, as an engine uses it for remote replicas) against
 // the Linux kernel's own nvmet-tcp target, inside the interop VM. argv: nvmf:// URI of the
 // kernel's subsystem. Prints PASS/FAIL per step; exits non-zero if any step failed.
+// With STRATA_DHCHAP_SECRET (and optionally STRATA_DHCHAP_CTRL_SECRET) in the environment, the
+// initiator's keyring holds them for the URI's hostnqn: the kernel target requires DH-HMAC-CHAP.
 const { loadNative } = require("../../dist/native");
 
 const uri = process.argv[2];
@@ -28,6 +30,10 @@ async function step(name, fn) {
 (async () => {
   const n = loadNative();
   n.start({ cores: 2 });
+  if (process.env.STRATA_DHCHAP_SECRET) {
+    const hostnqn = new URL(uri.replace(/^nvmf:/, "http:")).searchParams.get("hostnqn");
+    await n.setHostSecret({ host_nqn: hostnqn, dhchap_secret: process.env.STRATA_DHCHAP_SECRET, dhchap_ctrl_secret: process.env.STRATA_DHCHAP_CTRL_SECRET || "" });
+  }
   let size = 0;
   await step("our initiator probes the kernel target", async () => {
     const d = await n.probeDevice({ uri });

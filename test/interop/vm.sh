@@ -2,7 +2,9 @@
 # Boots Debian's stock kernel in QEMU (TCG unless STRATA_VM_ACCEL=kvm) with the host's / as a
 # read-only overlay root, runs `bash SCRIPT ARGS...` inside as root, and exits with its code.
 # Everything large lives in $STRATA_VM_CACHE (default /var/cache/strata-vm), outside the repo.
-#   test/interop/vm.sh SCRIPT [ARGS...]      (env: STRATA_VM_TIMEOUT_S, STRATA_VM_MEM_MB, STRATA_VM_SMP)
+#   test/interop/vm.sh SCRIPT [ARGS...]      (env: STRATA_VM_TIMEOUT_S, STRATA_VM_MEM_MB, STRATA_VM_SMP,
+#                                            STRATA_VM_KERNEL: another Debian kernel (meta-)package
+#                                            than linux-image-amd64, e.g. linux-image-6.12-amd64)
 set -euo pipefail
 CACHE=${STRATA_VM_CACHE:-/var/cache/strata-vm}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +22,9 @@ if [ -n "$need" ]; then
 fi
 
 mkdir -p "$CACHE/debs"
-KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+KMETA=${STRATA_VM_KERNEL:-linux-image-amd64}
+KPKG=$(apt-cache depends "$KMETA" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$KPKG" ] || [ -z "${STRATA_VM_KERNEL:-}" ] || KPKG=$STRATA_VM_KERNEL  # a versioned package, not a meta-package
 [ -n "$KPKG" ] || KPKG=$(ls "$CACHE"/debs/linux-image-*-amd64_*.deb 2>/dev/null | sed 's#.*/##; s#_.*##' | sort -V | tail -1)
 [ -n "$KPKG" ] || { echo "cannot find the linux-image-amd64 kernel package" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
@@ -29,6 +33,8 @@ if ! ls "$CACHE"/debs/"$KPKG"_*.deb >/dev/null 2>&1; then
   (cd "$CACHE/debs" && apt-get download "$KPKG" >/dev/null 2>&1)
 fi
 KROOT=$CACHE/kroot
+# Another kernel gets its own tree, so runs on the default kernel are never disturbed.
+[ -n "${STRATA_VM_KERNEL:-}" ] && KROOT=$CACHE/kroot-$KVER
 if [ ! -f "$KROOT/lib/modules/$KVER/modules.dep" ]; then
   log "extracting $KPKG"
   rm -rf "$KROOT"

@@ -242,7 +242,8 @@ void Engine::destroy_nexus(const std::string& uuid, StatusCallback done) {
   });
 }
 
-void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, Callback<std::string> done) {
+void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, std::optional<HostSecret> frontend_secret,
+                           Callback<std::string> done) {
   auto n = find_nexus(uuid);
   if (!n) return done(Error{ErrorCode::kNotFound, str("no nexus ", uuid)});
   nvmf::Target* target;
@@ -252,14 +253,19 @@ void Engine::publish_nexus(const std::string& uuid, const std::string& frontend_
   }
   if (!target) return done(Error{ErrorCode::kFailedPrecondition, "the NVMe/TCP target is not started"});
   if (frontend_host_nqn.empty() || frontend_host_nqn.size() > 223) return done(Error{ErrorCode::kInvalidArgument, "frontend host NQN must be 1 to 223 bytes"});
-  n->reactor().post([n, target, frontend_host_nqn, done] {
+  std::vector<HostSecret> secrets;
+  if (frontend_secret) secrets.push_back(HostSecret{frontend_host_nqn, frontend_secret->secret, frontend_secret->ctrl_secret});
+  auto keys = parse_host_secrets(secrets, {frontend_host_nqn});
+  if (!keys.ok()) return done(keys.error());
+  auto shared_keys = std::make_shared<std::map<std::string, nvmf::auth::HostKeys>>(std::move(keys.value()));
+  n->reactor().post([n, target, frontend_host_nqn, shared_keys, done] {
     auto info = n->info();
     if (info.state != "open") return done(Error{ErrorCode::kFailedPrecondition, str("nexus ", n->uuid(), " is ", info.state)});
     if (!info.frontend_host_nqn.empty() && info.frontend_host_nqn != frontend_host_nqn) {
       return done(Error{ErrorCode::kFailedPrecondition, str("nexus ", n->uuid(), " is published to ", info.frontend_host_nqn,
                                                             "; unpublish it from that frontend first")});
     }
-    std::string nqn = target->share(n->uuid(), n->size_bytes(), {frontend_host_nqn}, nvmf::NamespaceKind::kNexus);
+    std::string nqn = target->share(n->uuid(), n->size_bytes(), {frontend_host_nqn}, nvmf::NamespaceKind::kNexus, *shared_keys);
     n->set_published(nqn, frontend_host_nqn);
     done(nqn);
   });

@@ -38,6 +38,12 @@ constexpr size_t kTxBacklogCapBytes = 2 * size_t{kMaxTransferBytes};
 // The Connect command's data (NVMe-oF): the only transfer a queue without Connect may ask for.
 constexpr uint32_t kConnectDataBytes = 1024;
 constexpr auto kLingerTimeout = std::chrono::seconds(2);   // after a TermReq/FIN, then the socket is cut
+// From Connect to a completed DH-HMAC-CHAP transaction (the Linux host needs well under a second,
+// even emulated; a host that never authenticates must not hold a queue for long).
+constexpr auto kAuthTimeout = std::chrono::seconds(15);
+// The largest DH-HMAC-CHAP message: a Reply with an ffdhe8192 value is 1168 bytes, a Negotiate
+// at most 8 + 255 * 64; Linux reads with 4 KiB. Nothing larger is allocated for one.
+constexpr uint32_t kMaxAuthMessageBytes = 64 * 1024;
 constexpr auto kKeepAliveSlack = std::chrono::milliseconds(kKasUnits100Ms * 100);  // one KAS granule
 constexpr long long kTimerTickNs = 500'000'000;
 
@@ -380,6 +386,12 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   sqhd_ = static_cast<uint16_t>((sqhd_ + 1) % (sqsize_ + 1u));
   r->cid = get16(sqe + 2);
   std::memcpy(r->sqe.data(), sqe, 64);
+  const bool auth_command = opcode == opc::kFabrics && (sqe[4] == opc::kFctypeAuthSend || sqe[4] == opc::kFctypeAuthReceive);
+  if (auth_required_ && !authenticated_ && !auth_command) {
+    // Refused before any buffer or R2T: an unauthenticated host gets nothing but the refusal.
+    set_request_state(*r, RequestState::kExecuting);
+    return execute(*r);
+  }
   const uint8_t sgl_type = sqe[24 + 15];
   const uint64_t sgl_address = get64(sqe + 24);
   const uint32_t sgl_bytes = get32(sqe + 24 + 8);
@@ -413,6 +425,7 @@ void Connection::handle_capsule(const uint8_t* h, uint32_t plen) {
   // Before Connect only the Connect data may be asked for: an unauthenticated peer does not
   // get a 1 MiB buffer for an R2T it may never answer.
   if (queue_state_ == QueueState::kUnbound && sgl_bytes > kConnectDataBytes) return reject(sc::kDataSglLengthInvalid);
+  if (auth_command && sgl_bytes > kMaxAuthMessageBytes) return reject(sc::kDataSglLengthInvalid);
   r->transfer_bytes = sgl_bytes;
   r->buffer = std::make_shared<AlignedBuffer>(sgl_bytes);
   if (dir == Direction::kControllerToHost) {
@@ -494,6 +507,15 @@ void Connection::free_request(Request& r) {
 
 void Connection::execute(Request& r) {
   assert(r.state == RequestState::kExecuting);
+  if (auth_required_ && !authenticated_) {
+    const bool auth_command = r.sqe[0] == opc::kFabrics && (r.sqe[4] == opc::kFctypeAuthSend || r.sqe[4] == opc::kFctypeAuthReceive);
+    if (!auth_command) {
+      // A host that skips authentication is refused: the command fails and the queue ends.
+      log_line(str("nvmf: connection ", id_, ": command opcode ", int(r.sqe[0]), " before authentication; refusing the host"));
+      complete(r, sc::kAuthRequired);
+      return begin_close(CloseMode::kFlush, "the host did not authenticate (DH-HMAC-CHAP required)");
+    }
+  }
   if (r.sqe[0] == opc::kFabrics) return execute_fabrics(r);
   if (queue_state_ == QueueState::kAdmin) return execute_admin(r);
   if (queue_state_ == QueueState::kIo) return execute_io(r);
@@ -511,6 +533,12 @@ void Connection::execute_fabrics(Request& r) {
     case opc::kFctypePropertySet:
       if (queue_state_ != QueueState::kAdmin) return complete(r, sc::kInvalidField);
       return execute_property_set(r);
+    case opc::kFctypeAuthSend:
+      if (!auth_) return complete(r, sc::kInvalidField);  // nothing to authenticate on this queue
+      return execute_auth_send(r);
+    case opc::kFctypeAuthReceive:
+      if (!auth_) return complete(r, sc::kInvalidField);
+      return execute_auth_receive(r);
     default: return complete(r, sc::kInvalidOpcode);
   }
 }
@@ -536,6 +564,7 @@ void Connection::execute_connect(Request& r) {
   if (!hostnqn) return invalid(true, 512, "HOSTNQN is empty or not NUL-terminated");
   if (sqsize == 0 || sqsize >= kQueueEntriesMax) return invalid(false, 44, str("SQSIZE ", sqsize, " must be 1..", kQueueEntriesMax - 1));
   std::shared_ptr<Controller> ctrl;
+  const auth::HostKeys* keys = nullptr;
   if (*subnqn == kDiscoveryNqn) {
     if (qid != 0) return invalid(false, 42, "the discovery controller has only an admin queue");
     if (cntlid != 0xFFFF && cntlid != 0xFFFE) return invalid(true, 16, "CNTLID must be 0xFFFF (dynamic)");
@@ -552,6 +581,7 @@ void Connection::execute_connect(Request& r) {
       log_line(str("nvmf: connection ", id_, ": host ", *hostnqn, " is not allowed on ", *subnqn));
       return complete(r, sc::kConnectInvalidHost);
     }
+    if (auto k = sub->host_keys.find(*hostnqn); k != sub->host_keys.end()) keys = &k->second;
     if (qid == 0) {
       if (cntlid != 0xFFFF) return invalid(true, 16, "an admin queue Connect must ask for a dynamic controller (CNTLID 0xFFFF)");
       switch (target_.create_controller(false, sub, *hostnqn, host_id, kato_ms, weak_from_this(), &ctrl)) {
@@ -587,9 +617,53 @@ void Connection::execute_connect(Request& r) {
     requests_.back()->slot = static_cast<uint16_t>(i);
     free_slots_.push_back(static_cast<uint16_t>(i));
   }
-  log_line(str("nvmf: connection ", id_, ": ", *hostnqn, " connected qid ", qid, " of controller ", ctrl->cntlid, " on ", *subnqn));
-  complete(r, sc::kSuccess, ctrl->cntlid);
+  if (keys) {
+    // Answer with ATR set, as Linux nvmet does: the host must now run DH-HMAC-CHAP on this queue.
+    auth_required_ = true;
+    auth_ = std::make_unique<auth::ControllerTransaction>(*keys, *hostnqn, *subnqn);
+    auth_deadline_ = Clock::now() + kAuthTimeout;
+  }
+  log_line(str("nvmf: connection ", id_, ": ", *hostnqn, " connected qid ", qid, " of controller ", ctrl->cntlid, " on ", *subnqn,
+               keys ? " (authentication required)" : ""));
+  complete(r, sc::kSuccess, ctrl->cntlid | (keys ? kConnectAuthRequired : 0u));
   ensure_timer();
+}
+
+// AUTH_Send / AUTH_Receive share SECP (DH-HMAC-CHAP), SPSP0/1 = 1 and a length (TL / AL) that
+// must equal the data the SGL describes.
+static bool auth_command_valid(const Request& r) {
+  const uint8_t* s = r.sqe.data();
+  const uint32_t length = get32(s + auth::kSqeLength);
+  return s[auth::kSqeSecp] == auth::kSecpDhchap && s[auth::kSqeSpsp0] == 0x01 && s[auth::kSqeSpsp1] == 0x01 && length > 0 && r.buffer &&
+         r.transfer_bytes == length;
+}
+
+void Connection::execute_auth_send(Request& r) {
+  if (!auth_command_valid(r)) return complete(r, sc::kInvalidField);
+  auth_->on_send(r.buffer->data(), r.transfer_bytes);
+  complete(r, sc::kSuccess);
+  auth_finished_step();
+}
+
+void Connection::execute_auth_receive(Request& r) {
+  if (!auth_command_valid(r)) return complete(r, sc::kInvalidField);
+  std::vector<uint8_t> message = auth_->on_receive(r.transfer_bytes);
+  reply_data(r, message);
+  auth_finished_step();
+}
+
+void Connection::auth_finished_step() {
+  const bool was = authenticated_;
+  authenticated_ = auth_->authenticated();
+  if (auth_->failed()) {
+    // Never the secret: only which check failed.
+    log_line(str("nvmf: connection ", id_, " from ", peer_, ": authentication of qid ", qid_, " failed: ", auth_->failure()));
+    return begin_close(CloseMode::kFlush, str("authentication failed: ", auth_->failure()));
+  }
+  if (authenticated_ && !was) {
+    log_line(str("nvmf: connection ", id_, ": qid ", qid_, " of controller ", controller_ ? controller_->cntlid : 0, " authenticated (DH-HMAC-CHAP)"));
+    ensure_timer();
+  }
 }
 
 void Connection::execute_property_get(Request& r) {
@@ -1158,7 +1232,8 @@ bool Connection::timer_needed() const {
   switch (state_) {
     case ConnectionState::kAwaitingIcReq:
     case ConnectionState::kClosing: return true;
-    case ConnectionState::kEstablished: return queue_state_ == QueueState::kUnbound || (queue_state_ == QueueState::kAdmin && kato_ms_ > 0);
+    case ConnectionState::kEstablished:
+      return queue_state_ == QueueState::kUnbound || (queue_state_ == QueueState::kAdmin && kato_ms_ > 0) || (auth_required_ && !authenticated_);
     case ConnectionState::kClosed: return false;
   }
   return false;
@@ -1198,6 +1273,10 @@ void Connection::on_timer() {
         }
         // A fenced Connect is bounded by kFenceTimeout instead, so the host gets its answer.
         if (now > deadline_ && fence_deadline_ == Clock::time_point{}) begin_close(CloseMode::kAbort, "no successful Connect within 10 s of the connection");
+        break;
+      }
+      if (auth_required_ && !authenticated_ && now > auth_deadline_) {
+        begin_close(CloseMode::kAbort, "the host did not authenticate within 15 s");
         break;
       }
       if (queue_state_ == QueueState::kAdmin && kato_ms_ > 0 && now - last_keep_alive_ > std::chrono::milliseconds(kato_ms_) + kKeepAliveSlack) {

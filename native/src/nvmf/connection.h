@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "nvmf/auth.h"
 #include "nvmf/protocol.h"
 #include "nvmf/target.h"
 
@@ -135,6 +136,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void execute_connect(Request& r);
   void execute_property_get(Request& r);
   void execute_property_set(Request& r);
+  void execute_auth_send(Request& r);
+  void execute_auth_receive(Request& r);
+  void auth_finished_step();  // after an AUTH_Send/Receive: log success, close on failure
   void execute_admin(Request& r);
   void execute_identify(Request& r);
   void execute_get_log_page(Request& r);
@@ -193,6 +197,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Controller> controller_;
   std::shared_ptr<const Subsystem> subsystem_;
   std::chrono::steady_clock::time_point last_keep_alive_;
+
+  // In-band authentication (DH-HMAC-CHAP), when the subsystem holds a secret for this host:
+  // until it succeeds only AUTH_Send/AUTH_Receive are accepted, and only until auth_deadline_.
+  bool auth_required_ = false;
+  bool authenticated_ = false;
+  std::unique_ptr<auth::ControllerTransaction> auth_;
+  std::chrono::steady_clock::time_point auth_deadline_;
 
   std::vector<std::unique_ptr<Request>> requests_;
   std::vector<uint16_t> free_slots_;

@@ -15,6 +15,7 @@
 #include <deque>
 #include <future>
 
+#include "nvmf/auth.h"
 #include "nvmf/protocol.h"
 #include "util/crc32c.h"
 
@@ -35,6 +36,15 @@ std::mutex g_mutex;  // guards g_reactors, g_controllers
 std::vector<Reactor*> g_reactors;
 std::vector<std::weak_ptr<HostController>> g_controllers;
 std::atomic<uint32_t> g_next_reactor{0};
+std::map<std::string, auth::HostKeys> g_host_keys;  // guarded by g_mutex
+std::atomic<uint16_t> g_next_tid{1};
+
+std::optional<auth::HostKeys> host_keys_for(const std::string& host_nqn) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_host_keys.find(host_nqn);
+  if (it == g_host_keys.end()) return std::nullopt;
+  return it->second;
+}
 
 // ---- blocking setup helpers (control thread or reconnect thread) ------------------------------
 
@@ -167,6 +177,8 @@ void sgl_in_capsule(uint8_t* sqe, uint32_t len) {
   sqe[39] = kSglDataBlockOffset;
 }
 
+Status authenticate(int fd, const InitiatorOptions& o, uint16_t qid);
+
 struct QueueSetup {
   int fd = -1;
   uint32_t max_h2c_bytes = 0;
@@ -223,6 +235,9 @@ Result<QueueSetup> connect_queue(const InitiatorOptions& o, uint16_t qid, uint16
     return fail(Error{ErrorCode::kPermissionDenied, why});
   }
   q.cntlid = static_cast<uint16_t>(c.value().dw0 & 0xFFFF);
+  if (c.value().dw0 & kConnectAuthRequired) {
+    if (Status s = authenticate(q.fd, o, qid); !s.ok()) return fail(s.error());
+  }
   return q;
 }
 
@@ -251,6 +266,69 @@ Result<std::vector<uint8_t>> identify(int fd, uint8_t cns, uint32_t nsid) {
   if (!c.ok()) return c.error();
   if (c.value().status != 0) return Error{ErrorCode::kIoError, str("Identify CNS ", int(cns), ": ", status_text(c.value().status))};
   return data;
+}
+
+// AUTH_Send of one message (in-capsule) / AUTH_Receive into a 4 KiB buffer (as Linux sizes it).
+Status auth_send(int fd, const std::vector<uint8_t>& message) {
+  uint8_t sqe[64];
+  sqe_fabrics(sqe, opc::kFctypeAuthSend, 5);
+  sgl_in_capsule(sqe, static_cast<uint32_t>(message.size()));
+  sqe[auth::kSqeSpsp0] = 0x01;
+  sqe[auth::kSqeSpsp1] = 0x01;
+  sqe[auth::kSqeSecp] = auth::kSecpDhchap;
+  put32(sqe + auth::kSqeLength, static_cast<uint32_t>(message.size()));
+  auto c = sync_command(fd, sqe, message.data(), static_cast<uint32_t>(message.size()), nullptr);
+  if (!c.ok()) return c.error();
+  if (c.value().status != 0) return Status(ErrorCode::kPermissionDenied, str("AUTH_Send: ", status_text(c.value().status)));
+  return Status();
+}
+
+Result<std::vector<uint8_t>> auth_receive(int fd) {
+  constexpr uint32_t kAl = 4096;
+  uint8_t sqe[64];
+  sqe_fabrics(sqe, opc::kFctypeAuthReceive, 6);
+  sgl_transport(sqe, kAl);
+  sqe[auth::kSqeSpsp0] = 0x01;
+  sqe[auth::kSqeSpsp1] = 0x01;
+  sqe[auth::kSqeSecp] = auth::kSecpDhchap;
+  put32(sqe + auth::kSqeLength, kAl);
+  std::vector<uint8_t> data(kAl);
+  auto c = sync_command(fd, sqe, nullptr, 0, &data);
+  if (!c.ok()) return c.error();
+  if (c.value().status != 0) return Error{ErrorCode::kPermissionDenied, str("AUTH_Receive: ", status_text(c.value().status))};
+  return data;
+}
+
+// The host side of DH-HMAC-CHAP on one freshly connected queue.
+Status authenticate(int fd, const InitiatorOptions& o, uint16_t qid) {
+  auto keys = host_keys_for(o.hostnqn);
+  if (!keys) {
+    return Status(ErrorCode::kPermissionDenied, str(o.subnqn, " requires DH-HMAC-CHAP authentication, but no secret is set for host ", o.hostnqn,
+                                                    " (engine flag --dhchap-secret-file)"));
+  }
+  auth::HostTransaction t(std::move(*keys), o.hostnqn, o.subnqn, g_next_tid.fetch_add(1));
+  auto why = [&](const Error& e) { return Status(e.code, str("authentication to ", o.subnqn, " (qid ", qid, ") failed: ", e.message)); };
+  // Our preference: the NULL group costs nothing, ffdhe2048 binds each response to a fresh key.
+  if (Status s = auth_send(fd, t.negotiate({auth::kHashSha256, auth::kHashSha384, auth::kHashSha512},
+                                           {auth::kDhFfdhe2048, auth::kDhNull, auth::kDhFfdhe3072, auth::kDhFfdhe4096}));
+      !s.ok()) {
+    return why(s.error());
+  }
+  auto challenge = auth_receive(fd);
+  if (!challenge.ok()) return why(challenge.error());
+  auto reply = t.reply(challenge.value().data(), challenge.value().size());
+  if (!reply.ok()) return why(reply.error());
+  if (Status s = auth_send(fd, reply.value()); !s.ok()) return why(s.error());
+  auto success1 = auth_receive(fd);
+  if (!success1.ok()) return why(success1.error());
+  if (Status s = t.success1(success1.value().data(), success1.value().size()); !s.ok()) {
+    (void)auth_send(fd, t.failure2(auth::kFailFailed));
+    return why(s.error());
+  }
+  if (t.bidirectional()) {
+    if (Status s = auth_send(fd, t.success2()); !s.ok()) return why(s.error());
+  }
+  return Status();
 }
 
 }  // namespace
@@ -616,6 +694,27 @@ std::string default_host_nqn() {
   char name[256] = {};
   if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') std::strcpy(name, "localhost");
   return str(kNodeNqnPrefix, name);
+}
+
+Status set_host_secret(const std::string& host_nqn, const std::string& secret, const std::string& ctrl_secret) {
+  if (host_nqn.empty() || host_nqn.size() > 223) return Status(ErrorCode::kInvalidArgument, "host NQN must be 1 to 223 bytes");
+  if (secret.empty()) {
+    if (!ctrl_secret.empty()) return Status(ErrorCode::kInvalidArgument, "a controller secret needs a host secret");
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_host_keys.erase(host_nqn);
+    return Status();
+  }
+  auto host = auth::parse_secret(secret);
+  if (!host.ok()) return Status(host.error().code, str("host ", host_nqn, ": ", host.error().message));
+  auth::HostKeys keys{std::move(host.value()), std::nullopt};
+  if (!ctrl_secret.empty()) {
+    auto ctrl = auth::parse_secret(ctrl_secret);
+    if (!ctrl.ok()) return Status(ctrl.error().code, str("host ", host_nqn, " (controller secret): ", ctrl.error().message));
+    keys.ctrl = std::move(ctrl.value());
+  }
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_host_keys[host_nqn] = std::move(keys);
+  return Status();
 }
 
 std::vector<ControllerInfo> list_controllers() {

@@ -64,6 +64,12 @@ struct ControllerInfo {
 void set_initiator_reactors(std::vector<Reactor*> reactors);
 // The default host NQN of this process: nqn.2026-11.io.strata:node:<hostname>.
 std::string default_host_nqn();
+// DH-HMAC-CHAP secrets this process presents as `host_nqn` (the engine sets its node NQN's from
+// --dhchap-secret-file). When a target answers Connect with "authentication required", every
+// queue runs the host side of the transaction with them; `ctrl_secret` (optional) makes it
+// bidirectional: the target must prove it holds that one. An empty `secret` forgets the host.
+// Secrets live only in memory and never appear in URIs, lists or logs.
+Status set_host_secret(const std::string& host_nqn, const std::string& secret, const std::string& ctrl_secret);
 std::vector<ControllerInfo> list_controllers();
 // Closes every controller (engine shutdown, before the reactors stop).
 void close_all_controllers();

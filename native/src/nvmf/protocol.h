@@ -66,11 +66,14 @@ constexpr const char* kSubsystemNqnPrefix = "nqn.2026-11.io.strata:replica:";
 constexpr const char* kNexusNqnPrefix = "nqn.2026-11.io.strata:nexus:";
 constexpr const char* kNodeNqnPrefix = "nqn.2026-11.io.strata:node:";  // a node's host NQN (initiator)
 constexpr uint32_t kVersion13 = 0x00010300;
+// Connect response DW0 bit 17 (ATR): the host must authenticate (DH-HMAC-CHAP) on this queue.
+constexpr uint32_t kConnectAuthRequired = 1u << 17;
 
 // ---- command and status codes ----------------------------------------------------------------
 namespace opc {
 constexpr uint8_t kFabrics = 0x7F;
-constexpr uint8_t kFctypePropertySet = 0x00, kFctypeConnect = 0x01, kFctypePropertyGet = 0x04;
+constexpr uint8_t kFctypePropertySet = 0x00, kFctypeConnect = 0x01, kFctypePropertyGet = 0x04, kFctypeAuthSend = 0x05,
+                  kFctypeAuthReceive = 0x06;
 // admin
 constexpr uint8_t kGetLogPage = 0x02, kIdentify = 0x06, kAbort = 0x08, kSetFeatures = 0x09, kGetFeatures = 0x0A,
                   kAsyncEventRequest = 0x0C, kKeepAlive = 0x18;
@@ -103,6 +106,7 @@ constexpr uint16_t kConnectControllerBusy = make_status(1, 0x81);
 constexpr uint16_t kConnectControllerBusyRetry = make_status(1, 0x81, false);  // DNR clear: the host retries
 constexpr uint16_t kConnectInvalidParameters = make_status(1, 0x82);
 constexpr uint16_t kConnectInvalidHost = make_status(1, 0x84);
+constexpr uint16_t kAuthRequired = make_status(1, 0x91);  // in-band authentication has not succeeded on this queue
 constexpr uint16_t kWriteFault = make_status(2, 0x80, false);
 constexpr uint16_t kUnrecoveredReadError = make_status(2, 0x81, false);
 }  // namespace sc

@@ -238,7 +238,22 @@ void Target::stop() {
   if (!done) log_line(str("nvmf: ", connections_.size(), " connection(s) still closing after 10 s"));
 }
 
-std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed, NamespaceKind kind) {
+namespace {
+bool same_secret(const auth::Secret& a, const auth::Secret& b) { return a.transform_hash == b.transform_hash && a.key == b.key; }
+// Whether a connected host must go: its key was added, removed or changed.
+bool keys_changed(const Subsystem& before, const Subsystem& after, const std::string& host) {
+  auto a = before.host_keys.find(host);
+  auto b = after.host_keys.find(host);
+  if ((a == before.host_keys.end()) != (b == after.host_keys.end())) return true;
+  if (a == before.host_keys.end()) return false;
+  const auth::HostKeys &x = a->second, &y = b->second;
+  if (!same_secret(x.host, y.host) || x.ctrl.has_value() != y.ctrl.has_value()) return true;
+  return x.ctrl && !same_secret(*x.ctrl, *y.ctrl);
+}
+}  // namespace
+
+std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, std::set<std::string> allowed, NamespaceKind kind,
+                          std::map<std::string, auth::HostKeys> host_keys) {
   auto sub = std::make_shared<Subsystem>();
   sub->nqn = subsystem_nqn(replica_uuid, kind);
   sub->kind = kind;
@@ -246,6 +261,9 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
   sub->replica_uuid_bytes = parse_uuid(replica_uuid).value_or(UuidBytes{});
   sub->size_bytes = size_bytes;
   sub->allowed_host_nqns = std::move(allowed);
+  for (auto& [nqn, keys] : host_keys) {
+    if (sub->allowed_host_nqns.count(nqn)) sub->host_keys.emplace(nqn, std::move(keys));
+  }
   std::string hex;
   for (char ch : replica_uuid) {
     if (ch != '-') hex += ch;
@@ -258,11 +276,12 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
     discovery_generation_++;
     for (auto& [cntlid, c] : controllers_) {
       if (c->discovery || c->subsystem->nqn != sub->nqn) continue;
+      const bool rekeyed = keys_changed(*c->subsystem, *sub, c->host_nqn);
       c->subsystem = sub;
-      if (!sub->allowed_host_nqns.count(c->host_nqn)) evicted.push_back(c);
+      if (!sub->allowed_host_nqns.count(c->host_nqn) || rekeyed) evicted.push_back(c);
     }
   }
-  for (auto& c : evicted) delete_controller(c, str("host ", c->host_nqn, " was removed from the allow list of ", sub->nqn));
+  for (auto& c : evicted) delete_controller(c, str("host ", c->host_nqn, " was removed from the allow list of ", sub->nqn, " or its secret changed"));
   return sub->nqn;
 }
 
@@ -290,7 +309,8 @@ std::vector<SubsystemData> Target::list() {
   std::vector<SubsystemData> out;
   for (auto& [nqn, sub] : subsystems_) {
     SubsystemData d{nqn, sub->replica_uuid, sub->kind == NamespaceKind::kNexus ? "nexus" : "replica",
-                    {sub->allowed_host_nqns.begin(), sub->allowed_host_nqns.end()}, {}};
+                    {sub->allowed_host_nqns.begin(), sub->allowed_host_nqns.end()}, {}, {}};
+    for (auto& [host, keys] : sub->host_keys) d.dhchap_host_nqns.push_back(host);
     for (auto& [cntlid, c] : controllers_) {
       if (c->discovery || c->subsystem->nqn != nqn || c->state == ControllerState::kDeleted) continue;
       d.connected_hosts.push_back(ConnectedHostData{c->host_nqn, cntlid, static_cast<uint32_t>(c->queues.size())});

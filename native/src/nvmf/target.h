@@ -34,6 +34,7 @@
 #include "reactor/reactor.h"
 #include "util/aligned_buffer.h"
 #include "util/status.h"
+#include "nvmf/auth.h"
 #include "nvmf/protocol.h"
 #include "util/uuid.h"
 
@@ -70,6 +71,7 @@ struct SubsystemData {
   std::string replica_uuid;  // the uuid of what it serves (a replica or a nexus, per `kind`)
   std::string kind;
   std::vector<std::string> allowed_host_nqns;
+  std::vector<std::string> dhchap_host_nqns;  // the allowed hosts that must authenticate (never their secrets)
   std::vector<ConnectedHostData> connected_hosts;
 };
 
@@ -86,6 +88,9 @@ struct Subsystem {
   UuidBytes replica_uuid_bytes{};
   uint64_t size_bytes = 0;
   std::set<std::string> allowed_host_nqns;  // empty: nobody may connect
+  // Allowed hosts that must authenticate with DH-HMAC-CHAP on every queue (a subset of
+  // allowed_host_nqns); the others are admitted by NQN alone.
+  std::map<std::string, auth::HostKeys> host_keys;
   std::string serial;                       // 20 ASCII characters, from the replica uuid
 };
 
@@ -137,9 +142,10 @@ class Target {
   void stop();
 
   // Any thread. Sharing an already shared replica replaces its allow list in place; hosts that
-  // are no longer allowed are disconnected.
+  // are no longer allowed, or whose secrets changed, are disconnected. `host_keys` names the
+  // allowed hosts that must authenticate (DH-HMAC-CHAP) and their secrets.
   std::string share(const std::string& uuid, uint64_t size_bytes, std::set<std::string> allowed_host_nqns,
-                    NamespaceKind kind = NamespaceKind::kReplica);
+                    NamespaceKind kind = NamespaceKind::kReplica, std::map<std::string, auth::HostKeys> host_keys = {});
   // Any thread; idempotent. Disconnects the subsystem's hosts.
   void unshare(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);
   bool is_shared(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);

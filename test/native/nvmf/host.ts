@@ -1,7 +1,9 @@
 // A small NVMe/TCP host for tests, written from the spec with node:net: ICReq (optionally
 // with digests), Fabrics Connect and properties, admin and NVM commands, R2T/H2CData for
 // writes, C2HData for reads. Test-only: the product never speaks NVMe/TCP from JavaScript.
+import { createDiffieHellman, createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { Socket, connect as netConnect } from "node:net";
+import { crc32 } from "node:zlib";
 import { crc32c as crc32cOf } from "../helpers";
 
 function crc32c(b: Buffer): number {
@@ -42,6 +44,8 @@ export class NvmeTcpHost {
   maxH2cData = 0;
   qid = 0;
   termReq: TermReq | null = null;
+  /** R2T PDUs received. */
+  r2ts = 0;
   readonly unexpected: string[] = [];
   readonly closed: Promise<void>;
 
@@ -239,6 +243,123 @@ export class NvmeTcpHost {
     return this.submit(sqe);
   }
 
+  // ---- in-band authentication (DH-HMAC-CHAP), written here from the spec with node:crypto so
+  // the target is checked against an independent implementation ----
+  authSend(message: Buffer, opts: { secp?: number } = {}): Promise<Completion> {
+    const sqe = Buffer.alloc(64);
+    sqe[0] = 0x7f;
+    sqe[4] = 0x05;
+    sqe[41] = 0x01; // SPSP0
+    sqe[42] = 0x01; // SPSP1
+    sqe[43] = opts.secp ?? 0xe9; // SECP: DH-HMAC-CHAP
+    sqe.writeUInt32LE(message.length, 44); // TL
+    return this.submit(sqe, { write: message, inCapsule: true });
+  }
+
+  authReceive(al = 4096): Promise<Completion> {
+    const sqe = Buffer.alloc(64);
+    sqe[0] = 0x7f;
+    sqe[4] = 0x06;
+    sqe[41] = 0x01;
+    sqe[42] = 0x01;
+    sqe[43] = 0xe9;
+    sqe.writeUInt32LE(al, 44); // AL
+    return this.submit(sqe, { readBytes: al });
+  }
+
+  /**
+   * Runs the host side of DH-HMAC-CHAP on this queue. Resolves with what happened; throws only
+   * on transport errors. `tamper` flips a bit of the response (a wrong secret seen on the wire).
+   */
+  async authenticate(opts: {
+    hostnqn: string;
+    subnqn: string;
+    secret: string;
+    ctrlSecret?: string;
+    hashes?: number[];
+    groups?: number[];
+  }): Promise<AuthOutcome> {
+    const tid = 0x1234 + this.qid;
+    const hashes = opts.hashes ?? [1, 2, 3];
+    const groups = opts.groups ?? [0, 1];
+    const neg = Buffer.alloc(8 + 64);
+    neg[0] = 0x00; // common messages
+    neg[1] = 0x00; // Negotiate
+    neg.writeUInt16LE(tid, 4);
+    neg[6] = 0; // SC_C
+    neg[7] = 1; // NAPD
+    neg[8] = 0x01; // AUTHID: DH-HMAC-CHAP
+    neg[10] = hashes.length;
+    neg[11] = groups.length;
+    hashes.forEach((h, i) => (neg[12 + i] = h));
+    groups.forEach((g, i) => (neg[42 + i] = g));
+    ok(await this.authSend(neg));
+    const ch = ok(await this.authReceive()).data!;
+    if (ch[0] === 0x00 && ch[1] === 0xf1) return { ok: false, failure: ch[7], step: "challenge" };
+    if (ch[0] !== 0x01 || ch[1] !== 0x01) throw new Error(`expected a Challenge, got ${ch[0]}/${ch[1]}`);
+    if (ch.readUInt16LE(4) !== tid) throw new Error("Challenge for another transaction");
+    const hl = ch[6];
+    const hashId = ch[8];
+    const group = ch[9];
+    const dhvlen = ch.readUInt16LE(10);
+    const s1 = ch.readUInt32LE(12);
+    if (hl !== HASH_BYTES[hashId]) throw new Error(`Challenge hash ${hashId} with hl ${hl}`);
+    let c1: Buffer = ch.subarray(16, 16 + hl);
+    let ourPublic: Buffer = Buffer.alloc(0);
+    let sessionKey: Buffer | null = null;
+    if (group !== 0) {
+      const prime = FFDHE_PRIME[group];
+      if (!prime) throw new Error(`the test host has no prime for DH group ${group}`);
+      const dh = createDiffieHellman(Buffer.from(prime, "hex"), Buffer.from([2]));
+      dh.generateKeys();
+      ourPublic = pad(dh.getPublicKey(), dhvlen);
+      sessionKey = pad(dh.computeSecret(ch.subarray(16 + hl, 16 + hl + dhvlen)), dhvlen);
+      c1 = augment(hashId, sessionKey, c1);
+    } else if (dhvlen !== 0) {
+      throw new Error("NULL DH group with a DH value");
+    }
+    const kh = transform(parseSecret(opts.secret), opts.hostnqn);
+    const r1 = chapResponse(hashId, kh, c1, s1, tid, "HostHost", opts.hostnqn, opts.subnqn);
+    const reply = Buffer.alloc(16 + 2 * hl + ourPublic.length);
+    reply[0] = 0x01;
+    reply[1] = 0x02;
+    reply.writeUInt16LE(tid, 4);
+    reply[6] = hl;
+    reply.writeUInt16LE(ourPublic.length, 10);
+    r1.copy(reply, 16);
+    let c2: Buffer | null = null;
+    let s2 = 0;
+    if (opts.ctrlSecret) {
+      c2 = randomBytes(hl);
+      s2 = randomBytes(4).readUInt32LE(0) || 1;
+      reply[8] = 1; // CVALID
+      reply.writeUInt32LE(s2, 12);
+      c2.copy(reply, 16 + hl);
+    }
+    ourPublic.copy(reply, 16 + 2 * hl);
+    ok(await this.authSend(reply));
+    const s = ok(await this.authReceive()).data!;
+    if (s[0] === 0x00 && s[1] === 0xf1) return { ok: false, failure: s[7], step: "success1" };
+    if (s[0] !== 0x01 || s[1] !== 0x03) throw new Error(`expected Success1, got ${s[0]}/${s[1]}`);
+    if (opts.ctrlSecret && c2) {
+      const kc = transform(parseSecret(opts.ctrlSecret), opts.subnqn);
+      const ca2 = sessionKey ? augment(hashId, sessionKey, c2) : c2;
+      const r2 = chapResponse(hashId, kc, ca2, s2, tid, "Controller", opts.subnqn, opts.hostnqn);
+      const verified = (s[8] & 1) === 1 && timingSafeEqual(s.subarray(16, 16 + hl), r2);
+      const s2msg = Buffer.alloc(16);
+      s2msg[0] = verified ? 0x01 : 0x00;
+      s2msg[1] = verified ? 0x04 : 0xf0;
+      s2msg.writeUInt16LE(tid, 4);
+      if (!verified) {
+        s2msg[6] = 1;
+        s2msg[7] = 1;
+      }
+      ok(await this.authSend(verified ? s2msg : s2msg.subarray(0, 8)));
+      return { ok: verified, failure: verified ? 0 : -1, step: "controller", hashId, group };
+    }
+    return { ok: true, failure: 0, step: "done", hashId, group };
+  }
+
   keepAlive(): Promise<Completion> {
     const sqe = Buffer.alloc(64);
     sqe[0] = 0x18;
@@ -338,6 +459,7 @@ export class NvmeTcpHost {
         return;
       }
       case 0x09: {
+        this.r2ts++;
         const cid = pdu.readUInt16LE(8);
         const ttag = pdu.readUInt16LE(10);
         const r2to = pdu.readUInt32LE(12);
@@ -389,6 +511,78 @@ export function getLogPageSqe(lid: number, bytes: number, offset = 0): Buffer {
   return sqe;
 }
 
+export interface AuthOutcome {
+  readonly ok: boolean;
+  /** The Failure1 reason code explanation (0 on success; -1: the controller's response was wrong). */
+  readonly failure: number;
+  readonly step: "challenge" | "success1" | "controller" | "done";
+  readonly hashId?: number;
+  readonly group?: number;
+}
+
+const HASH_BYTES: Record<number, number> = { 1: 32, 2: 48, 3: 64 };
+const HASH_NAME: Record<number, string> = { 1: "sha256", 2: "sha384", 3: "sha512" };
+const FFDHE_PRIME: Record<number, string> = {
+  // RFC 7919 ffdhe2048: 2^2048 - 2^1984 + (floor(2^1918 * e) + 560316) * 2^64 - 1
+  1:
+    "ffffffffffffffffadf85458a2bb4a9aafdc5620273d3cf1d8b9c583ce2d3695a9e13641146433fbcc939dce249b3ef97d2fe363630c75d8f681b202aec4617a" +
+    "d3df1ed5d5fd65612433f51f5f066ed0856365553ded1af3b557135e7f57c935984f0c70e0e68b77e2a689daf3efe8721df158a136ade73530acca4f483a797a" +
+    "bc0ab182b324fb61d108a94bb2c8e3fbb96adab760d7f4681d4f42a3de394df4ae56ede76372bb190b07a7c8ee0a6d709e02fce1cdf7e2ecc03404cd28342f61" +
+    "9172fe9ce98583ff8e4f1232eef28183c3fe3b1b4c6fad733bb5fcbc2ec22005c58ef1837d1683b2c6f34a26c1b2effa886b423861285c97ffffffffffffffff",
+};
+
+export interface ParsedSecret {
+  readonly hash: number;
+  readonly key: Buffer;
+}
+
+/** "DHHC-1:XX:<base64(key | crc32(key) LE)>:" */
+export function parseSecret(text: string): ParsedSecret {
+  const m = /^DHHC-1:0([0-3]):([A-Za-z0-9+/=]+):$/.exec(text);
+  if (!m) throw new Error("not a DHHC-1 secret");
+  const raw = Buffer.from(m[2], "base64");
+  const key = raw.subarray(0, raw.length - 4);
+  if (crc32(key) !== raw.readUInt32LE(raw.length - 4)) throw new Error("secret CRC mismatch");
+  return { hash: Number(m[1]), key };
+}
+
+/** A secret as `nvme gen-dhchap-key --hmac=HASH` prints it (key length per hash unless given). */
+export function makeSecret(hash = 0, bytes = hash === 2 ? 48 : hash === 3 ? 64 : 32): string {
+  const key = randomBytes(bytes);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32LE(crc32(key));
+  return `DHHC-1:0${hash}:${Buffer.concat([key, crc]).toString("base64")}:`;
+}
+
+function transform(s: ParsedSecret, nqn: string): Buffer {
+  if (s.hash === 0) return s.key;
+  return createHmac(HASH_NAME[s.hash], s.key).update(nqn).update("NVMe-over-Fabrics").digest();
+}
+
+function augment(hashId: number, sessionKey: Buffer, challenge: Buffer): Buffer {
+  const hashed = createHash(HASH_NAME[hashId]).update(sessionKey).digest();
+  return createHmac(HASH_NAME[hashId], hashed).update(challenge).digest();
+}
+
+function chapResponse(hashId: number, key: Buffer, challenge: Buffer, seq: number, tid: number, role: string, nqn1: string, nqn2: string): Buffer {
+  const b = Buffer.alloc(7);
+  b.writeUInt32LE(seq >>> 0, 0);
+  b.writeUInt16LE(tid, 4);
+  b[6] = 0; // SC_C
+  return createHmac(HASH_NAME[hashId], key)
+    .update(challenge)
+    .update(b)
+    .update(role)
+    .update(nqn1)
+    .update(Buffer.from([0]))
+    .update(nqn2)
+    .digest();
+}
+
+function pad(b: Buffer, n: number): Buffer {
+  return b.length >= n ? b : Buffer.concat([Buffer.alloc(n - b.length), b]);
+}
+
 function u32(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v >>> 0);
@@ -406,6 +600,7 @@ export const STATUS = {
   connectControllerBusy: 0x181,
   connectInvalidParameters: 0x182,
   connectInvalidHost: 0x184,
+  authRequired: 0x191,
   lbaOutOfRange: 0x080,
 } as const;
 
