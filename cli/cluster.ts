@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { connectEngine, EngineTarget } from "../common/client";
+import { nodeDhchapSecret } from "../common/dhchap";
 import { projectRoot, strataHome } from "./paths";
 import { openStack, StackOptions } from "./pulumi";
 
@@ -138,10 +139,15 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
     for (const p of [port, port + 1000, port + 2000]) {
       if (!(await portFree(host, p))) throw new Error(`${node}: port ${host}:${p} is in use by another program; pick other ports with --base-port`);
     }
+    // The node's DH-HMAC-CHAP secret (derived from the token, common/dhchap.ts): its nexus
+    // children authenticate with it, and the provider shares replicas requiring it.
+    const secretFile = join(dataDir, "dhchap-secret");
+    writeFileSync(secretFile, nodeDhchapSecret(token, node) + "\n", { mode: 0o600 });
     const out = openSync(logFile, "a");
     const child = spawn(
       process.execPath,
       [engineBin, "--node", node, "--grpc-listen", endpoint, "--data-dir", dataDir, "--labels", `zone=${labels.zone}`, "--cores", "1", "--token-file", tokenFile,
+       "--dhchap-secret-file", secretFile,
        // Several engines share this machine, so each gets its own NVMe/TCP ports, stable across
        // restarts so a host can reconnect: the gRPC port + 1000 for I/O, + 2000 for discovery.
        "--nvmf-listen", `${host}:${port + 1000}`, "--nvmf-discovery-listen", `${host}:${port + 2000}`],

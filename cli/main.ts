@@ -14,7 +14,9 @@ const USAGE = `usage: strata <command>
   cluster down [--purge] [--dir DIR]
                           stop the engines (--purge also deletes their data and the local state)
   up | preview | refresh | destroy
-                          run the root project (Pulumi.yaml) on the local cluster`;
+                          run the root project (Pulumi.yaml) on the local cluster
+  output NAME             print one stack output, secrets included (like
+                          \`pulumi stack output NAME --show-secrets\`)`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -52,7 +54,8 @@ async function stackCommand(command: "up" | "preview" | "refresh" | "destroy"): 
       const changes = Object.entries(result.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && n > 0);
       print("");
       if (changes.length === 0) print("No changes: the cluster already matches the program.");
-      for (const [key, out] of Object.entries(result.outputs)) print(`${key}: ${JSON.stringify(out.value)}`);
+      // Secret outputs stay hidden, as pulumi prints them; `strata output NAME` shows one.
+      for (const [key, out] of Object.entries(result.outputs)) print(`${key}: ${out.secret ? "[secret]" : JSON.stringify(out.value)}`);
       return 0;
     }
     case "refresh":
@@ -110,6 +113,14 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
     if (command === "up" || command === "preview" || command === "refresh" || command === "destroy") return await stackCommand(command);
+    if (command === "output") {
+      if (sub === undefined) throw new UsageError("output needs the name of a stack output");
+      const outputs = await (await openStack()).outputs();
+      if (!(sub in outputs)) throw new Error(`the stack has no output "${sub}" (it has: ${Object.keys(outputs).sort().join(", ")})`);
+      const value = outputs[sub].value;
+      print(typeof value === "string" ? value : JSON.stringify(value));
+      return 0;
+    }
     if (command === undefined || command === "help" || command === "--help") {
       print(USAGE);
       return command === undefined ? 2 : 0;

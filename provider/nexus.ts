@@ -3,6 +3,7 @@
 // NQN over NVMe/TCP. Every step is idempotent (engines dedupe by uuid), so `create` and the
 // healing `update` share one function.
 import type { EngineConnection } from "../common/client";
+import { frontendDhchapSecret, nodeDhchapSecret } from "../common/dhchap";
 import { CHILD_IO_TIMEOUT_MS_DEFAULT, childUriIsReplica, localChildUri, NEXUS_LABEL_REGION_BYTES, remoteChildUri } from "../common/nexus-rules";
 import { CALL_DEADLINE_MS, everyStep, MUTATE_DEADLINE_MS, onNode } from "./cluster";
 import type { ClusterConfig } from "./connection";
@@ -38,20 +39,34 @@ interface ReplicatedSpec {
   readonly placement: PlacedReplica[];
 }
 
-async function childUri(cluster: ClusterConfig, nexusNode: string, hostNqn: string, replica: PlacedReplica): Promise<string> {
+/** Who may connect to a replica shared for the nexus node: its host NQN, authenticated with the node's secret when its engine has one. */
+interface NexusHost {
+  readonly nqn: string;
+  readonly dhchapSecret: string | null;
+}
+
+async function childUri(cluster: ClusterConfig, nexusNode: string, host: NexusHost, replica: PlacedReplica): Promise<string> {
   if (replica.node === nexusNode) return localChildUri(replica.replica_uuid);
   return onNode(cluster, replica.node, async (engine) => {
-    const sub = await engine.call("ShareReplica", { uuid: replica.replica_uuid, allowed_host_nqns: [hostNqn] }, MUTATE_DEADLINE_MS);
+    const who = host.dhchapSecret
+      ? { allowed_host_nqns: [], hosts: [{ nqn: host.nqn, dhchap_secret: host.dhchapSecret, dhchap_ctrl_secret: "" }] }
+      : { allowed_host_nqns: [host.nqn], hosts: [] };
+    const sub = await engine.call("ShareReplica", { uuid: replica.replica_uuid, ...who }, MUTATE_DEADLINE_MS);
     return remoteChildUri(sub.address, sub.nqn);
   });
 }
 
-/** The child URIs of the volume's replicas, sharing the remote ones to the nexus node. */
+/**
+ * The child URIs of the volume's replicas, sharing the remote ones to the nexus node. A nexus
+ * node whose engine authenticates (--dhchap-secret-file, as `strata cluster up` sets it) gets
+ * shares that require its secret, so a peer that merely claims its NQN is refused.
+ */
 export async function childUris(cluster: ClusterConfig, spec: ReplicatedSpec): Promise<string[]> {
   const nexusNode = spec.placement[0].node;
-  const hostNqn = (await onNode(cluster, nexusNode, (e) => e.call("GetInfo", {}, CALL_DEADLINE_MS))).host_nqn;
+  const info = await onNode(cluster, nexusNode, (e) => e.call("GetInfo", {}, CALL_DEADLINE_MS));
+  const host: NexusHost = { nqn: info.host_nqn, dhchapSecret: info.host_dhchap ? nodeDhchapSecret(cluster.token, nexusNode) : null };
   const uris: string[] = [];
-  for (const replica of spec.placement) uris.push(await childUri(cluster, nexusNode, hostNqn, replica));
+  for (const replica of spec.placement) uris.push(await childUri(cluster, nexusNode, host, replica));
   return uris;
 }
 
@@ -77,7 +92,12 @@ export async function ensureNexus(cluster: ClusterConfig, spec: ReplicatedSpec, 
     if (previousFrontend && previousFrontend !== spec.frontendHostNqn) {
       await engine.call("UnpublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: previousFrontend }, MUTATE_DEADLINE_MS);
     }
-    if (spec.frontendHostNqn) await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn }, MUTATE_DEADLINE_MS);
+    if (spec.frontendHostNqn) {
+      // The frontend authenticates (DH-HMAC-CHAP) with the volume's secret: its NQN alone is a
+      // claim anyone can make.
+      const frontend = { frontend_dhchap_secret: frontendDhchapSecret(cluster.token, spec.nexusUuid), frontend_dhchap_ctrl_secret: "" };
+      await engine.call("PublishNexus", { uuid: spec.nexusUuid, frontend_host_nqn: spec.frontendHostNqn, ...frontend }, MUTATE_DEADLINE_MS);
+    }
     for (const child of nexus.children) {
       const remade = existed && [...recreated].some((uuid) => childUriIsReplica(child.uri, uuid));
       if (remade && (child.state === "online" || child.state === "rebuilding")) {

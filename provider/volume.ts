@@ -8,6 +8,7 @@
 // optionally published to one frontend host NQN; `up` also brings faulted children back.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import { checkNexusSizeBytes } from "../common/nexus-rules";
+import { frontendDhchapSecret } from "../common/dhchap";
 import { checkLabels, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
@@ -47,6 +48,11 @@ export interface VolumeOutputs extends VolumeInputs {
   /** Replicated volumes: the nexus as its node reports it; null for one replica. */
   readonly nexus: NexusStatus | null;
   readonly replicaStatus: ReplicaStatus[];
+  /**
+   * Replicated volumes published to a frontend: the DH-HMAC-CHAP secret the frontend host
+   * connects with (`nvme connect --dhchap-secret`); "" otherwise. A secret output (the SDK marks it).
+   */
+  readonly frontendDhchapSecret: string;
   /** Node and pool of the first replica, for people reading `pulumi stack output`. */
   readonly node: string;
   readonly pool: string;
@@ -258,13 +264,23 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     if (inputs.replicas > 1 && inputs.nexusUuid) {
       const nexus = await observeNexus(cluster, inputs);
       const health = nexus.health === "faulted" ? "faulted" : present && nexus.health === "online" ? "online" : "degraded";
-      return { ...inputs, health, nexus, replicaStatus, node: inputs.placement[0]?.node ?? "", pool: inputs.placement[0]?.pool_name ?? "" };
+      const frontendSecret = inputs.frontendHostNqn ? frontendDhchapSecret(cluster.token, inputs.nexusUuid) : "";
+      return {
+        ...inputs,
+        health,
+        nexus,
+        replicaStatus,
+        frontendDhchapSecret: frontendSecret,
+        node: inputs.placement[0]?.node ?? "",
+        pool: inputs.placement[0]?.pool_name ?? "",
+      };
     }
     return {
       ...inputs,
       health: present ? "online" : "degraded",
       nexus: null,
       replicaStatus,
+      frontendDhchapSecret: "",
       node: inputs.placement[0]?.node ?? "",
       pool: inputs.placement[0]?.pool_name ?? "",
     };
@@ -285,6 +301,7 @@ function keptInState(err: Error, inputs: VolumeInputs, left: readonly string[], 
     health: "degraded",
     nexus: null,
     replicaStatus: inputs.placement.map((r) => ({ ...r, state: remains(r) ? "online" : "missing", allocatedBytes: 0 })),
+    frontendDhchapSecret: "",
     node: inputs.placement[0]?.node ?? "",
     pool: inputs.placement[0]?.pool_name ?? "",
   };

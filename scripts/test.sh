@@ -18,4 +18,8 @@ npx --no-install ava --config ava.e2e.config.mjs
 # STRATA_SKIP_INTEROP=1 skips it (e.g. on a machine without Debian's package mirrors).
 if [ "${STRATA_SKIP_INTEROP:-0}" != "1" ]; then
   bash test/interop/run.sh
+  # DH-HMAC-CHAP with the kernel needs CONFIG_NVME_HOST_AUTH/TARGET_AUTH, which Debian's 6.1
+  # lacks (the run above checks only the refusals there): the same VM on Debian's 6.12 kernel
+  # connects with the secret, verifies data with fio, and is refused without it.
+  npm run --silent test:interop-auth
 fi

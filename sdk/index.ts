@@ -126,6 +126,11 @@ export class Volume extends pulumi.dynamic.Resource {
   public readonly node!: pulumi.Output<string>;
   /** Pool name of the first replica. */
   public readonly pool!: pulumi.Output<string>;
+  /**
+   * Replicated volumes with a frontend: the DH-HMAC-CHAP secret the frontend host must present
+   * (`nvme connect … --hostnqn <frontendHostNqn> --dhchap-secret <this>`); a Pulumi secret.
+   */
+  public readonly frontendDhchapSecret!: pulumi.Output<string>;
 
   constructor(name: string, args: VolumeArgs, opts?: pulumi.CustomResourceOptions) {
     if (!opts?.id) requireClusterConfig();
@@ -148,8 +153,9 @@ export class Volume extends pulumi.dynamic.Resource {
         health: undefined,
         node: undefined,
         pool: undefined,
+        frontendDhchapSecret: undefined,
       },
-      opts,
+      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["frontendDhchapSecret"] }),
       MODULE,
       "Volume",
     );

@@ -10,3 +10,4 @@ export const replicatedUuid = outputs.replicatedUuid;
 export const replicatedHealth = outputs.replicatedHealth;
 export const replicatedNodes = outputs.replicatedNodes;
 export const replicatedConnect = outputs.replicatedConnect;
+export const replicatedDhchapSecret = outputs.replicatedDhchapSecret;

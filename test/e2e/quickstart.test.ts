@@ -77,7 +77,14 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   t.is(replicated.health, "online");
   t.deepEqual(new Set((replicated.placement as { node: string }[]).map((p) => p.node)).size, 3);
   t.is((await allReplicas()).length, 4);
-  t.regex(up.stdout, /replicatedConnect: "nvme connect -t tcp -a 127\.0\.0\.1 -s \d+ -n nqn\.2026-11\.io\.strata:nexus:[0-9a-f-]{36} --hostnqn nqn\.2026-11\.io\.strata:frontend:quickstart"/);
+  t.regex(
+    up.stdout,
+    /replicatedConnect: "nvme connect -t tcp -a 127\.0\.0\.1 -s \d+ -n nqn\.2026-11\.io\.strata:nexus:[0-9a-f-]{36} --hostnqn nqn\.2026-11\.io\.strata:frontend:quickstart --dhchap-secret \\"\$\(npx strata output replicatedDhchapSecret\)\\""/,
+  );
+  t.regex(up.stdout, /replicatedDhchapSecret: \[secret\]/, "the frontend's secret is not printed by up");
+  const secret = await cluster.strata("output", "replicatedDhchapSecret");
+  t.is(secret.code, 0, secret.stderr);
+  t.regex(secret.stdout.trim(), /^DHHC-1:00:[A-Za-z0-9+/]{48}:$/, "strata output shows the secret, ready for nvme connect");
   const nexuses = (await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses);
   t.is(nexuses.length, 1);
   t.deepEqual(nexuses[0].children.map((c) => c.state), ["online", "online", "online"]);

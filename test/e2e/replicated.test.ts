@@ -4,12 +4,13 @@
 // shows up at refresh and the next `up` brings it back; destroy leaves every engine empty.
 import test from "ava";
 import type { Stack } from "@pulumi/pulumi/automation";
-import { rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { openStack } from "../../cli/pulumi";
 import { startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { VerifyingLoad, VolumeModel } from "../helpers/load";
+import { makeSecret } from "../native/nvmf/host";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "replicated");
 const FRONTEND = "nqn.2014-08.org.nvmexpress:uuid:fe000000-0000-4000-8000-0000000000fe";
@@ -42,6 +43,13 @@ test.after.always(async () => {
   await cluster?.down();
   rmSync(join(FIXTURE, `Pulumi.${cluster?.stack}.yaml`), { force: true });
 });
+
+/** The frontend's DH-HMAC-CHAP secret: a secret stack output, decrypted by the Automation API. */
+async function frontendSecret(): Promise<string> {
+  const out = await stack.outputs();
+  if (!out.frontendDhchapSecret?.secret) throw new Error("frontendDhchapSecret must be a secret output");
+  return out.frontendDhchapSecret.value as string;
+}
 
 /** The Volume resource's state (refresh updates it; stack outputs only change at up). */
 async function outputs(): Promise<{ health: string; nexus: NexusOut; volumeUuid: string }> {
@@ -76,11 +84,28 @@ test.serial("up makes a three-replica volume: a nexus on the first replica's nod
   t.is(subs.filter((s) => s.kind === "replica").length, 2, "the two remote replicas are shared");
   t.is(subs.filter((s) => s.kind === "nexus").length, 1, "the nexus is published");
   t.true(subs.filter((s) => s.nqn.includes(":replica:")).every((s) => s.allowed_host_nqns.length === 1 && s.allowed_host_nqns[0] === hostNqn));
+  t.true(
+    subs.filter((s) => s.nqn.includes(":replica:")).every((s) => s.dhchap_host_nqns.length === 1 && s.dhchap_host_nqns[0] === hostNqn),
+    "the nexus node must authenticate to reach its children",
+  );
+  t.deepEqual(subs.find((s) => s.kind === "nexus")!.dhchap_host_nqns, [FRONTEND], "the frontend must authenticate");
+  // The state on disk (the file backend) holds the frontend's secret only encrypted.
+  const secret = await frontendSecret();
+  const stateFiles = (function walk(dir: string): string[] {
+    return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+  })(join(cluster.home, "pulumi-state"));
+  t.true(stateFiles.length > 0);
+  for (const file of stateFiles) t.false(readFileSync(file).includes(secret), `${file} holds the frontend's secret in plain text`);
 });
 
 test.serial("the frontend writes and reads the volume over NVMe/TCP; a second preview changes nothing", async (t) => {
   const { nexus } = await outputs();
-  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB));
+  // Its NQN alone is not enough: without the secret, or with another one, it is refused.
+  const port = Number(nexus.address.split(":").pop());
+  await t.throwsAsync(VerifyingLoad.connect(port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB)));
+  const refused = await t.throwsAsync(VerifyingLoad.connect(port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), makeSecret()));
+  t.regex(refused!.message, /DH-HMAC-CHAP failed/);
+  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
   t.teardown(() => load.close());
   load.start(4);
   await load.progress(200);
@@ -131,7 +156,7 @@ async function waitOnline(): Promise<{ health: string; nexus: NexusOut }> {
 
 test.serial("a replica destroyed behind Pulumi's back: refresh reports it, up rebuilds it in full, and it alone then serves every byte written before", async (t) => {
   const { nexus } = await outputs();
-  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB));
+  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
   t.teardown(() => load.close());
   for (let block = 0; block < load.model.blocks; block += 32) t.is(await load.writeOnce(block, 32), 0);
   t.is((await load.flush()).status, 0);

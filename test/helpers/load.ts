@@ -115,9 +115,10 @@ export class VerifyingLoad {
     private readonly io: NvmeTcpHost,
   ) {}
 
-  static async connect(port: number, subnqn: string, hostnqn: string, model: VolumeModel): Promise<VerifyingLoad> {
-    const { host, cntlid } = await adminQueue(port, subnqn, hostnqn);
-    const io = await ioQueue(port, subnqn, hostnqn, cntlid);
+  /** `secret`: the host's DH-HMAC-CHAP secret, when the subsystem requires it. */
+  static async connect(port: number, subnqn: string, hostnqn: string, model: VolumeModel, secret?: string): Promise<VerifyingLoad> {
+    const { host, cntlid } = await adminQueue(port, subnqn, hostnqn, false, secret);
+    const io = await ioQueue(port, subnqn, hostnqn, cntlid, 1, false, secret);
     return new VerifyingLoad(model, host, io);
   }
 

@@ -41,6 +41,7 @@ const volume: VolumeOutputs = {
   nexus: null,
   health: "online",
   replicaStatus: [],
+  frontendDhchapSecret: "",
   node: "node-a",
   pool: "p",
 };

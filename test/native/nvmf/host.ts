@@ -604,18 +604,30 @@ export const STATUS = {
   lbaOutOfRange: 0x080,
 } as const;
 
-/** Opens a connection, ICReq, admin Connect, CC.EN; returns the host and its controller id. */
-export async function adminQueue(port: number, subnqn: string, hostnqn: string, digests = false): Promise<{ host: NvmeTcpHost; cntlid: number }> {
+/** Authenticates a queue with `secret` (DH-HMAC-CHAP) when one is given; throws if refused. */
+async function authenticated(host: NvmeTcpHost, subnqn: string, hostnqn: string, secret: string | undefined): Promise<void> {
+  if (secret === undefined) return;
+  const outcome = await host.authenticate({ hostnqn, subnqn, secret });
+  if (!outcome.ok) throw new Error(`DH-HMAC-CHAP failed at ${outcome.step} (reason ${outcome.failure})`);
+}
+
+/**
+ * Opens a connection, ICReq, admin Connect, DH-HMAC-CHAP when `secret` is given, CC.EN; returns
+ * the host and its controller id.
+ */
+export async function adminQueue(port: number, subnqn: string, hostnqn: string, digests = false, secret?: string): Promise<{ host: NvmeTcpHost; cntlid: number }> {
   const host = await NvmeTcpHost.open(port);
   await host.initialize({ hdgst: digests, ddgst: digests });
   const c = ok(await host.connect({ subnqn, hostnqn }));
+  await authenticated(host, subnqn, hostnqn, secret);
   await host.enable();
   return { host, cntlid: c.dw0 & 0xffff };
 }
 
-export async function ioQueue(port: number, subnqn: string, hostnqn: string, cntlid: number, qid = 1, digests = false): Promise<NvmeTcpHost> {
+export async function ioQueue(port: number, subnqn: string, hostnqn: string, cntlid: number, qid = 1, digests = false, secret?: string): Promise<NvmeTcpHost> {
   const host = await NvmeTcpHost.open(port);
   await host.initialize({ hdgst: digests, ddgst: digests });
   ok(await host.connect({ subnqn, hostnqn, qid, cntlid, sqsize: 127 }));
+  await authenticated(host, subnqn, hostnqn, secret);
   return host;
 }
