@@ -24,7 +24,7 @@ ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
 
 start_engine() {
   : > $WORK/engine.log
-  node "$ROOT/bin/strata-engine.js" --node vm-auth --data-dir $WORK/data --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
+  node "$ROOT/bin/strata-engine.js" --node vm-auth --data-dir $WORK/data --device-dir $WORK --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
     --nvmf-listen 127.0.0.1:$PORT --nvmf-discovery-listen 127.0.0.1:8010 >> $WORK/engine.log 2>&1 &
   ENGINE_PID=$!
   for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done
