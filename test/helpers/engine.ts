@@ -81,7 +81,7 @@ export async function startEngine(
   const node = opts.node ?? "node-a";
   const target = { node, endpoint: `127.0.0.1:${port}`, token };
   const dataDir = join(dir, "data");
-  const nvmfListen = opts.fixedNvmfPort ? `127.0.0.1:${await freeFixedPort()}` : "127.0.0.1:0";
+  let nvmfListen = opts.fixedNvmfPort ? `127.0.0.1:${await freeFixedPort()}` : "127.0.0.1:0";
 
   const engine: TestEngine = {
     target,
@@ -129,6 +129,16 @@ export async function startEngine(
     throw new Error(`engine did not become ready:\n${engine.logs}`);
   }
 
-  await launch();
-  return engine;
+  // A port found free can be taken by another process before the engine binds it (several test
+  // files and agents share this machine): the first start tries fresh ports a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      return engine;
+    } catch (err) {
+      if (attempt >= 4 || !/Address already in use|EADDRINUSE/.test((err as Error).message)) throw err;
+      target.endpoint = `127.0.0.1:${await freePort()}`;
+      if (opts.fixedNvmfPort) nvmfListen = `127.0.0.1:${await freeFixedPort()}`;
+    }
+  }
 }
