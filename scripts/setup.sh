@@ -40,8 +40,12 @@ fi
 stamp="node_modules/.strata-install-stamp"
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   step "installing node modules and building the native addon"
-  npm ci --no-fund --no-audit --loglevel=error 2>&1 | grep -v 'Unknown user config' || true
-  [ -d node_modules/@pulumi/pulumi ] || { log "npm ci failed"; exit 1; }
+  # The exit status is npm's, not grep's (a failed install must stop here, not later).
+  status=0
+  npm ci --no-fund --no-audit --loglevel=error > .npm-ci.log 2>&1 || status=$?
+  grep -v 'Unknown user config' .npm-ci.log || true
+  rm -f .npm-ci.log
+  [ "$status" -eq 0 ] && [ -d node_modules/@pulumi/pulumi ] || { log "npm ci failed (exit $status)"; exit 1; }
   touch "$stamp"
   done_step
 fi
@@ -52,8 +56,14 @@ if [ ! -f native/build/Release/strata_native.node ] || [ -n "$(find native/src n
 fi
 
 step "compiling TypeScript"
-npm run --silent build 2>&1 | grep -v 'Unknown user config' || true
-[ -f dist/engine/main.js ] || { log "TypeScript build failed"; exit 1; }
+# A type error fails setup (and so `npm test` and `npm start`); compiled tests of deleted test
+# files must not linger and run.
+rm -rf dist/test
+status=0
+npm run --silent build > .tsc.log 2>&1 || status=$?
+grep -v 'Unknown user config' .tsc.log || true
+rm -f .tsc.log
+[ "$status" -eq 0 ] && [ -f dist/engine/main.js ] || { log "TypeScript build failed (exit $status): fix the errors above"; exit 1; }
 done_step
 
 step "Pulumi CLI"

@@ -1,7 +1,7 @@
 // What a Pulumi program imports: `import * as strata from "strata/sdk"` (or a relative path).
 //
 //   const pool = new strata.Pool("pool-a", { node: "node-a", disk: "file:///var/lib/strata/a.img?size_mib=1024" });
-//   const vol = new strata.Volume("db", { sizeBytes: 1 * strata.GiB, pools: [pool] });
+//   const vol = new strata.Volume("db", { sizeBytes: 1 * strata.GIB, pools: [pool] });
 //
 // Engines are found through stack config: `strata:endpoints` (node -> host:port) and the
 // secret `strata:token`; `npx strata cluster up` writes both for a local cluster.
