@@ -22,8 +22,6 @@ DeviceInfoData device_info(const DeviceDescription& d, const std::string& in_use
   return DeviceInfoData{d.uri, device_kind_name(d.kind), d.path, d.size_bytes, d.block_size_bytes, d.major_minor, d.direct_io, in_use_by};
 }
 
-// Lowercase canonical form of a uuid, or the text unchanged (so lookups simply miss).
-std::string canon(const std::string& uuid) { return canonical_uuid(uuid).value_or(uuid); }
 
 Status check_name(const std::string& what, const std::string& name) {
   if (name.empty() || name.size() > 63) return Status(ErrorCode::kInvalidArgument, str(what, " name '", name, "' must be 1 to 63 bytes"));

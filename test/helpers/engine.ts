@@ -39,6 +39,12 @@ export async function freeFixedPort(): Promise<number> {
   }
 }
 
+/** The NVMe/TCP port an engine listens on, from its latest "engine ready" log line. */
+export function nvmfPortOf(e: TestEngine): number {
+  const ready = e.logs.split("\n").filter((l) => l.includes('"engine ready"')).pop()!;
+  return JSON.parse(ready).nvmf_port as number;
+}
+
 export interface TestEngine {
   readonly target: EngineTarget;
   readonly dataDir: string;

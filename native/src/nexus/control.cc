@@ -15,11 +15,6 @@
 #include "util/uuid.h"
 
 namespace strata {
-namespace {
-// Lowercase canonical form of a uuid, or the text unchanged (so lookups simply miss).
-std::string canon(const std::string& uuid) { return canonical_uuid(uuid).value_or(uuid); }
-}  // namespace
-
 
 // ---- nexus ------------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ std::optional<UuidBytes> parse_uuid(const std::string& text);
 std::string format_uuid(const UuidBytes& bytes);
 // Canonical lowercase form of a valid uuid text, or nullopt.
 std::optional<std::string> canonical_uuid(const std::string& text);
+// Lowercase canonical form of a uuid, or the text unchanged (so registry lookups simply miss).
+inline std::string canon(const std::string& uuid) { return canonical_uuid(uuid).value_or(uuid); }
 uint64_t random_u64();
 
 }  // namespace strata

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isEngineCallError } from "../../../common/client";
-import { startEngine, TestEngine } from "../../helpers/engine";
+import { startEngine, TestEngine, nvmfPortOf } from "../../helpers/engine";
 import { makeSecret, NvmeTcpHost, ok, STATUS } from "./host";
 
 const MiB = 1024 * 1024;
@@ -16,11 +16,6 @@ const engines: TestEngine[] = [];
 test.after.always(async () => {
   await Promise.all(engines.map((e) => e.kill()));
 });
-
-function nvmfPort(e: TestEngine): number {
-  const ready = e.logs.split("\n").filter((l) => l.includes('"engine ready"')).pop()!;
-  return JSON.parse(ready).nvmf_port as number;
-}
 
 test("per-host secrets: write-only, persisted 0600, restored; a nexus child authenticates with the node secret", async (t) => {
   const a = await startEngine({ node: "auth-a" });
@@ -74,7 +69,7 @@ test("per-host secrets: write-only, persisted 0600, restored; a nexus child auth
   await cb.call("DestroyNexus", { uuid: nexusUuid });
 
   // A host without the secret (the review's attack: claiming node B's NQN) is refused.
-  const port = nvmfPort(a);
+  const port = nvmfPortOf(a);
   const thief = await NvmeTcpHost.open(port);
   await thief.initialize();
   const c = ok(await thief.connect({ subnqn: sub.nqn!, hostnqn: infoB.host_nqn }));
@@ -89,7 +84,7 @@ test("per-host secrets: write-only, persisted 0600, restored; a nexus child auth
   ca = a.connect();
   const after = (await ca.call("ListSubsystems", {})).subsystems!;
   t.deepEqual(after.map((s) => s.dhchap_host_nqns), [[infoB.host_nqn, TOOL].sort()]);
-  const tool = await NvmeTcpHost.open(nvmfPort(a));
+  const tool = await NvmeTcpHost.open(nvmfPortOf(a));
   await tool.initialize();
   const tc = ok(await tool.connect({ subnqn: sub.nqn!, hostnqn: TOOL }));
   t.is(tc.dw0 & (1 << 17), 1 << 17);

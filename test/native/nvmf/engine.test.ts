@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { isEngineCallError } from "../../../common/client";
-import { ENGINE_BIN, startEngine, TestEngine } from "../../helpers/engine";
+import { ENGINE_BIN, startEngine, TestEngine, nvmfPortOf } from "../../helpers/engine";
 import { pattern } from "../helpers";
 import { adminQueue, ioQueue, ok, STATUS, NvmeTcpHost } from "./host";
 
@@ -18,11 +18,6 @@ const engines: TestEngine[] = [];
 test.after.always(async () => {
   await Promise.all(engines.map((e) => e.kill()));
 });
-
-function nvmfPort(e: TestEngine): number {
-  const ready = e.logs.split("\n").filter((l) => l.includes('"engine ready"')).pop()!;
-  return JSON.parse(ready).nvmf_port as number;
-}
 
 async function rejects(t: import("ava").ExecutionContext, p: Promise<unknown>, code: status, message: RegExp): Promise<void> {
   const err = await t.throwsAsync(p);
@@ -46,10 +41,10 @@ test("ShareReplica, ListSubsystems with connected hosts, UnshareReplica, and sha
   const sub = await c.call("ShareReplica", { uuid, allowed_host_nqns: [HOST_A] });
   t.is(sub.nqn, `nqn.2026-11.io.strata:replica:${uuid}`);
   t.is(sub.transport, "tcp");
-  t.is(sub.address, `127.0.0.1:${nvmfPort(e)}`);
+  t.is(sub.address, `127.0.0.1:${nvmfPortOf(e)}`);
   t.deepEqual((await c.call("ShareReplica", { uuid, allowed_host_nqns: [HOST_A] })).allowed_host_nqns, [HOST_A], "same list: success");
 
-  const port = nvmfPort(e);
+  const port = nvmfPortOf(e);
   const admin = await adminQueue(port, sub.nqn!, HOST_A);
   const io = await ioQueue(port, sub.nqn!, HOST_A, admin.cntlid);
   const data = pattern(64 * 1024, 5);
@@ -78,8 +73,8 @@ test("ShareReplica, ListSubsystems with connected hosts, UnshareReplica, and sha
   c = e.connect();
   const after = (await c.call("ListSubsystems", {})).subsystems!;
   t.deepEqual(after.map((s) => [s.nqn, s.allowed_host_nqns]), [[sub.nqn, [HOST_B]]]);
-  const b = await adminQueue(nvmfPort(e), sub.nqn!, HOST_B);
-  const bio = await ioQueue(nvmfPort(e), sub.nqn!, HOST_B, b.cntlid);
+  const b = await adminQueue(nvmfPortOf(e), sub.nqn!, HOST_B);
+  const bio = await ioQueue(nvmfPortOf(e), sub.nqn!, HOST_B, b.cntlid);
   t.true(ok(await bio.read(3, 16)).data!.equals(data), "data written before the restart reads back");
   bio.close();
   b.host.close();
