@@ -63,6 +63,7 @@ export async function startServer(
     ListPools: unary("ListPools", async () => ({ pools: await service.listPools() })),
     CreateReplica: unary("CreateReplica", (r: Parameters<EngineService["createReplica"]>[0]) => service.createReplica(r)),
     ResizeReplica: unary("ResizeReplica", (r: { uuid: string; size_bytes: number }) => service.resizeReplica(r)),
+    SetReplicaThin: unary("SetReplicaThin", (r: { uuid: string; thin: boolean }) => service.setReplicaThin(r)),
     DestroyReplica: unary("DestroyReplica", async (r: { uuid: string }) => (await service.destroyReplica(r.uuid), {})),
     ListReplicas: unary("ListReplicas", async (r: { pool: string }) => ({ replicas: await service.listReplicas(r.pool) })),
     GetStats: unary("GetStats", (r: { uuid: string }) => service.getStats(r.uuid)),

@@ -30,7 +30,7 @@ import type { Logger } from "./log";
 import type { HostSecretRecord, PoolRecord, ShareRecord, StateStore } from "./state";
 
 export const ENGINE_VERSION = "0.1.0";
-export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus"];
+export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "replica-set-thin", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus"];
 
 /** The host NQN an engine connects to other nodes' replicas with. */
 export function hostNqnOf(node: string): string {
@@ -511,6 +511,27 @@ export class EngineService {
         throw invalidArgument(`size_bytes ${req.size_bytes} is smaller than the replica (${existing.size_bytes}); replicas only grow`);
       const info = await this.native.resizeReplica({ uuid: req.uuid, size_bytes: req.size_bytes });
       this.log.info("replica resized", { replica: req.uuid, from_bytes: existing.size_bytes, to_bytes: info.size_bytes });
+      return this.toReplica(info);
+    });
+  }
+
+  /**
+   * Thin <-> thick in place, data kept. The pool does the work (one control operation at a time,
+   * safe under I/O); here: validation, the change mutex, and a log line when something changed.
+   */
+  setReplicaThin(req: { uuid: string; thin: boolean }): Promise<Replica> {
+    checkField(req.uuid, "uuid", checkUuid);
+    if (typeof req.thin !== "boolean") throw invalidArgument("thin must be true or false");
+    return this.lock.run(async () => {
+      const existing = (await this.native.listReplicas()).find((r) => r.uuid === req.uuid);
+      if (!existing) throw notFound(`replica ${req.uuid} does not exist on node ${this.node}`);
+      if (existing.thin === req.thin) return this.toReplica(existing);
+      const info = await this.native.setReplicaThin({ uuid: req.uuid, thin: req.thin });
+      this.log.info(req.thin ? "replica made thin" : "replica made thick", {
+        replica: req.uuid,
+        allocated_bytes_before: existing.allocated_bytes,
+        allocated_bytes: info.allocated_bytes,
+      });
       return this.toReplica(info);
     });
   }

@@ -298,6 +298,12 @@ export interface NativeStorage {
     thin: boolean;
   }): Promise<ReplicaInfo>;
   resizeReplica(opts: { uuid: string; size_bytes: number }): Promise<ReplicaInfo>;
+  /**
+   * Converts a replica in place, data kept. Thin -> thick allocates (zeroed) every cluster it
+   * lacks, all or nothing (NO_SPACE names needed and free bytes); thick -> thin frees nothing.
+   * The same value is a no-op.
+   */
+  setReplicaThin(opts: { uuid: string; thin: boolean }): Promise<ReplicaInfo>;
   destroyReplica(opts: { uuid: string }): Promise<void>;
   listReplicas(): Promise<ReplicaInfo[]>;
   getStats(opts: { uuid: string }): Promise<IoStats>;

@@ -360,6 +360,12 @@ Napi::Value ResizeReplica(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SetReplicaThin(const Napi::CallbackInfo& info) {
+  return async_call<ReplicaInfoData>(info, default_to_js<ReplicaInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().set_replica_thin(get_string(o, "uuid"), get_bool(o, "thin"), done);
+  });
+}
+
 Napi::Value DestroyReplica(const Napi::CallbackInfo& info) {
   return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
     Engine::instance().destroy_replica(get_string(o, "uuid"), unit_done(done));
@@ -719,6 +725,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("checkPool", Napi::Function::New(env, CheckPool, "checkPool"));
   exports.Set("createReplica", Napi::Function::New(env, CreateReplica, "createReplica"));
   exports.Set("resizeReplica", Napi::Function::New(env, ResizeReplica, "resizeReplica"));
+  exports.Set("setReplicaThin", Napi::Function::New(env, SetReplicaThin, "setReplicaThin"));
   exports.Set("destroyReplica", Napi::Function::New(env, DestroyReplica, "destroyReplica"));
   exports.Set("listReplicas", Napi::Function::New(env, ListReplicas, "listReplicas"));
   exports.Set("getStats", Napi::Function::New(env, GetStats, "getStats"));

@@ -359,6 +359,12 @@ void Engine::resize_replica(const std::string& uuid, uint64_t size_bytes, Callba
   pool->reactor().post([pool, uuid = canon(uuid), size_bytes, done] { pool->resize_replica(uuid, size_bytes, done); });
 }
 
+void Engine::set_replica_thin(const std::string& uuid, bool thin, Callback<ReplicaInfoData> done) {
+  auto pool = find_replica_pool(uuid);
+  if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
+  pool->reactor().post([pool, uuid = canon(uuid), thin, done] { pool->set_replica_thin(uuid, thin, done); });
+}
+
 void Engine::destroy_replica(const std::string& uuid, StatusCallback done) {
   auto pool = find_replica_pool(uuid);
   if (!pool) return done(Status(ErrorCode::kNotFound, str("no replica ", uuid)));

@@ -55,6 +55,7 @@ class Engine {
 
   void create_replica(CreateReplicaOptions options, Callback<ReplicaInfoData> done);
   void resize_replica(const std::string& uuid, uint64_t size_bytes, Callback<ReplicaInfoData> done);
+  void set_replica_thin(const std::string& uuid, bool thin, Callback<ReplicaInfoData> done);
   void destroy_replica(const std::string& uuid, StatusCallback done);
   void list_replicas(Callback<std::vector<ReplicaInfoData>> done);
   void get_stats(const std::string& uuid, Callback<IoStats> done);

@@ -94,6 +94,7 @@ enum class RecordType : uint16_t {
   kClusterAlloc = 4,
   kClusterFree = 5,
   kPoolGrow = 6,
+  kReplicaSetThin = 7,
 };
 
 struct RecordHeader {
@@ -138,6 +139,15 @@ struct ClusterRunPayload {
   uint64_t physical_cluster;
 };
 static_assert(sizeof(ClusterRunPayload) == 24);
+
+// Thin <-> thick conversion: the replica's new kReplicaThin flag. Thin -> thick carries the
+// kClusterAlloc records of every cluster the replica lacked in the same batch.
+struct ReplicaSetThinPayload {
+  uint32_t slot;
+  uint32_t flags;              // kReplicaThin, or 0 for thick
+};
+static_assert(sizeof(ReplicaSetThinPayload) == 8);
+static_assert(offsetof(ReplicaSetThinPayload, flags) == 4);
 
 struct PoolGrowPayload {
   uint64_t cluster_count;

@@ -75,6 +75,14 @@ Status MetaState::apply(const Record& record) {
       }
       break;
     }
+    case RecordType::kReplicaSetThin: {
+      ReplicaSetThinPayload p{};
+      if (!read_payload(record, p) || p.slot >= replicas.size() || !replicas[p.slot].in_use || (p.flags & ~kReplicaThin) != 0) {
+        return corrupt("bad replica set-thin record");
+      }
+      replicas[p.slot].thin = (p.flags & kReplicaThin) != 0;
+      break;
+    }
     case RecordType::kPoolGrow: {
       PoolGrowPayload p{};
       if (!read_payload(record, p) || p.cluster_count > layout.max_cluster_count) return corrupt("bad pool grow record");

@@ -791,6 +791,150 @@ void Pool::destroy_replica(const std::string& uuid, Done done) {
   });
 }
 
+// ---- thin <-> thick -------------------------------------------------------------------------
+
+// A thin -> thick conversion in progress. Its clusters are claimed in r->allocating (so a write
+// to one waits for this allocation instead of starting its own) and reserved in the allocator;
+// nothing is durable until one journal batch holds their allocation records and the flag.
+struct Pool::Thicken {
+  Replica* replica = nullptr;
+  std::function<void(Result<ReplicaInfoData>)> done;
+  std::function<void()> finish;
+  std::vector<bool> claimed_mask;  // by virtual cluster
+  std::vector<uint64_t> claimed;   // virtual clusters this conversion allocates
+  std::vector<uint64_t> reserved;  // their physical clusters, same order
+  uint64_t rounds = 0;             // claim rounds (more than one: writes were allocating)
+  uint64_t waited_for = 0;         // allocations writes had started that the conversion waited for
+};
+
+void Pool::set_replica_thin(const std::string& uuid, bool thin, std::function<void(Result<ReplicaInfoData>)> done) {
+  auto self = shared_from_this();
+  run_exclusive([self, uuid, thin, done](std::function<void()> finish) {
+    auto fail = [&](ErrorCode code, std::string message) {
+      done(Error{code, std::move(message)});
+      finish();
+    };
+    Replica* r = self->find_replica(uuid);
+    if (r == nullptr || r->state != ReplicaState::kOnline) return fail(ErrorCode::kNotFound, str("no replica ", uuid));
+    if (self->state_ != PoolState::kOnline) return fail(ErrorCode::kFailedPrecondition, str("pool ", self->name_, " is ", pool_state_name(self->state_)));
+    if (r->thin == thin) {
+      done(self->replica_info(*r));  // already so: nothing to do
+      return finish();
+    }
+    if (thin) {
+      // Thick -> thin frees nothing: the clusters stay allocated until deallocates free them, as
+      // for any thin replica. Until the record is durable the replica behaves as thick.
+      self->commit({Record::of(RecordType::kReplicaSetThin, ReplicaSetThinPayload{r->slot, kReplicaThin})}, [self, r, done, finish](Status s) {
+        if (!s.ok()) {
+          done(s.error());
+          return finish();
+        }
+        r->thin = true;
+        done(self->replica_info(*r));
+        finish();
+      });
+      return;
+    }
+    auto job = std::make_shared<Thicken>();
+    job->replica = r;
+    job->done = done;
+    job->finish = finish;
+    job->claimed_mask.assign(r->map.size(), false);
+    r->thickening = true;
+    self->thicken_round(job);
+  });
+}
+
+// Claims every cluster that is neither mapped nor being allocated, then waits for the
+// allocations writes started before (they may fail and leave their cluster unmapped: the next
+// round claims it). Once every cluster is mapped or claimed: zero, then one journal batch.
+void Pool::thicken_round(const std::shared_ptr<Thicken>& job) {
+  Replica& r = *job->replica;
+  if (state_ != PoolState::kOnline) return thicken_finish(job, Status(ErrorCode::kFailedPrecondition, str("pool ", name_, " is ", pool_state_name(state_))));
+  std::vector<uint64_t> fresh;
+  for (uint64_t v = 0; v < r.map.size(); v++) {
+    if (r.map[v] == Replica::kUnmapped && r.allocating.count(v) == 0) fresh.push_back(v);
+  }
+  std::vector<uint64_t> foreign;
+  for (auto& [v, waiters] : r.allocating) {
+    if (!job->claimed_mask[v]) foreign.push_back(v);
+  }
+  if (fresh.size() > free_clusters_) {
+    const uint64_t cs = layout_.cluster_size_bytes;
+    return thicken_finish(job, Status(ErrorCode::kNoSpace, str("making replica ", r.uuid, " thick needs ", fresh.size() * cs, " bytes (", fresh.size(),
+                                                               " clusters it has not allocated yet); pool ", name_, " has ", free_clusters_ * cs,
+                                                               " bytes free (", free_clusters_, " clusters). Free space, grow the pool, or keep the replica thin")));
+  }
+  auto reserved = reserve_clusters(fresh.size());
+  for (size_t i = 0; i < fresh.size(); i++) {
+    r.allocating[fresh[i]];  // claimed: writes to it now wait for this conversion
+    job->claimed_mask[fresh[i]] = true;
+    job->claimed.push_back(fresh[i]);
+    job->reserved.push_back(reserved[i]);
+  }
+  auto self = shared_from_this();
+  job->rounds++;
+  job->waited_for += foreign.size();
+  if (!foreign.empty()) {
+    auto pending = std::make_shared<size_t>(foreign.size());
+    for (uint64_t v : foreign) {
+      r.allocating[v].push_back([self, job, pending](Status) {
+        if (--*pending == 0) self->reactor_->post([self, job] { self->thicken_round(job); });
+      });
+    }
+    return;
+  }
+  // Zero first, record second (as for a thick create): the new clusters read as zeros, exactly
+  // what the thin replica returned for them.
+  zero_clusters(job->reserved, [self, job](Status zeroed) {
+    if (!zeroed.ok()) return self->thicken_finish(job, zeroed);
+    std::vector<std::pair<uint64_t, uint64_t>> v_to_p;
+    for (size_t i = 0; i < job->claimed.size(); i++) v_to_p.emplace_back(job->claimed[i], job->reserved[i]);
+    std::sort(v_to_p.begin(), v_to_p.end());
+    auto records = run_records(RecordType::kClusterAlloc, job->replica->slot, v_to_p);
+    records.push_back(Record::of(RecordType::kReplicaSetThin, ReplicaSetThinPayload{job->replica->slot, 0}));
+    self->commit(std::move(records), [self, job](Status s) { self->thicken_finish(job, s); });
+  });
+}
+
+void Pool::thicken_finish(const std::shared_ptr<Thicken>& job, Status status) {
+  Replica& r = *job->replica;
+  std::vector<std::pair<uint64_t, std::vector<std::function<void(Status)>>>> waiting;
+  for (size_t i = 0; i < job->claimed.size(); i++) {
+    const uint64_t v = job->claimed[i];
+    auto it = r.allocating.find(v);
+    assert(it != r.allocating.end());
+    waiting.emplace_back(v, std::move(it->second));
+    r.allocating.erase(it);
+    if (status.ok()) {
+      r.map[v] = job->reserved[i];
+      cluster_reserved_[job->reserved[i]] = false;
+    }
+  }
+  r.thickening = false;
+  if (status.ok()) {
+    r.allocated_clusters += job->claimed.size();
+    r.thin = false;
+    size_t writes_waited = 0;
+    for (auto& [v, waiters] : waiting) {
+      writes_waited += waiters.size();
+      for (auto& w : waiters) w(Status());
+    }
+    log_line(str("pool ", name_, ": replica ", r.uuid, " is thick: allocated ", job->claimed.size(), " clusters in ", job->rounds, " rounds, after ",
+                 job->waited_for, " allocations writes had started; ", writes_waited, " write parts waited for it"));
+    job->done(replica_info(r));
+  } else {
+    unreserve(job->reserved);
+    // Nothing changed: writes that waited for a claimed cluster allocate it themselves, as for
+    // any thin replica.
+    for (auto& [v, waiters] : waiting) {
+      for (auto& w : waiters) ensure_cluster(r, v, std::move(w));
+    }
+    job->done(status.error());
+  }
+  job->finish();
+}
+
 void Pool::grow(std::function<void(Result<PoolInfoData>)> done) {
   auto self = shared_from_this();
   run_exclusive([self, done](std::function<void()> finish) {
@@ -1053,7 +1197,7 @@ void Pool::io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint6
           part_done(Status());  // already reads zeros
           break;
         }
-        if (whole && r->thin) {
+        if (whole && r->thin && !r->thickening) {
           // Unmapped now (reads return zeros), returned to the allocator once the free record is durable.
           r->map[v] = Replica::kUnmapped;
           r->allocated_clusters--;

@@ -78,8 +78,13 @@ struct Replica {
   uint64_t allocated_clusters = 0;
   uint32_t inflight_ios = 0;
   std::vector<std::function<void()>> on_drained;
-  // Virtual clusters whose allocation is in progress -> I/O parts waiting for it.
+  // Virtual clusters whose allocation is in progress -> I/O parts waiting for it. A write's
+  // allocation (ensure_cluster) and a thin -> thick conversion both enter clusters here, so a
+  // cluster is never allocated twice: whoever finds it here waits for that allocation.
   std::unordered_map<uint64_t, std::vector<std::function<void(Status)>>> allocating;
+  // A thin -> thick conversion is running: whole-cluster deallocates zero in place instead of
+  // freeing (as for a thick replica), so the set of clusters to allocate only shrinks.
+  bool thickening = false;
   IoStats stats;
 };
 
@@ -103,6 +108,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void create_replica(const CreateReplicaOptions& options, std::function<void(Result<ReplicaInfoData>)> done);
   void resize_replica(const std::string& uuid, uint64_t size_bytes, std::function<void(Result<ReplicaInfoData>)> done);
   void destroy_replica(const std::string& uuid, Done done);
+  // Thin -> thick allocates (zeroed) every cluster the replica lacks, all or nothing, in one
+  // journal batch with the flag; thick -> thin only flips the flag. The same value is a no-op.
+  void set_replica_thin(const std::string& uuid, bool thin, std::function<void(Result<ReplicaInfoData>)> done);
   void grow(std::function<void(Result<PoolInfoData>)> done);
   PoolCheckReportData check() const;
   Result<IoStats> stats(const std::string& uuid) const;
@@ -134,7 +142,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void build_runtime();
   AlignedBuffer encode_superblock(bool clean_shutdown) const;
 
-  // One control operation (create/resize/destroy replica, grow, close) at a time, in order.
+  // One control operation (create/resize/destroy replica, set thin, grow, close) at a time, in order.
   void run_exclusive(std::function<void(std::function<void()> finish)> op);
   void run_next_exclusive();
 
@@ -155,6 +163,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   ReplicaInfoData replica_info(const Replica& r) const;
   Status check_io(const Replica* r, const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes) const;
   void ensure_cluster(Replica& r, uint64_t virtual_cluster, std::function<void(Status)> then);
+  struct Thicken;
+  void thicken_round(const std::shared_ptr<Thicken>& job);
+  void thicken_finish(const std::shared_ptr<Thicken>& job, Status status);
   void device_io_on_cluster(uint64_t physical_cluster, std::function<void(std::function<void(int)>)> issue, std::function<void(int)> done);
   void io_finished(Replica& r);
   void account_io(Replica& r, IoKind kind, uint64_t length_bytes, uint64_t start_us, const Status& result);
