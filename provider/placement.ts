@@ -148,6 +148,16 @@ class PoolState {
     if (thin) return size <= cap && this.committed_bytes + size <= cap * THIN_OVERCOMMIT_FACTOR;
     return roundUp(size, this.base.cluster_size_bytes || 1) <= cap - this.used_bytes;
   }
+  private spreadKey: string | null = null;
+  private spreadValue = "";
+  /** The node's value of a spread label ("" when unset), cached: a plan asks for one key, over and over. */
+  spreadValueOf(key: string): string {
+    if (this.spreadKey !== key) {
+      this.spreadKey = key;
+      this.spreadValue = this.base.node_labels[key] ?? "";
+    }
+    return this.spreadValue;
+  }
   reserve(size: number, thin: boolean): void {
     this.committed_bytes += size;
     if (!thin) this.used_bytes += roundUp(size, this.base.cluster_size_bytes || 1);
@@ -363,11 +373,11 @@ function place(
 
   // New replicas: replacements for the ones that must move, and any the volume is short of.
   const deficit = Math.max(0, req.replicas - kept.length);
-  const usedNodes = new Set(kept.map((k) => k.r.node));
+  // At most a handful of entries each: arrays beat sets and maps here.
+  const usedNodes = kept.map((k) => k.r.node);
   const spreadKey = req.spread?.key ?? "";
-  const spreadCounts = new Map<string, number>();
-  const spreadValue = (p: PoolCandidate) => p.node_labels[spreadKey] ?? "";
-  if (spreadKey !== "") for (const e of ok.slice(0, req.replicas)) spreadCounts.set(spreadValue(e.pool.base), (spreadCounts.get(spreadValue(e.pool.base)) ?? 0) + 1);
+  const spreadCounts = new SpreadCounts();
+  if (spreadKey !== "") for (const e of ok.slice(0, req.replicas)) spreadCounts.add(e.pool.spreadValueOf(spreadKey));
 
   const taken = new Set(existing.map((r) => r.replicaUuid));
   let slot = 0;
@@ -393,17 +403,17 @@ function place(
     const replaces = i < bad.length ? `replaces ${bad[i].r.replicaUuid} (${bad[i].why}); ` : "";
     const reason = `${replaces}${why}pool has ${pool.replica_count} replica${pool.replica_count === 1 ? "" : "s"}, ${formatBytes(pool.free_bytes)} free`;
     pool.reserve(req.size_bytes, req.thin);
-    usedNodes.add(pool.base.node);
-    if (spreadKey !== "") spreadCounts.set(spreadValue(pool.base), (spreadCounts.get(spreadValue(pool.base)) ?? 0) + 1);
+    usedNodes.push(pool.base.node);
+    if (spreadKey !== "") spreadCounts.add(pool.spreadValueOf(spreadKey));
     added.push({ replicaUuid: nextUuid(), node: pool.base.node, pool: pool.base.name, poolUuid: pool.base.uuid, reason });
   }
 
   // Replicas that had to move but found no replacement stay (in their order), saying why.
   let missing = deficit - added.length;
   for (const e of bad) {
-    if (missing > 0 && !usedNodes.has(e.r.node)) {
+    if (missing > 0 && !usedNodes.includes(e.r.node)) {
       missing--;
-      usedNodes.add(e.r.node);
+      usedNodes.push(e.r.node);
       kept.push({
         r: { ...e.r, poolUuid: e.pool?.base.uuid || e.r.poolUuid, reason: `kept although ${e.why}: no replacement could be placed (${failure})` },
         index: e.index,
@@ -425,8 +435,8 @@ const SAME_NODE = 1, GROUP = 2, SPREAD = 3, SPACE = 4;
 function pickPool(
   ledger: PlacementLedger,
   req: PlacementRequest,
-  usedNodes: ReadonlySet<string>,
-  spreadCounts: ReadonlyMap<string, number>,
+  usedNodes: readonly string[],
+  spreadCounts: SpreadCounts,
   spreadKey: string,
 ): { pool: PoolState; why: string } | string {
   const { eligible, rejected } = ledger.selection(req);
@@ -437,9 +447,9 @@ function pickPool(
   let bestSpread = 0;
   for (const p of eligible) {
     const b = p.base;
-    if (usedNodes.size > 0 && usedNodes.has(b.node)) continue;
+    if (usedNodes.length > 0 && usedNodes.includes(b.node)) continue;
     if (groupNodes !== undefined && groupConflict(groupNodes.get(b.node), volume) !== null) continue;
-    const spread = spreadKey === "" ? 0 : spreadCounts.get(b.node_labels[spreadKey] ?? "") ?? 0;
+    const spread = spreadKey === "" ? 0 : spreadCounts.get(p.spreadValueOf(spreadKey));
     if (required && spread > 0) continue;
     if (!p.fits(size, thin)) continue;
     if (
@@ -476,15 +486,33 @@ function pickPool(
     let text = "";
     const conflict = groupNodes === undefined ? null : groupConflict(groupNodes.get(b.node), volume);
     const value = b.node_labels[spreadKey] ?? "";
-    if (usedNodes.has(b.node)) (kind = SAME_NODE), (text = "node already holds a replica of this volume");
+    if (usedNodes.includes(b.node)) (kind = SAME_NODE), (text = "node already holds a replica of this volume");
     else if (conflict !== null) (kind = GROUP), (text = `node holds a replica of volume ${conflict} of group ${req.group}`);
-    else if (required && (spreadCounts.get(value) ?? 0) > 0) (kind = SPREAD), (text = `${spreadKey}=${value} already holds a replica of this volume (spread required)`);
+    else if (required && spreadCounts.get(value) > 0) (kind = SPREAD), (text = `${spreadKey}=${value} already holds a replica of this volume (spread required)`);
     else (kind = SPACE), (text = capacityReason(p, size, thin) ?? "no space");
     reasons.push({ pool: p, kind: kinds[kind], text });
   }
   if (reasons.length === 0) return "no pools exist on the configured nodes";
   reasons.sort((a, b) => cmp(a.pool.key, b.pool.key));
   return summarize(reasons);
+}
+
+/** Replicas of one volume per value of the spread label (a few values: a linear scan). */
+class SpreadCounts {
+  private readonly values: string[] = [];
+  private readonly counts: number[] = [];
+  get(value: string): number {
+    if (this.values.length === 0) return 0;
+    const i = this.values.indexOf(value);
+    return i < 0 ? 0 : this.counts[i];
+  }
+  add(value: string): void {
+    const i = this.values.indexOf(value);
+    if (i < 0) {
+      this.values.push(value);
+      this.counts.push(1);
+    } else this.counts[i]++;
+  }
 }
 
 /** Another volume of the group on the node (the first, by name), or null. */
