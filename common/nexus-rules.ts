@@ -63,7 +63,7 @@ export function childUriIsReplica(uri: string, replicaUuid: string): boolean {
 export function checkNexusSizeBytes(value: unknown): string | null {
   if (typeof value !== "number" || !Number.isSafeInteger(value)) return `must be a whole number of bytes, got ${describe(value)}`;
   if (value <= 0 || value % NEXUS_SIZE_ALIGNMENT_BYTES !== 0)
-    return `must be a positive multiple of ${NEXUS_SIZE_ALIGNMENT_BYTES} bytes for a replicated volume (its nexus serves ${NEXUS_SIZE_ALIGNMENT_BYTES}-byte blocks), got ${value}`;
+    return `must be a positive multiple of ${NEXUS_SIZE_ALIGNMENT_BYTES} bytes (a volume is served by a nexus, which serves ${NEXUS_SIZE_ALIGNMENT_BYTES}-byte blocks), got ${value}`;
   return null;
 }
 

@@ -14,8 +14,14 @@ export function onNode<T>(cluster: ClusterConfig, node: string, fn: (engine: Eng
   return withEngine(targetFor(cluster, node), fn);
 }
 
+export interface Inventory {
+  readonly pools: PoolCandidate[];
+  /** Every configured node's labels, also of nodes without pools. */
+  readonly nodeLabels: ReadonlyMap<string, Readonly<Record<string, string>>>;
+}
+
 /** Every pool of every configured node, with the node's labels. Fails if any node is down. */
-export async function inventory(cluster: ClusterConfig): Promise<PoolCandidate[]> {
+export async function inventory(cluster: ClusterConfig): Promise<Inventory> {
   const perNode = await Promise.all(
     Object.keys(cluster.endpoints)
       .sort()
@@ -26,25 +32,27 @@ export async function inventory(cluster: ClusterConfig): Promise<PoolCandidate[]
             engine.call("GetInfo", {}, CALL_DEADLINE_MS),
             engine.call("ListPools", {}, CALL_DEADLINE_MS),
           ]);
-          return pools.pools.map((p: Pool__Output) => ({
+          const candidates = pools.pools.map((p: Pool__Output): PoolCandidate => ({
             node,
             uuid: p.uuid,
             name: p.name,
             labels: p.labels,
             node_labels: info.labels,
             online: p.state === "POOL_STATE_ONLINE",
+            draining: false,
             capacity_bytes: p.capacity_bytes,
             used_bytes: p.used_bytes,
             committed_bytes: p.committed_bytes,
             cluster_size_bytes: p.cluster_size_bytes,
             replica_count: p.replica_count,
           }));
+          return { node, labels: info.labels, candidates };
         } finally {
           engine.close();
         }
       }),
   );
-  return perNode.flat();
+  return { pools: perNode.flatMap((n) => n.candidates), nodeLabels: new Map(perNode.map((n) => [n.node, n.labels])) };
 }
 
 export const newUuid = (): string => randomUUID();

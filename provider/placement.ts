@@ -21,8 +21,8 @@ export interface PoolCandidate {
   readonly labels: Readonly<Record<string, string>>;
   readonly node_labels: Readonly<Record<string, string>>;
   readonly online: boolean;
-  /** Being emptied: takes no new replicas, and its replicas move when a replacement can be placed. Absent = false. */
-  readonly draining?: boolean;
+  /** Being emptied: takes no new replicas, and its replicas move when a replacement can be placed. */
+  readonly draining: boolean;
   readonly capacity_bytes: number;
   readonly used_bytes: number;
   readonly committed_bytes: number;
@@ -30,11 +30,8 @@ export interface PoolCandidate {
   readonly replica_count: number;
 }
 
-/**
- * One replica of a placement (the design's `PlacedReplica`; named PlannedReplica while the
- * provider still persists the snake_case LegacyPlacedReplica under that name).
- */
-export interface PlannedReplica {
+/** One replica of a placement, as it is kept in the volume's state. */
+export interface PlacedReplica {
   readonly replicaUuid: string;
   readonly node: string;
   /** The pool's name (pool identity is node + name: a declared pool has no uuid before it is created). */
@@ -71,9 +68,9 @@ export interface PlacementRequest {
 
 export interface VolumePlacement {
   /** Where the replicas are: kept ones first, in their existing order (placement[0] is the nexus node), then new ones. */
-  readonly placement: PlannedReplica[];
+  readonly placement: PlacedReplica[];
   /** Existing replicas that go: moved (a replacement is in `placement`) or surplus after `replicas` decreased. */
-  readonly leaving: PlannedReplica[];
+  readonly leaving: PlacedReplica[];
 }
 
 /**
@@ -225,7 +222,7 @@ export class PlacementLedger {
     }
   }
 
-  /** @internal */ findExisting(r: Pick<PlannedReplica, "node" | "pool" | "poolUuid">): PoolState | undefined {
+  /** @internal */ findExisting(r: Pick<PlacedReplica, "node" | "pool" | "poolUuid">): PoolState | undefined {
     return r.poolUuid !== "" ? this.byUuid.get(r.poolUuid) : this.byKey.get(poolKey(r.node, r.pool));
   }
 
@@ -295,7 +292,7 @@ function selectorReason(p: PoolCandidate, req: PlacementRequest, wanted: Readonl
 }
 
 /** Why an existing replica must move, or null when it stays. */
-function moveReason(r: PlannedReplica, pool: PoolState | undefined, req: PlacementRequest, wanted: ReadonlySet<string>, checkSelectors: boolean): string | null {
+function moveReason(r: PlacedReplica, pool: PoolState | undefined, req: PlacementRequest, wanted: ReadonlySet<string>, checkSelectors: boolean): string | null {
   const where = `pool ${poolKey(r.node, r.pool)}`;
   if (!pool) return `${where} no longer exists`;
   if (pool.base.draining) return `${where} is draining`;
@@ -336,7 +333,7 @@ function moveReason(r: PlannedReplica, pool: PoolState | undefined, req: Placeme
 export function placeVolume(
   ledger: PlacementLedger,
   req: PlacementRequest,
-  existing: readonly PlannedReplica[],
+  existing: readonly PlacedReplica[],
   uuidForSlot: (slot: number) => string,
 ): VolumePlacement {
   return place(ledger, req, existing, uuidForSlot, true);
@@ -345,14 +342,14 @@ export function placeVolume(
 function place(
   ledger: PlacementLedger,
   req: PlacementRequest,
-  existing: readonly PlannedReplica[],
+  existing: readonly PlacedReplica[],
   uuidForSlot: (slot: number) => string,
   checkSelectors: boolean,
 ): VolumePlacement {
   const wanted = new Set(req.pools.map((p) => poolKey(p.node, p.name)));
   // Classify the existing replicas.
-  const ok: { r: PlannedReplica; pool: PoolState; index: number }[] = [];
-  const bad: { r: PlannedReplica; pool: PoolState | undefined; index: number; why: string }[] = [];
+  const ok: { r: PlacedReplica; pool: PoolState; index: number }[] = [];
+  const bad: { r: PlacedReplica; pool: PoolState | undefined; index: number; why: string }[] = [];
   existing.forEach((r, index) => {
     const pool = ledger.findExisting(r);
     const why = moveReason(r, pool, req, wanted, checkSelectors);
@@ -360,9 +357,9 @@ function place(
     else bad.push({ r, pool, index, why });
   });
 
-  const leaving: PlannedReplica[] = [];
-  const kept: { r: PlannedReplica; index: number }[] = [];
-  const keep = (e: { r: PlannedReplica; pool: PoolState; index: number }) => {
+  const leaving: PlacedReplica[] = [];
+  const kept: { r: PlacedReplica; index: number }[] = [];
+  const keep = (e: { r: PlacedReplica; pool: PoolState; index: number }) => {
     // A replica placed before its pool was created cannot exist yet: the inventory does not count it.
     if (e.r.poolUuid === "") e.pool.reserve(req.size_bytes, req.thin);
     kept.push({ r: { ...e.r, poolUuid: e.pool.base.uuid, reason: "kept: already placed" }, index: e.index });
@@ -391,7 +388,7 @@ function place(
     }
   };
 
-  const added: PlannedReplica[] = [];
+  const added: PlacedReplica[] = [];
   let failure: string | null = null;
   for (let i = 0; i < deficit; i++) {
     const pick = pickPool(ledger, req, usedNodes, spreadCounts, spreadKey);
@@ -540,62 +537,4 @@ function summarize(reasons: readonly { pool: PoolState; kind: string; text: stri
       return `${list.length} pools: ${kind} (e.g. ${eg}${list.length > 3 ? "; ..." : ""})`;
     })
     .join(" | ");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Compatibility with the provider as it is today (volume.ts, nexus.ts, the SDK and the tests
-// that use the snake_case shape persisted in stack state). Remove once callers use placeVolume.
-
-/** The placement as the provider persists it today. */
-export interface LegacyPlacedReplica {
-  readonly replica_uuid: string;
-  readonly node: string;
-  readonly pool_uuid: string;
-  readonly pool_name: string;
-}
-/** Today's name of the persisted shape (becomes PlannedReplica when callers move to placeVolume). */
-export type PlacedReplica = LegacyPlacedReplica;
-
-export interface LegacyPlacementRequest {
-  readonly size_bytes: number;
-  readonly thin: boolean;
-  readonly replicas: number;
-  readonly pool_labels: Readonly<Record<string, string>>;
-  /** Only these pools (uuids) when non-empty. */
-  readonly pool_uuids: readonly string[];
-  /** Preferred spread over this node label when set. */
-  readonly topology_key: string;
-}
-
-/**
- * The previous API on top of placeVolume, with its semantics: a one-volume ledger, preferred
- * spread, replicas kept while their pool exists (selector changes do not move them), `leaving`
- * not reported.
- */
-export function placeReplicas(
-  pools: readonly PoolCandidate[],
-  req: LegacyPlacementRequest,
-  existing: readonly LegacyPlacedReplica[],
-  uuidForSlot: (slot: number) => string,
-): LegacyPlacedReplica[] {
-  const byUuid = new Map(pools.map((p) => [p.uuid, p]));
-  const selected = req.pool_uuids.map((u) => byUuid.get(u)).map((p) => (p ? { node: p.node, name: p.name } : { node: "", name: "\0unknown pool" }));
-  const { placement } = place(
-    new PlacementLedger(pools),
-    {
-      volume: "",
-      size_bytes: req.size_bytes,
-      thin: req.thin,
-      replicas: req.replicas,
-      pool_labels: req.pool_labels,
-      pools: selected,
-      node_selector: {},
-      spread: req.topology_key ? { key: req.topology_key, mode: "preferred" } : null,
-      group: "",
-    },
-    existing.map((r) => ({ replicaUuid: r.replica_uuid, node: r.node, pool: r.pool_name, poolUuid: r.pool_uuid, reason: "" })),
-    uuidForSlot,
-    false,
-  );
-  return placement.map((r) => ({ replica_uuid: r.replicaUuid, node: r.node, pool_uuid: r.poolUuid, pool_name: r.pool }));
 }

@@ -17,11 +17,20 @@ export interface PoolInputs {
   readonly name: string;
   readonly labels: Record<string, string>;
   readonly clusterSizeBytes: number;
+  /**
+   * Drain: every volume moves its replicas off this pool (a new replica elsewhere is rebuilt
+   * before the old one goes) and no new replica lands here. Placement reads it from the
+   * program, so the preview shows the moves. Changes in place.
+   */
+  readonly drain: boolean;
 }
+
+/** "online", "faulted" or "missing" (the engine lost the pool's device). */
+export type PoolState = "online" | "faulted" | "missing";
 
 export interface PoolOutputs extends PoolInputs {
   readonly uuid: string;
-  readonly state: string;
+  readonly state: PoolState;
   readonly capacityBytes: number;
   readonly usedBytes: number;
   readonly committedBytes: number;
@@ -35,7 +44,7 @@ function outputsOf(inputs: PoolInputs, pool: Pool__Output): PoolOutputs {
     ...inputs,
     clusterSizeBytes: pool.cluster_size_bytes,
     uuid: pool.uuid,
-    state: pool.state.replace("POOL_STATE_", "").toLowerCase(),
+    state: pool.state.replace("POOL_STATE_", "").toLowerCase() as PoolState,
     capacityBytes: pool.capacity_bytes,
     usedBytes: pool.used_bytes,
     committedBytes: pool.committed_bytes,
@@ -65,7 +74,7 @@ export class PoolProvider implements dynamic.ResourceProvider {
     const fail = (property: string, reason: string | null) => {
       if (reason !== null) failures.push({ property, reason });
     };
-    const inputs = { labels: {}, clusterSizeBytes: 0, ...news } as PoolInputs;
+    const inputs = { labels: {}, clusterSizeBytes: 0, drain: false, ...news } as PoolInputs;
     if (!isUnknown(inputs.node)) {
       if (typeof inputs.node !== "string" || inputs.node === "") fail("node", "must name a node of strata:endpoints");
       else if (this.cluster && !(inputs.node in this.cluster.endpoints))
@@ -75,6 +84,7 @@ export class PoolProvider implements dynamic.ResourceProvider {
     if (!isUnknown(inputs.name)) fail("name", checkName(inputs.name));
     if (!isUnknown(inputs.labels)) fail("labels", checkLabels(inputs.labels));
     if (!isUnknown(inputs.clusterSizeBytes)) fail("clusterSizeBytes", checkClusterSizeBytes(inputs.clusterSizeBytes));
+    if (!isUnknown(inputs.drain) && typeof inputs.drain !== "boolean") fail("drain", `must be true or false, got ${JSON.stringify(inputs.drain)}`);
     if (this.cluster === null) fail("node", this.configError);
     // A node that is down or refuses our token is reported now, at preview, not halfway through an up.
     if (failures.length === 0 && !isUnknown(inputs.node) && olds.node === undefined) {
@@ -89,8 +99,9 @@ export class PoolProvider implements dynamic.ResourceProvider {
       : olds[k] !== news[k]);
     const labelsChanged = JSON.stringify(sortKeys(olds.labels)) !== JSON.stringify(sortKeys(news.labels));
     const stale = olds.state !== "online";
+    const drainChanged = (olds.drain ?? false) !== news.drain;
     return {
-      changes: replaces.length > 0 || labelsChanged || stale,
+      changes: replaces.length > 0 || labelsChanged || stale || drainChanged,
       replaces: [...replaces],
       // Two pools cannot share a device, so the old one must go before the new one is made.
       deleteBeforeReplace: replaces.length > 0,
@@ -119,6 +130,7 @@ export class PoolProvider implements dynamic.ResourceProvider {
       name: pool.name,
       labels: pool.labels,
       clusterSizeBytes: props.clusterSizeBytes,
+      drain: props.drain ?? false,
     };
     return { id, props: outputsOf(inputs, pool) };
   }

@@ -1,62 +1,49 @@
-// The Volume resource's dynamic provider: a block volume whose replicas are placed on pools.
+// The Volume resource's dynamic provider: a block volume whose replicas are placed on pools and
+// served by a nexus (RAID-1 over 1..5 replicas) on the nexus node.
 //
-// Placement happens in `check`, so `pulumi preview` shows where each replica lands (and
-// `placement` is part of the plan a reviewer reads). It is sticky: once placed, replicas stay.
-// Size grows in place; `thin` is identity (changing it replaces the volume, which preview
-// shows as a replace). `read` reports replicas that vanished; the next `up` recreates them.
-// With replicas > 1 the volume is a nexus (provider/nexus.ts) on the first replica's node,
-// optionally published to one frontend host NQN; `up` also brings faulted children back.
+// Placement happens in `check` (provider/plan.ts), so `pulumi preview` shows where each replica
+// lands and which ones leave; it is sticky: placed replicas stay unless their pool drains or no
+// longer matches the volume's selectors, or the replica count shrinks. Every change is an update
+// in place that keeps the data (provider/nexus.ts `converge` orders the steps): the replica
+// count (1 ↔ N), growing, thin ↔ thick, moves, the frontend. `read` reports what is there; the
+// next `up` heals what is not.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
-import { checkNexusSizeBytes } from "../common/nexus-rules";
 import { frontendDhchapSecret } from "../common/dhchap";
-import { checkLabels, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
-import { CALL_DEADLINE_MS, inventory, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
+import { checkNexusSizeBytes } from "../common/nexus-rules";
+import { checkLabels, checkName, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
+import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
-import { destroyNexus, ensureNexus, NEXUS_LABEL_BYTES, NexusStatus, observeNexus } from "./nexus";
-import { isPlacementError, PlacedReplica, placeReplicas } from "./placement";
+import { converge, destroyNexus, observeNexus, ReplicatedSpec } from "./nexus";
+import { isPlacementError, PlacedReplica, PlacementRequest } from "./placement";
+import { planPlacement } from "./plan";
 import { isUnknown } from "./unknown";
+import {
+  DeclaredPool,
+  MAX_REPLICAS,
+  normalizeState,
+  PoolRef,
+  ReplicaStatus,
+  replicaSizeBytes,
+  VolumeInputs,
+  VolumeOutputs,
+} from "./volume-spec";
 
-/** The most replicas a volume may have: a product limit (a nexus could take NEXUS_MAX_CHILDREN children; 5 is plenty). */
-export const MAX_REPLICAS = 5;
+export { MAX_REPLICAS, replicaSizeBytes };
+export type { VolumeInputs, VolumeOutputs, ReplicaStatus };
 
-export interface VolumeInputs {
-  readonly uuid: string;
-  readonly sizeBytes: number;
-  readonly thin: boolean;
-  readonly replicas: number;
-  readonly poolLabels: Record<string, string>;
-  readonly pools: string[];
-  readonly topologyKey: string;
-  /** Replicated volumes only: the host NQN of the frontend node the nexus is published to ("" = unpublished). */
-  readonly frontendHostNqn: string;
-  /** Filled in by `check`: where each replica lives. */
-  readonly placement: PlacedReplica[];
-  /** Filled in by `check` when replicas > 1: the nexus's uuid ("" for one replica). */
-  readonly nexusUuid: string;
+const SPREAD_MODES = ["preferred", "required"] as const;
+
+/** Two pool restrictions name the same pools: by node and name where both sides know them, else by uuid. */
+function samePools(a: readonly PoolRef[], b: readonly PoolRef[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((x) => b.some((y) => (x.node && y.node ? x.node === y.node && x.name === y.name : x.uuid === y.uuid)));
 }
 
-/** A replica as `read` last saw it. */
-export interface ReplicaStatus extends PlacedReplica {
-  /** "online": present on its pool; "missing": gone from its pool (refresh found it deleted). */
-  readonly state: "online" | "missing";
-  readonly allocatedBytes: number;
-}
+const sameLabels = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) =>
+  JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
 
-export interface VolumeOutputs extends VolumeInputs {
-  /** "online" when every replica is present (and in sync); "degraded" when some are not; "faulted" when the nexus has no healthy child. */
-  readonly health: "online" | "degraded" | "faulted";
-  /** Replicated volumes: the nexus as its node reports it; null for one replica. */
-  readonly nexus: NexusStatus | null;
-  readonly replicaStatus: ReplicaStatus[];
-  /**
-   * Replicated volumes published to a frontend: the DH-HMAC-CHAP secret the frontend host
-   * connects with (`nvme connect --dhchap-secret`); "" otherwise. A secret output (the SDK marks it).
-   */
-  readonly frontendDhchapSecret: string;
-  /** Node and pool of the first replica, for people reading `pulumi stack output`. */
-  readonly node: string;
-  readonly pool: string;
-}
+const samePlacement = (a: readonly PlacedReplica[], b: readonly PlacedReplica[]) =>
+  a.length === b.length && a.every((x, i) => x.replicaUuid === b[i].replicaUuid && x.node === b[i].node && x.pool === b[i].pool);
 
 export class VolumeProvider implements dynamic.ResourceProvider {
   private cluster: ClusterConfig | null = null;
@@ -75,111 +62,144 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     return this.cluster;
   }
 
-  async check(olds: Partial<VolumeInputs>, news: Partial<VolumeInputs>): Promise<dynamic.CheckResult> {
+  async check(rawOlds: Partial<VolumeInputs>, rawNews: Partial<VolumeInputs>): Promise<dynamic.CheckResult> {
     const failures: dynamic.CheckFailure[] = [];
     const fail = (property: string, reason: string | null) => {
       if (reason !== null) failures.push({ property, reason });
     };
-    let inputs: VolumeInputs = {
+    const isNew = typeof rawOlds.uuid !== "string";
+    const olds = isNew ? null : normalizeState(rawOlds);
+    const news = normalizeState({
       thin: true,
       replicas: 1,
       poolLabels: {},
-      pools: [],
+      nodeSelector: {},
       topologyKey: "zone",
+      topologySpread: "preferred",
+      group: "",
       frontendHostNqn: "",
-      ...news,
-      uuid: olds.uuid ?? news.uuid ?? newUuid(),
-      placement: olds.placement ?? [],
-      nexusUuid: olds.nexusUuid ?? "",
-    } as VolumeInputs;
+      ...rawNews,
+      placement: [],
+      leaving: [],
+      nexusUuid: undefined,
+      nexusNode: undefined,
+    } as Partial<VolumeInputs>);
+    const uuid: string = olds?.uuid ?? (typeof rawNews.uuid === "string" ? rawNews.uuid : newUuid());
+    // A one-replica volume made before every volume had a nexus keeps being a plain replica.
+    const legacy = olds !== null && olds.nexusUuid === "";
+    let inputs: VolumeInputs = {
+      ...(news as VolumeInputs),
+      uuid,
+      placement: olds?.placement ?? [],
+      leaving: [],
+      nexusUuid: olds ? olds.nexusUuid ?? "" : nexusUuidFor(uuid),
+      nexusNode: olds?.nexusNode ?? "",
+    };
     if (this.cluster === null) fail("node", this.configError);
-    const replicated = typeof inputs.replicas === "number" && inputs.replicas > 1;
     if (!isUnknown(inputs.sizeBytes)) {
-      // A replicated volume is a nexus: CreateNexus refuses what is not a multiple of 4096, so preview does too.
-      fail("sizeBytes", checkSizeBytes(inputs.sizeBytes) ?? (replicated ? checkNexusSizeBytes(inputs.sizeBytes) : null));
-      if (typeof olds.sizeBytes === "number" && typeof inputs.sizeBytes === "number" && inputs.sizeBytes < olds.sizeBytes)
+      // A nexus serves 4 KiB blocks: CreateNexus refuses what is not a multiple of 4096, so preview does too.
+      fail("sizeBytes", checkSizeBytes(inputs.sizeBytes) ?? (legacy ? null : checkNexusSizeBytes(inputs.sizeBytes)));
+      if (olds && typeof olds.sizeBytes === "number" && typeof inputs.sizeBytes === "number" && inputs.sizeBytes < olds.sizeBytes)
         fail("sizeBytes", `cannot shrink from ${olds.sizeBytes} to ${inputs.sizeBytes} bytes: volumes only grow (data beyond the new end would be lost)`);
     }
     if (!isUnknown(inputs.thin) && typeof inputs.thin !== "boolean") fail("thin", `must be true or false, got ${describe(inputs.thin)}`);
     if (!isUnknown(inputs.replicas) && (!Number.isInteger(inputs.replicas) || inputs.replicas < 1 || inputs.replicas > MAX_REPLICAS))
       fail("replicas", `must be a whole number from 1 to ${MAX_REPLICAS}, got ${describe(inputs.replicas)}`);
+    if (legacy && !isUnknown(inputs.replicas) && inputs.replicas !== 1)
+      fail(
+        "replicas",
+        `volume ${uuid} was made by an older Strata as a plain replica without a nexus, so its replica count cannot change in place; ` +
+          "copy it to a new volume",
+      );
     if (!isUnknown(inputs.frontendHostNqn) && inputs.frontendHostNqn !== "") {
       fail("frontendHostNqn", checkNqn(inputs.frontendHostNqn));
-      if (!replicated && !isUnknown(inputs.replicas)) fail("frontendHostNqn", "is for replicated volumes (replicas >= 2): a one-replica volume has no nexus to publish");
+      if (legacy) fail("frontendHostNqn", `volume ${uuid} was made by an older Strata as a plain replica without a nexus: it cannot be published`);
     }
-    if (replicated && typeof olds.sizeBytes === "number" && typeof inputs.sizeBytes === "number" && inputs.sizeBytes !== olds.sizeBytes)
-      fail("sizeBytes", `cannot change from ${olds.sizeBytes} to ${inputs.sizeBytes} bytes: a replicated volume cannot be resized in this release (its nexus has a fixed size)`);
     if (!isUnknown(inputs.poolLabels)) fail("poolLabels", checkLabels(inputs.poolLabels));
+    if (!isUnknown(inputs.nodeSelector)) fail("nodeSelector", checkLabels(inputs.nodeSelector));
+    if (!isUnknown(inputs.topologySpread) && !SPREAD_MODES.includes(inputs.topologySpread))
+      fail("topologySpread", `must be "preferred" or "required", got ${describe(inputs.topologySpread)}`);
+    if (!isUnknown(inputs.group) && inputs.group !== "") fail("group", checkName(inputs.group));
     if (!isUnknown(inputs.uuid)) fail("uuid", checkUuid(inputs.uuid));
-    if (!isUnknown(inputs.pools) && (!Array.isArray(inputs.pools) || inputs.pools.some((p) => typeof p !== "string")))
-      fail("pools", `must be a list of pool uuids, got ${describe(inputs.pools)}`);
-    if (failures.length > 0 || isUnknown(inputs)) return { inputs, failures };
+    if (!isUnknown(rawNews.pools) && rawNews.pools !== undefined && !Array.isArray(rawNews.pools))
+      fail("pools", `must be a list of Pool resources or pool uuids, got ${describe(rawNews.pools)}`);
+    if (failures.length > 0 || isUnknown(inputs) || containsUnknown(inputs)) return { inputs, failures };
 
-    // Place now, so the plan shows where replicas land. Sticky: existing placement is kept.
-    // (When the pools are still unknown at preview, placement happens in create.)
-    inputs = { ...inputs, nexusUuid: replicated ? inputs.nexusUuid || nexusUuidFor(inputs.uuid) : "" };
-    if (inputs.placement.length < inputs.replicas) {
-      try {
-        return { inputs: { ...inputs, placement: await this.place(inputs) }, failures };
-      } catch (err) {
-        if (isPlacementError(err)) return { inputs, failures: [{ property: "sizeBytes", reason: (err as Error).message }] };
-        throw err;
-      }
+    // Place now, so the plan shows where replicas land and which ones leave.
+    try {
+      const placed = await this.place(inputs, inputs.placement);
+      // A replica that stays keeps the reason it was placed for: the plan a reviewer reads does
+      // not change when nothing moved.
+      const reasonOf = (r: PlacedReplica) => {
+        const before = inputs.placement.find((o) => o.replicaUuid === r.replicaUuid);
+        return before?.reason && r.reason.startsWith("kept: already placed") ? before.reason : r.reason;
+      };
+      const placement = placed.placement.map((r) => ({ ...r, reason: reasonOf(r) }));
+      const nexusNode = inputs.nexusUuid ? inputs.nexusNode || placement[0].node : "";
+      inputs = { ...inputs, placement, leaving: placed.leaving, nexusNode };
+    } catch (err) {
+      if (isPlacementError(err)) return { inputs, failures: [{ property: "replicas", reason: (err as Error).message }] };
+      throw err;
     }
     return { inputs, failures };
   }
 
-  private async place(inputs: VolumeInputs): Promise<PlacedReplica[]> {
-    const pools = await inventory(this.clusterOrThrow());
-    return placeReplicas(
-      pools,
-      {
-        size_bytes: replicaSizeBytes(inputs),
-        thin: inputs.thin,
-        replicas: inputs.replicas,
-        pool_labels: inputs.poolLabels,
-        pool_uuids: inputs.pools,
-        topology_key: inputs.topologyKey,
-      },
-      inputs.placement,
-      (slot) => replicaUuidFor(inputs.uuid, slot),
-    );
+  private place(inputs: VolumeInputs, existing: readonly PlacedReplica[]) {
+    const req: PlacementRequest = {
+      volume: inputs.uuid,
+      size_bytes: replicaSizeBytes(inputs),
+      thin: inputs.thin,
+      replicas: inputs.replicas,
+      pool_labels: inputs.poolLabels,
+      pools: inputs.pools.map((p) => ({ node: p.node, name: p.name, uuid: p.uuid })),
+      node_selector: inputs.nodeSelector,
+      spread: inputs.topologyKey ? { key: inputs.topologyKey, mode: inputs.topologySpread } : null,
+      group: inputs.group,
+    };
+    return planPlacement(this.clusterOrThrow(), inputs.uuid, inputs.declaredPools, req, existing, (slot) => replicaUuidFor(inputs.uuid, slot));
   }
 
-  async diff(_id: string, olds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.DiffResult> {
+  async diff(_id: string, rawOlds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.DiffResult> {
+    const olds = normalizeState(rawOlds);
     const replaces: string[] = [];
-    if (olds.thin !== news.thin) replaces.push("thin");
     if (olds.uuid !== news.uuid) replaces.push("uuid");
-    // One replica to several (or back) changes what the volume is: a plain replica or a nexus.
-    if ((olds.replicas ?? 1) !== news.replicas) replaces.push("replicas");
-    const republished = (olds.frontendHostNqn ?? "") !== (news.frontendHostNqn ?? "");
-    const grown = news.sizeBytes !== olds.sizeBytes;
+    const changed =
+      olds.sizeBytes !== news.sizeBytes ||
+      olds.thin !== news.thin ||
+      olds.replicas !== news.replicas ||
+      (olds.frontendHostNqn ?? "") !== (news.frontendHostNqn ?? "") ||
+      !samePlacement(olds.placement, news.placement) ||
+      (news.leaving ?? []).length > 0 ||
+      !sameLabels(olds.poolLabels, news.poolLabels) ||
+      !sameLabels(olds.nodeSelector, news.nodeSelector) ||
+      !samePools(olds.pools, news.pools ?? []) ||
+      olds.topologyKey !== news.topologyKey ||
+      olds.topologySpread !== news.topologySpread ||
+      olds.group !== news.group;
+    // A volume that is not fully healthy changes at every `up`: the update heals it.
     const degraded = olds.health !== "online";
-    const selectorChanged =
-      JSON.stringify(olds.poolLabels) !== JSON.stringify(news.poolLabels) ||
-      JSON.stringify(olds.pools) !== JSON.stringify(news.pools) ||
-      olds.topologyKey !== news.topologyKey;
-    return { changes: replaces.length > 0 || grown || degraded || selectorChanged || republished, replaces, deleteBeforeReplace: false };
+    return { changes: replaces.length > 0 || changed || degraded, replaces, deleteBeforeReplace: false };
   }
 
   async create(news: VolumeInputs): Promise<dynamic.CreateResult> {
     const cluster = this.clusterOrThrow();
-    const inputs = news.placement.length < news.replicas ? { ...news, placement: await this.place(news) } : news;
+    let inputs = news;
+    if (inputs.placement.length < inputs.replicas) {
+      // The pools were unknown at check (a preview before they existed): place now.
+      const placed = await this.place(inputs, inputs.placement);
+      inputs = { ...inputs, placement: placed.placement, nexusNode: inputs.nexusNode || placed.placement[0].node };
+    }
     // Every replica whose CreateReplica was sent, not only those that returned: a call that hit
     // its deadline (a thick replica zeroing a large disk) may still have been done by the engine.
     const attempted: PlacedReplica[] = [];
     try {
+      const placement: PlacedReplica[] = [];
       for (const replica of inputs.placement) {
         attempted.push(replica);
-        await onNode(cluster, replica.node, (engine) =>
-          engine.call(
-            "CreateReplica",
-            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: replicaSizeBytes(inputs), thin: inputs.thin },
-            MUTATE_DEADLINE_MS,
-          ),
-        );
+        placement.push(await this.createReplica(cluster, inputs, replica));
       }
-      if (inputs.replicas > 1) await ensureNexus(cluster, inputs);
+      inputs = { ...inputs, placement };
+      if (inputs.nexusUuid) await converge(cluster, spec(inputs));
     } catch (err) {
       // Transactional: a volume that failed to create leaves no nexus, share or replica behind.
       const left = await this.rollBack(cluster, inputs, attempted);
@@ -194,6 +214,18 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     }
   }
 
+  /** Makes one replica on its pool (idempotent by uuid) and returns it with the pool's uuid filled in. */
+  private async createReplica(cluster: ClusterConfig, inputs: VolumeInputs, replica: PlacedReplica): Promise<PlacedReplica> {
+    const made = await onNode(cluster, replica.node, (engine) =>
+      engine.call(
+        "CreateReplica",
+        { uuid: replica.replicaUuid, name: "", pool: replica.poolUuid || replica.pool, size_bytes: replicaSizeBytes(inputs), thin: inputs.thin },
+        MUTATE_DEADLINE_MS,
+      ),
+    );
+    return { ...replica, poolUuid: made.pool_uuid };
+  }
+
   /**
    * Undoes a failed create, best-effort per step (an unreachable node does not stop the others):
    * the nexus and the shares, then every replica create that was attempted. Returns what could
@@ -201,53 +233,60 @@ export class VolumeProvider implements dynamic.ResourceProvider {
    */
   private async rollBack(cluster: ClusterConfig, inputs: VolumeInputs, attempted: readonly PlacedReplica[]): Promise<string[]> {
     const left: string[] = [];
-    if (inputs.replicas > 1 && inputs.placement.length > 0) {
-      await destroyNexus(cluster, inputs).catch(() => left.push(`nexus ${inputs.nexusUuid} on ${inputs.placement[0].node} (or its shares)`));
+    if (inputs.nexusUuid && inputs.nexusNode) {
+      await destroyNexus(cluster, inputs).catch(() => left.push(`nexus ${inputs.nexusUuid} on ${inputs.nexusNode} (or its shares)`));
     }
     for (const r of attempted) {
-      await onNode(cluster, r.node, (engine) => engine.call("DestroyReplica", { uuid: r.replica_uuid }, MUTATE_DEADLINE_MS)).catch(() =>
-        left.push(`replica ${r.replica_uuid} on ${r.node}`),
+      await onNode(cluster, r.node, (engine) => engine.call("DestroyReplica", { uuid: r.replicaUuid }, MUTATE_DEADLINE_MS)).catch(() =>
+        left.push(`replica ${r.replicaUuid} on ${r.node}`),
       );
     }
     return left;
   }
 
   async read(id: string, props: VolumeOutputs): Promise<dynamic.ReadResult> {
-    const outs = await this.observe(props);
+    const outs = await this.observe(normalizeState(props));
     return { id, props: outs };
   }
 
-  async update(_id: string, olds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.UpdateResult> {
+  async update(_id: string, rawOlds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.UpdateResult> {
     const cluster = this.clusterOrThrow();
+    const olds = normalizeState(rawOlds);
     const recreated = new Set<string>();
-    for (const replica of news.placement) {
+    const placement: PlacedReplica[] = [];
+    // Replicas first: made where missing, grown, converted; leaving ones are grown too, since
+    // they stay children of the nexus until the new ones are in sync.
+    for (const replica of [...news.placement, ...news.leaving]) {
+      const staying = news.placement.includes(replica);
+      const current = await onNode(cluster, replica.node, async (engine) =>
+        (await engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS)).replicas.find((r) => r.uuid === replica.replicaUuid),
+      );
+      if (!current) {
+        if (!staying) continue;
+        // New, or gone behind our back: made (again) on its pool. It is empty: the nexus must
+        // rebuild it in full (it carries no label), never trust it as it was.
+        if (olds.placement.some((r) => r.replicaUuid === replica.replicaUuid)) recreated.add(replica.replicaUuid);
+        placement.push(await this.createReplica(cluster, news, replica));
+        continue;
+      }
       await onNode(cluster, replica.node, async (engine) => {
-        const { replicas } = await engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS);
-        const current = replicas.find((r) => r.uuid === replica.replica_uuid);
-        if (!current) {
-          // Gone behind our back (or never made): make it again on its pool. It is empty: the
-          // nexus must rebuild it in full (it carries no label), never trust it as it was.
-          recreated.add(replica.replica_uuid);
-          await engine.call(
-            "CreateReplica",
-            { uuid: replica.replica_uuid, name: "", pool: replica.pool_uuid, size_bytes: replicaSizeBytes(news), thin: news.thin },
-            MUTATE_DEADLINE_MS,
-          );
-        } else if (news.replicas === 1 && current.size_bytes < news.sizeBytes) {
-          await engine.call("ResizeReplica", { uuid: replica.replica_uuid, size_bytes: news.sizeBytes }, MUTATE_DEADLINE_MS);
-        }
+        if (Number(current.size_bytes) < replicaSizeBytes(news))
+          await engine.call("ResizeReplica", { uuid: replica.replicaUuid, size_bytes: replicaSizeBytes(news) }, MUTATE_DEADLINE_MS);
+        if (staying && current.thin !== news.thin) await engine.call("SetReplicaThin", { uuid: replica.replicaUuid, thin: news.thin }, MUTATE_DEADLINE_MS);
       });
+      if (staying) placement.push({ ...replica, poolUuid: current.pool_uuid });
     }
-    // A replicated volume: the nexus exists, is published as asked, and faulted children rebuild.
-    if (news.replicas > 1) await ensureNexus(cluster, news, olds.frontendHostNqn ?? "", recreated);
-    return { outs: await this.observe(news) };
+    const done: VolumeInputs = { ...news, placement };
+    if (news.nexusUuid) await converge(cluster, spec(done), { previousFrontend: olds.frontendHostNqn ?? "", recreated });
+    return { outs: await this.observe({ ...done, leaving: [] }) };
   }
 
-  async delete(_id: string, props: VolumeOutputs): Promise<void> {
+  async delete(_id: string, rawProps: VolumeOutputs): Promise<void> {
     const cluster = this.clusterOrThrow();
-    if ((props.replicas ?? 1) > 1 && props.nexusUuid) await destroyNexus(cluster, props);
-    for (const replica of props.placement ?? []) {
-      await onNode(cluster, replica.node, (engine) => engine.call("DestroyReplica", { uuid: replica.replica_uuid }, MUTATE_DEADLINE_MS));
+    const props = normalizeState(rawProps);
+    if (props.nexusUuid) await destroyNexus(cluster, props);
+    for (const replica of [...props.placement, ...props.leaving]) {
+      await onNode(cluster, replica.node, (engine) => engine.call("DestroyReplica", { uuid: replica.replicaUuid }, MUTATE_DEADLINE_MS));
     }
   }
 
@@ -257,34 +296,38 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     const replicaStatus: ReplicaStatus[] = [];
     for (const placed of inputs.placement) {
       const { replicas } = await onNode(cluster, placed.node, (engine) => engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS));
-      const found = replicas.find((r) => r.uuid === placed.replica_uuid);
-      replicaStatus.push({ ...placed, state: found ? "online" : "missing", allocatedBytes: found?.allocated_bytes ?? 0 });
+      const found = replicas.find((r) => r.uuid === placed.replicaUuid);
+      replicaStatus.push({ ...placed, state: found ? "online" : "missing", allocatedBytes: Number(found?.allocated_bytes ?? 0) });
     }
     const present = replicaStatus.every((r) => r.state === "online");
-    if (inputs.replicas > 1 && inputs.nexusUuid) {
-      const nexus = await observeNexus(cluster, inputs);
-      const health = nexus.health === "faulted" ? "faulted" : present && nexus.health === "online" ? "online" : "degraded";
-      const frontendSecret = inputs.frontendHostNqn ? frontendDhchapSecret(cluster.token, inputs.nexusUuid) : "";
-      return {
-        ...inputs,
-        health,
-        nexus,
-        replicaStatus,
-        frontendDhchapSecret: frontendSecret,
-        node: inputs.placement[0]?.node ?? "",
-        pool: inputs.placement[0]?.pool_name ?? "",
-      };
-    }
-    return {
-      ...inputs,
-      health: present ? "online" : "degraded",
-      nexus: null,
-      replicaStatus,
-      frontendDhchapSecret: "",
-      node: inputs.placement[0]?.node ?? "",
-      pool: inputs.placement[0]?.pool_name ?? "",
-    };
+    const first = { node: inputs.placement[0]?.node ?? "", pool: inputs.placement[0]?.pool ?? "" };
+    if (!inputs.nexusUuid) return { ...inputs, ...first, health: present ? "online" : "degraded", nexus: null, replicaStatus, frontendDhchapSecret: "" };
+    const nexus = await observeNexus(cluster, inputs);
+    const inSync = nexus.children.every((c) => c.state === "online");
+    const health = nexus.health === "faulted" ? "faulted" : present && inSync && nexus.health === "online" ? "online" : "degraded";
+    const frontendSecret = inputs.frontendHostNqn ? frontendDhchapSecret(cluster.token, inputs.nexusUuid) : "";
+    return { ...inputs, ...first, health, nexus, replicaStatus, frontendDhchapSecret: frontendSecret };
   }
+}
+
+function spec(v: VolumeInputs): ReplicatedSpec {
+  return {
+    uuid: v.uuid,
+    nexusUuid: v.nexusUuid,
+    nexusNode: v.nexusNode,
+    sizeBytes: v.sizeBytes,
+    frontendHostNqn: v.frontendHostNqn,
+    placement: v.placement,
+    leaving: v.leaving,
+  };
+}
+
+/** True when any value inside is still unknown (a preview before an input's resource exists). */
+function containsUnknown(value: unknown): boolean {
+  if (isUnknown(value)) return true;
+  if (Array.isArray(value)) return value.some(containsUnknown);
+  if (value !== null && typeof value === "object") return Object.values(value).some(containsUnknown);
+  return false;
 }
 
 /**
@@ -295,7 +338,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
  * Pulumi forget it and the next `up` place a new volume beside the leftovers.
  */
 function keptInState(err: Error, inputs: VolumeInputs, left: readonly string[], what: string): Error {
-  const remains = (r: PlacedReplica) => left.some((what) => what.includes(r.replica_uuid));
+  const remains = (r: PlacedReplica) => left.some((what) => what.includes(r.replicaUuid));
   const outs: VolumeOutputs = {
     ...inputs,
     health: "degraded",
@@ -303,13 +346,10 @@ function keptInState(err: Error, inputs: VolumeInputs, left: readonly string[], 
     replicaStatus: inputs.placement.map((r) => ({ ...r, state: remains(r) ? "online" : "missing", allocatedBytes: 0 })),
     frontendDhchapSecret: "",
     node: inputs.placement[0]?.node ?? "",
-    pool: inputs.placement[0]?.pool_name ?? "",
+    pool: inputs.placement[0]?.pool ?? "",
   };
   const message = `${err.message} (${what}; the volume stays in the stack: the next \`pulumi up\` finishes it, \`pulumi destroy\` removes it)`;
   return Object.assign(new Error(message), { id: inputs.uuid, properties: outs, reasons: [message] });
 }
 
-/** Bytes each replica holds: a replicated volume's replicas also carry the nexus label region. */
-export function replicaSizeBytes(inputs: Pick<VolumeInputs, "sizeBytes" | "replicas">): number {
-  return inputs.replicas > 1 ? inputs.sizeBytes + NEXUS_LABEL_BYTES : inputs.sizeBytes;
-}
+export type { DeclaredPool, PoolRef };

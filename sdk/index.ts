@@ -1,23 +1,39 @@
-// What a Pulumi program imports: `import * as strata from "strata/sdk"` (or a relative path).
+// What a Pulumi program imports: `import * as strata from "@strata/sdk"` (sdk/ as a package).
 //
 //   const pool = new strata.Pool("pool-a", { node: "node-a", disk: "file:///var/lib/strata/a.img?size_mib=1024" });
 //   const vol = new strata.Volume("db", { sizeBytes: 1 * strata.GIB, pools: [pool] });
 //
 // Engines are found through stack config: `strata:endpoints` (node -> host:port) and the
 // secret `strata:token`; `npx strata cluster up` writes both for a local cluster.
+//
+// Output properties are `declare`d, never initialized: under TypeScript's ES2022+ class-field
+// semantics an initialized (or `!`) field would overwrite the Output Pulumi sets in the
+// constructor, and every output would read undefined.
 import * as pulumi from "@pulumi/pulumi";
-import { PoolProvider } from "../provider/pool";
+import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
-import type { ReplicaStatus } from "../provider/volume";
 import type { PlacedReplica } from "../provider/placement";
-import type { NexusStatus } from "../provider/nexus";
+import type {
+  ChildState,
+  DeclaredPool,
+  NexusChildStatus,
+  NexusHealth,
+  NexusStatus,
+  PoolRef,
+  ReplicaState,
+  ReplicaStatus,
+  SpreadMode,
+  VolumeHealth,
+} from "../provider/volume-spec";
 
 export { MIB, GIB } from "../common/validate";
-export type { NexusStatus, PlacedReplica, ReplicaStatus };
+export type { ChildState, NexusChildStatus, NexusHealth, NexusStatus, PlacedReplica, PoolState, ReplicaState, ReplicaStatus, SpreadMode, VolumeHealth };
 
 /** The module part of every Strata resource type: `pulumi-nodejs:dynamic/strata:<Type>`. */
 const MODULE = "strata";
+const POOL_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Pool`;
+const VOLUME_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Volume`;
 
 /**
  * Fails the program (and so `pulumi preview`) early when the stack has no cluster config,
@@ -41,22 +57,30 @@ export interface PoolArgs {
   readonly labels?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Allocation unit; a power of two from 1 MiB to 64 MiB. Default 4 MiB. */
   readonly clusterSizeBytes?: pulumi.Input<number>;
+  /**
+   * Drain the pool: every volume declared after it moves its replicas elsewhere (the new replica
+   * is rebuilt before the old one goes) and no new replica lands here. The preview shows each move.
+   */
+  readonly drain?: pulumi.Input<boolean>;
 }
 
-/** A storage pool: one device on one node, carved into replicas. */
+/** Every Pool the program declared so far, in order: volumes declared after them can be placed on them at the first preview. */
+const declaredPools: Pool[] = [];
+
+/** A storage pool: one device on one node, carved into replicas. Its id is the pool's uuid. */
 export class Pool extends pulumi.dynamic.Resource {
-  public readonly uuid!: pulumi.Output<string>;
-  public readonly node!: pulumi.Output<string>;
-  public readonly disk!: pulumi.Output<string>;
-  public readonly name!: pulumi.Output<string>;
-  public readonly labels!: pulumi.Output<Record<string, string>>;
-  public readonly clusterSizeBytes!: pulumi.Output<number>;
-  /** "online", "faulted" or "missing". */
-  public readonly state!: pulumi.Output<string>;
-  public readonly capacityBytes!: pulumi.Output<number>;
-  public readonly usedBytes!: pulumi.Output<number>;
-  public readonly committedBytes!: pulumi.Output<number>;
-  public readonly replicaCount!: pulumi.Output<number>;
+  declare readonly uuid: pulumi.Output<string>;
+  declare readonly node: pulumi.Output<string>;
+  declare readonly disk: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  declare readonly labels: pulumi.Output<Record<string, string>>;
+  declare readonly clusterSizeBytes: pulumi.Output<number>;
+  declare readonly drain: pulumi.Output<boolean>;
+  declare readonly state: pulumi.Output<PoolState>;
+  declare readonly capacityBytes: pulumi.Output<number>;
+  declare readonly usedBytes: pulumi.Output<number>;
+  declare readonly committedBytes: pulumi.Output<number>;
+  declare readonly replicaCount: pulumi.Output<number>;
 
   constructor(name: string, args: PoolArgs, opts?: pulumi.CustomResourceOptions) {
     if (!opts?.id) requireClusterConfig();
@@ -69,6 +93,7 @@ export class Pool extends pulumi.dynamic.Resource {
         name: args.name ?? name,
         labels: args.labels ?? {},
         clusterSizeBytes: args.clusterSizeBytes ?? 0,
+        drain: args.drain ?? false,
         uuid: undefined,
         state: undefined,
         capacityBytes: undefined,
@@ -80,57 +105,85 @@ export class Pool extends pulumi.dynamic.Resource {
       MODULE,
       "Pool",
     );
+    if (!opts?.id) declaredPools.push(this);
+  }
+
+  /** Reads an existing pool's state (`id`: the pool's uuid, as `pulumi import` takes it). */
+  static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Pool {
+    return new Pool(name, { node: "", disk: "" }, { ...opts, id });
+  }
+
+  static override isInstance(obj: unknown): obj is Pool {
+    return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === POOL_TYPE;
   }
 }
 
 export interface VolumeArgs {
-  /** Size in bytes: a multiple of 512, or of 4096 when replicas >= 2 (a nexus serves 4 KiB blocks). Growing it resizes in place; shrinking is refused. */
+  /** Size in bytes, a multiple of 4096 (a nexus serves 4 KiB blocks). Growing it resizes in place (hosts see the new size without reconnecting); shrinking is refused. */
   readonly sizeBytes: pulumi.Input<number>;
-  /** Thin volumes allocate on first write. Default true. Changing it replaces the volume. */
+  /** Thin volumes allocate on first write. Default true. Changing it converts the replicas in place. */
   readonly thin?: pulumi.Input<boolean>;
   /**
-   * Number of replicas, 1 to 5. With 2 or more the volume is a nexus (RAID-1) on the first
-   * replica's node, which keeps serving through a replica's failure and rebuilds it. Changing
-   * it replaces the volume. A replicated volume cannot be resized in this release.
+   * Number of replicas, 1 to 5. The volume is a nexus (RAID-1) on the first replica's node, which
+   * keeps serving through a replica's failure and rebuilds it. Changing it adds replicas (rebuilt
+   * in full before they serve) or removes the least preferred ones, in place.
    */
   readonly replicas?: pulumi.Input<number>;
   /**
-   * Replicated volumes: the host NQN of the node that mounts the volume; the nexus is published
-   * over NVMe/TCP to that host only (outputs `nexus.nqn` and `nexus.address`). Changing it
-   * moves the volume to the new frontend in place.
+   * The host NQN of the node that mounts the volume: the nexus is published over NVMe/TCP to
+   * that host only (outputs `nexus.nqn`, `nexus.host`, `nexus.port`). Changing it moves the
+   * volume to the new frontend in place.
    */
   readonly frontendHostNqn?: pulumi.Input<string>;
-  /** Place only on these pools (and wait for them to exist). Default: any pool that fits. */
-  readonly pools?: Pool[];
+  /** Place only on these pools (Pool resources or pool uuids). Default: any pool that fits. */
+  readonly pools?: (Pool | pulumi.Input<string>)[];
   /** Place only on pools carrying all these labels. */
   readonly poolLabels?: pulumi.Input<Record<string, pulumi.Input<string>>>;
-  /** Spread replicas across distinct values of this node label. Default "zone". */
+  /** Place only on nodes whose engine labels include all of these. */
+  readonly nodeSelector?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Spread replicas across distinct values of this node label. Default "zone"; "" for none. */
   readonly topologyKey?: pulumi.Input<string>;
+  /** "preferred" (default): spread when possible; "required": fail placement rather than share a value. */
+  readonly topologySpread?: pulumi.Input<SpreadMode>;
+  /** Anti-affinity: no two replicas of volumes with the same group on one node. */
+  readonly group?: pulumi.Input<string>;
 }
 
-/** A block volume: replicas on pools, placed by the provider and shown in the plan. */
+function poolRefOf(p: Pool | pulumi.Input<string>): pulumi.Input<PoolRef> {
+  // By node and name: known at the first preview, before the pool (and its uuid) exists.
+  if (Pool.isInstance(p)) return pulumi.all([p.node, p.name]).apply(([node, name]) => ({ uuid: "", node, name }));
+  return pulumi.output(p).apply((uuid) => ({ uuid, node: "", name: "" }));
+}
+
+function declaredOf(p: Pool): pulumi.Input<DeclaredPool> {
+  return pulumi
+    .all([p.node, p.name, p.disk, p.labels, p.clusterSizeBytes, p.drain])
+    .apply(([node, name, disk, labels, clusterSizeBytes, drain]) => ({ node, name, disk, labels: labels ?? {}, clusterSizeBytes: clusterSizeBytes ?? 0, drain: drain ?? false }));
+}
+
+/** A block volume: replicas on pools, placed by the provider and shown in the plan. Its id is the volume's uuid. */
 export class Volume extends pulumi.dynamic.Resource {
-  public readonly uuid!: pulumi.Output<string>;
-  public readonly sizeBytes!: pulumi.Output<number>;
-  public readonly thin!: pulumi.Output<boolean>;
-  public readonly replicas!: pulumi.Output<number>;
-  /** Where each replica lives (node, pool, replica uuid). */
-  public readonly placement!: pulumi.Output<PlacedReplica[]>;
+  declare readonly uuid: pulumi.Output<string>;
+  declare readonly sizeBytes: pulumi.Output<number>;
+  declare readonly thin: pulumi.Output<boolean>;
+  declare readonly replicas: pulumi.Output<number>;
+  /** Where each replica lives (node, pool, replica uuid) and why it was placed there. */
+  declare readonly placement: pulumi.Output<PlacedReplica[]>;
   /** What the last create/update/refresh saw of each replica. */
-  public readonly replicaStatus!: pulumi.Output<ReplicaStatus[]>;
+  declare readonly replicaStatus: pulumi.Output<ReplicaStatus[]>;
   /** "online", "degraded" (a replica missing or out of sync) or "faulted" (no healthy replica). */
-  public readonly health!: pulumi.Output<string>;
-  /** Replicated volumes: the nexus (node, health, NVMe/TCP nqn and address, each child's state); null for one replica. */
-  public readonly nexus!: pulumi.Output<NexusStatus | null>;
+  declare readonly health: pulumi.Output<VolumeHealth>;
+  /** The nexus (node, health, NVMe/TCP nqn, host and port, each child's state); null only for a volume from before every volume had one. */
+  declare readonly nexus: pulumi.Output<NexusStatus | null>;
   /** Node of the first replica. */
-  public readonly node!: pulumi.Output<string>;
+  declare readonly node: pulumi.Output<string>;
   /** Pool name of the first replica. */
-  public readonly pool!: pulumi.Output<string>;
+  declare readonly pool: pulumi.Output<string>;
   /**
-   * Replicated volumes with a frontend: the DH-HMAC-CHAP secret the frontend host must present
+   * With a frontend: the DH-HMAC-CHAP secret the frontend host must present
    * (`nvme connect … --hostnqn <frontendHostNqn> --dhchap-secret <this>`); a Pulumi secret.
    */
-  public readonly frontendDhchapSecret!: pulumi.Output<string>;
+  declare readonly frontendDhchapSecret: pulumi.Output<string>;
 
   constructor(name: string, args: VolumeArgs, opts?: pulumi.CustomResourceOptions) {
     if (!opts?.id) requireClusterConfig();
@@ -141,14 +194,20 @@ export class Volume extends pulumi.dynamic.Resource {
         sizeBytes: args.sizeBytes,
         thin: args.thin ?? true,
         replicas: args.replicas ?? 1,
-        pools: (args.pools ?? []).map((p) => p.uuid),
+        pools: (args.pools ?? []).map(poolRefOf),
         poolLabels: args.poolLabels ?? {},
+        nodeSelector: args.nodeSelector ?? {},
         topologyKey: args.topologyKey ?? "zone",
+        topologySpread: args.topologySpread ?? "preferred",
+        group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
+        declaredPools: opts?.id ? [] : declaredPools.map(declaredOf),
         uuid: undefined,
         nexusUuid: undefined,
+        nexusNode: undefined,
         nexus: undefined,
         placement: undefined,
+        leaving: undefined,
         replicaStatus: undefined,
         health: undefined,
         node: undefined,
@@ -159,6 +218,15 @@ export class Volume extends pulumi.dynamic.Resource {
       MODULE,
       "Volume",
     );
+  }
+
+  /** Reads an existing volume's state (`id`: the volume's uuid, as `pulumi import` takes it). */
+  static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Volume {
+    return new Volume(name, { sizeBytes: 0 }, { ...opts, id });
+  }
+
+  static override isInstance(obj: unknown): obj is Volume {
+    return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === VOLUME_TYPE;
   }
 }
 

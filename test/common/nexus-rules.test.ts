@@ -54,7 +54,7 @@ test("NQNs built from the prefixes are valid NQNs", (t) => {
 test("nexus sizes are positive multiples of 4096, not merely of 512", (t) => {
   t.is(checkNexusSizeBytes(64 * 1024 * 1024), null);
   t.is(checkNexusSizeBytes(4096), null);
-  t.regex(checkNexusSizeBytes(64 * 1024 * 1024 + 512)!, /positive multiple of 4096 bytes for a replicated volume .* got 67109376/);
+  t.regex(checkNexusSizeBytes(64 * 1024 * 1024 + 512)!, /positive multiple of 4096 bytes .* got 67109376/);
   t.regex(checkNexusSizeBytes(0)!, /positive multiple of 4096/);
   t.regex(checkNexusSizeBytes(4096.5)!, /whole number/);
 });

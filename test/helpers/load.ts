@@ -128,6 +128,9 @@ export class VerifyingLoad {
    * so a child's unflushed window stays small the way it does under real hosts.
    */
   start(workers = 6, readFraction = 0.3, maxBlocks = 32, flushEveryMs = 100): this {
+    // A load may run again after stop(); its counters keep adding up.
+    this.running = true;
+    this.workers.length = 0;
     for (let i = 0; i < workers; i++) this.workers.push(this.worker(readFraction, maxBlocks));
     if (flushEveryMs > 0) this.workers.push(this.flusher(flushEveryMs));
     return this;

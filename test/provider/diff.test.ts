@@ -15,6 +15,7 @@ const pool: PoolOutputs = {
   usedBytes: 0,
   committedBytes: 0,
   replicaCount: 0,
+  drain: false,
 };
 
 test("pool: labels update in place; node, disk and name replace (old pool first)", async (t) => {
@@ -34,10 +35,16 @@ const volume: VolumeOutputs = {
   replicas: 1,
   poolLabels: {},
   pools: [],
+  nodeSelector: {},
   topologyKey: "zone",
+  topologySpread: "preferred",
+  group: "",
   frontendHostNqn: "",
-  placement: [{ replica_uuid: "r", node: "node-a", pool_uuid: pool.uuid, pool_name: "p" }],
-  nexusUuid: "",
+  declaredPools: [],
+  placement: [{ replicaUuid: "r", node: "node-a", poolUuid: pool.uuid, pool: "p", reason: "" }],
+  leaving: [],
+  nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa",
+  nexusNode: "node-a",
   nexus: null,
   health: "online",
   replicaStatus: [],
@@ -46,40 +53,44 @@ const volume: VolumeOutputs = {
   pool: "p",
 };
 
-test("volume: growth updates in place, thin replaces, a missing replica is an update", async (t) => {
+test("volume: every routine change is an update in place, never a replace", async (t) => {
   const v = new VolumeProvider();
   t.false((await v.diff(volume.uuid, volume, { ...volume })).changes);
-  const grown = await v.diff(volume.uuid, volume, { ...volume, sizeBytes: 2 << 30 });
-  t.true(grown.changes);
-  t.deepEqual(grown.replaces, []);
-  t.deepEqual((await v.diff(volume.uuid, volume, { ...volume, thin: false })).replaces, ["thin"]);
+  const changes: Partial<VolumeOutputs>[] = [
+    { sizeBytes: 2 << 30 },
+    { thin: false },
+    { replicas: 3 },
+    { frontendHostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000" },
+    { poolLabels: { tier: "fast" } },
+    { nodeSelector: { rack: "r1" } },
+    { topologySpread: "required" },
+    { group: "db" },
+    { placement: [{ replicaUuid: "r2", node: "node-b", poolUuid: "", pool: "q", reason: "" }] },
+  ];
+  for (const change of changes) {
+    const d = await v.diff(volume.uuid, volume, { ...volume, ...change });
+    t.true(d.changes, JSON.stringify(change));
+    t.deepEqual(d.replaces, [], JSON.stringify(change));
+  }
   const degraded = await v.diff(volume.uuid, { ...volume, health: "degraded" }, { ...volume });
-  t.true(degraded.changes);
+  t.true(degraded.changes, "a degraded volume is healed by the next up");
   t.deepEqual(degraded.replaces, []);
+  t.false((await v.diff(volume.uuid, volume, { ...volume, declaredPools: [{ node: "n", name: "x", disk: "file:///x", labels: {}, clusterSizeBytes: 0, drain: false }] })).changes,
+    "declaring another pool in the program is not a change of the volume");
 });
 
-test("volume: check refuses shrinking and bad values, naming the property", async (t) => {
+test("volume: state written by an older provider (snake_case placement, uuid pools) reads as the same volume", async (t) => {
   const v = new VolumeProvider();
-  const shrink = await v.check({ ...volume }, { ...volume, sizeBytes: 1 << 20 });
-  t.true(shrink.failures!.some((f) => f.property === "sizeBytes" && /cannot shrink/.test(f.reason)));
-  const bad = await v.check({}, { sizeBytes: 4096, replicas: 6, thin: "yes" as unknown as boolean });
-  const props = bad.failures!.map((f) => f.property);
-  t.true(props.includes("replicas"));
-  t.true(props.includes("thin"));
-  const unpublishable = await v.check({}, { sizeBytes: 4096, replicas: 1, frontendHostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000" });
-  t.true(unpublishable.failures!.some((f) => f.property === "frontendHostNqn" && /replicated volumes/.test(f.reason)));
-  const badNqn = await v.check({}, { sizeBytes: 4096, replicas: 3, frontendHostNqn: "host-a" });
-  t.true(badNqn.failures!.some((f) => f.property === "frontendHostNqn" && /must start with "nqn\."/.test(f.reason)));
-  const replicated: VolumeOutputs = { ...volume, replicas: 3, nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa" };
-  const grow = await v.check({ ...replicated }, { ...replicated, sizeBytes: 2 << 30 });
-  t.true(grow.failures!.some((f) => f.property === "sizeBytes" && /cannot be resized/.test(f.reason)));
-});
-
-test("volume: the replica count replaces; a new frontend updates in place", async (t) => {
-  const v = new VolumeProvider();
-  t.deepEqual((await v.diff(volume.uuid, volume, { ...volume, replicas: 3 })).replaces, ["replicas"]);
-  const three: VolumeOutputs = { ...volume, replicas: 3, nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa" };
-  const republished = await v.diff(volume.uuid, three, { ...three, frontendHostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000" });
-  t.true(republished.changes);
-  t.deepEqual(republished.replaces, []);
+  const old = {
+    ...volume,
+    pools: [pool.uuid],
+    placement: [{ replica_uuid: "r", node: "node-a", pool_uuid: pool.uuid, pool_name: "p" }],
+    nodeSelector: undefined,
+    topologySpread: undefined,
+    group: undefined,
+    leaving: undefined,
+    nexusNode: undefined,
+  } as unknown as VolumeOutputs;
+  const news = { ...volume, pools: [{ uuid: pool.uuid, node: "", name: "" }] };
+  t.false((await v.diff(volume.uuid, old, news)).changes);
 });

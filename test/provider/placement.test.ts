@@ -4,9 +4,8 @@ import {
   isPlacementError,
   PlacementLedger,
   PlacementRequest,
-  placeReplicas,
   placeVolume,
-  PlannedReplica,
+  PlacedReplica,
   PoolCandidate,
 } from "../../provider/placement";
 
@@ -41,9 +40,9 @@ const request = (overrides: Partial<PlacementRequest> = {}): PlacementRequest =>
   ...overrides,
 });
 const slots = (volume: string) => (slot: number) => `${volume}-r${slot}`;
-const place = (pools: readonly PoolCandidate[], req: PlacementRequest, existing: readonly PlannedReplica[] = []) =>
+const place = (pools: readonly PoolCandidate[], req: PlacementRequest, existing: readonly PlacedReplica[] = []) =>
   placeVolume(new PlacementLedger(pools), req, existing, slots(req.volume));
-const nodes = (rs: readonly PlannedReplica[]) => rs.map((r) => r.node);
+const nodes = (rs: readonly PlacedReplica[]) => rs.map((r) => r.node);
 
 /** Three zones, two nodes each: a1 a2 b1 b2 c1 c2. */
 const zoned = (overrides: (node: string) => Partial<PoolCandidate> = () => ({})) =>
@@ -71,7 +70,7 @@ test("a new replica goes to the pool with the fewest replicas, then most free sp
 
 test("sticky: existing replicas stay, in order, even when better pools appear; keeping reserves nothing", (t) => {
   const pools = [pool("a", { replica_count: 9 }), pool("b", { replica_count: 5 }), pool("c"), pool("d")];
-  const existing: PlannedReplica[] = [
+  const existing: PlacedReplica[] = [
     { replicaUuid: "x1", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" },
     { replicaUuid: "x0", node: "a", pool: "pool-a", poolUuid: "uuid-a", reason: "" },
   ];
@@ -83,7 +82,7 @@ test("sticky: existing replicas stay, in order, even when better pools appear; k
 });
 
 test("replicas 2 -> 3: the existing two stay, the third takes the lowest free slot", (t) => {
-  const existing: PlannedReplica[] = [
+  const existing: PlacedReplica[] = [
     { replicaUuid: "v1-r0", node: "a", pool: "pool-a", poolUuid: "uuid-a", reason: "" },
     { replicaUuid: "v1-r2", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" },
   ];
@@ -134,7 +133,7 @@ test("declared but not created pools (uuid \"\") are placeable, by node and name
 test("a draining pool takes no new replicas and its replicas move, with the reason", (t) => {
   const pools = [pool("a"), pool("b", { draining: true }), pool("c", { replica_count: 3 })];
   t.deepEqual(nodes(place(pools, request({ replicas: 2 })).placement), ["a", "c"]);
-  const existing: PlannedReplica[] = [
+  const existing: PlacedReplica[] = [
     { replicaUuid: "v1-r0", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" },
     { replicaUuid: "v1-r1", node: "a", pool: "pool-a", poolUuid: "uuid-a", reason: "" },
   ];
@@ -146,7 +145,7 @@ test("a draining pool takes no new replicas and its replicas move, with the reas
 
 test("a replica that must move but has nowhere to go stays, saying why", (t) => {
   const pools = [pool("a"), pool("b", { draining: true })];
-  const existing: PlannedReplica[] = [
+  const existing: PlacedReplica[] = [
     { replicaUuid: "v1-r0", node: "a", pool: "pool-a", poolUuid: "uuid-a", reason: "" },
     { replicaUuid: "v1-r1", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" },
   ];
@@ -158,7 +157,7 @@ test("a replica that must move but has nowhere to go stays, saying why", (t) => 
 
 test("a selector change moves replicas that no longer match (pool labels, pools, node selector)", (t) => {
   const pools = [pool("a", { labels: { tier: "fast" } }), pool("b", { labels: { tier: "slow" } }), pool("c", { labels: { tier: "fast" }, node_labels: { zone: "x", rack: "r2" } })];
-  const existing: PlannedReplica[] = [{ replicaUuid: "v1-r0", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" }];
+  const existing: PlacedReplica[] = [{ replicaUuid: "v1-r0", node: "b", pool: "pool-b", poolUuid: "uuid-b", reason: "" }];
   const byLabel = place(pools, request({ pool_labels: { tier: "fast" } }), existing);
   t.deepEqual(nodes(byLabel.placement), ["a"]);
   t.is(byLabel.placement[0].replicaUuid, "v1-r1");
@@ -174,7 +173,7 @@ test("a selector change moves replicas that no longer match (pool labels, pools,
 });
 
 test("a replica whose pool is gone is replaced under a new slot", (t) => {
-  const existing: PlannedReplica[] = [
+  const existing: PlacedReplica[] = [
     { replicaUuid: "v1-r0", node: "a", pool: "pool-a", poolUuid: "uuid-a", reason: "" },
     { replicaUuid: "v1-r1", node: "b", pool: "pool-b", poolUuid: "uuid-b-old", reason: "" },
   ];
@@ -185,7 +184,7 @@ test("a replica whose pool is gone is replaced under a new slot", (t) => {
 
 test("shrink: mismatching replicas leave first, then the ones placed last; the first stays", (t) => {
   const pools = ["a", "b", "c", "d"].map((n) => pool(n, n === "c" ? { draining: true } : {}));
-  const existing: PlannedReplica[] = ["a", "b", "c", "d"].map((n, i) => ({ replicaUuid: `v1-r${i}`, node: n, pool: `pool-${n}`, poolUuid: `uuid-${n}`, reason: "" }));
+  const existing: PlacedReplica[] = ["a", "b", "c", "d"].map((n, i) => ({ replicaUuid: `v1-r${i}`, node: n, pool: `pool-${n}`, poolUuid: `uuid-${n}`, reason: "" }));
   const three = place(pools, request({ replicas: 3 }), existing);
   t.deepEqual(nodes(three.placement), ["a", "b", "d"]);
   t.deepEqual(three.leaving.map((r) => [r.node, r.reason]), [["c", "pool c/pool-c is draining"]]);
@@ -279,16 +278,3 @@ test("thin over-commit limit and thick free space, counting reservations", (t) =
   t.throws(() => placeVolume(thick, request({ volume: "k2", size_bytes: 4 * GiB, thin: false }), [], slots("k2")), { message: /only 2\.0 GiB free/ });
 });
 
-test("compatibility: placeReplicas keeps the previous API and semantics", (t) => {
-  const pools = [pool("a"), pool("b", { labels: { class: "ssd" } }), pool("c")];
-  const req = { size_bytes: GiB, thin: true, replicas: 2, pool_labels: {}, pool_uuids: [], topology_key: "zone" };
-  const placed = placeReplicas(pools, req, [], (s) => `r${s}`);
-  t.deepEqual(placed, [
-    { replica_uuid: "r0", node: "a", pool_uuid: "uuid-a", pool_name: "pool-a" },
-    { replica_uuid: "r1", node: "b", pool_uuid: "uuid-b", pool_name: "pool-b" },
-  ]);
-  // Selector changes do not move replicas through the old API (the provider cannot remove the old ones yet).
-  t.deepEqual(placeReplicas(pools, { ...req, pool_labels: { class: "ssd" } }, placed, (s) => `r${s}`), placed);
-  t.deepEqual(placeReplicas(pools, { ...req, replicas: 1, pool_uuids: ["uuid-c"] }, [], (s) => `r${s}`).map((r) => r.node), ["c"]);
-  t.throws(() => placeReplicas(pools, { ...req, replicas: 1, pool_uuids: ["nope"] }, [], (s) => `r${s}`), { message: /not in the volume's pools/ });
-});

@@ -3,7 +3,7 @@
 import test from "ava";
 import { checkUuid } from "../../common/validate";
 import { everyStep, nexusUuidFor, replicaUuidFor, uuidV5 } from "../../provider/cluster";
-import { placeReplicas, PoolCandidate } from "../../provider/placement";
+import { PlacedReplica, PlacementLedger, PlacementRequest, placeVolume, PoolCandidate } from "../../provider/placement";
 
 const V = "4f0c1d2e-0000-4000-8000-000000000002";
 const W = "4f0c1d2e-0000-4000-8000-000000000003";
@@ -29,20 +29,33 @@ const pool = (node: string): PoolCandidate => ({
   labels: {},
   node_labels: { zone: `zone-${node}` },
   online: true,
+  draining: false,
   capacity_bytes: 10 * GiB,
   used_bytes: 0,
   committed_bytes: 0,
   cluster_size_bytes: 4 * 1024 * 1024,
   replica_count: 0,
 });
-const req = { size_bytes: GiB, thin: true, replicas: 3, pool_labels: {}, pool_uuids: [], topology_key: "zone" };
+const req: PlacementRequest = {
+  volume: V,
+  size_bytes: GiB,
+  thin: true,
+  replicas: 3,
+  pool_labels: {},
+  pools: [],
+  node_selector: {},
+  spread: { key: "zone", mode: "preferred" },
+  group: "",
+};
+const placeReplicas = (pools: PoolCandidate[], r: PlacementRequest, existing: PlacedReplica[], slot: (s: number) => string) =>
+  placeVolume(new PlacementLedger(pools), r, existing, slot).placement;
 const slotUuid = (slot: number) => replicaUuidFor(V, slot);
 
 test("a fresh volume's replicas are slots 0..n-1: placing it again (a retried create) gives the same uuids", (t) => {
   const pools = [pool("a"), pool("b"), pool("c")];
   const first = placeReplicas(pools, req, [], slotUuid);
-  t.deepEqual(first.map((r) => r.replica_uuid), [0, 1, 2].map(slotUuid));
-  t.deepEqual(placeReplicas(pools, req, [], slotUuid), first);
+  t.deepEqual(first.map((r) => r.replicaUuid), [0, 1, 2].map(slotUuid));
+  t.deepEqual(placeReplicas(pools, req, [], slotUuid).map((r) => r.replicaUuid), first.map((r) => r.replicaUuid));
 });
 
 test("sticky: placed replicas keep node, pool and uuid; a replacement never reuses a uuid in state", (t) => {
@@ -51,10 +64,10 @@ test("sticky: placed replicas keep node, pool and uuid; a replacement never reus
   // Node b's pool is gone: its replica is placed anew, under a slot nobody in state has.
   const withoutB = pools.filter((p) => p.node !== "b");
   const again = placeReplicas(withoutB, req, placed, slotUuid);
-  t.deepEqual(again.slice(0, 2), placed.filter((r) => r.node !== "b"));
+  t.deepEqual(again.slice(0, 2).map((r) => r.replicaUuid), placed.filter((r) => r.node !== "b").map((r) => r.replicaUuid));
   t.is(again[2].node, "d");
-  t.is(again[2].replica_uuid, slotUuid(3));
-  t.is(new Set([...placed, ...again].map((r) => r.replica_uuid)).size, 4);
+  t.is(again[2].replicaUuid, slotUuid(3));
+  t.is(new Set([...placed, ...again].map((r) => r.replicaUuid)).size, 4);
 });
 
 test("everyStep runs every step and then throws the first error, naming the others", async (t) => {
