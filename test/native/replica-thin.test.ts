@@ -2,11 +2,15 @@
 // all or nothing when the pool is short of clusters, durable across export/import, and safe
 // while writes and deallocates run against the replica.
 import test from "ava";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { expectCode, MiB, native, pattern, tempPool } from "./helpers";
 
 async function readAll(n: ReturnType<typeof native>, uuid: string, size: number): Promise<Buffer> {
-  return n.replicaRead({ uuid, offset_bytes: 0, length_bytes: size });
+  const parts: Buffer[] = [];
+  for (let at = 0; at < size; at += 32 * MiB) parts.push(await n.replicaRead({ uuid, offset_bytes: at, length_bytes: Math.min(32 * MiB, size - at) }));
+  return Buffer.concat(parts);
 }
 
 async function poolOf(n: ReturnType<typeof native>, uuid: string) {
@@ -139,4 +143,44 @@ test("writes and deallocates racing a thin -> thick conversion: nothing lost, no
   t.like(await replicaOf(n, r.uuid), { thin: false, allocated_bytes: size });
   t.true((await readAll(n, r.uuid, size)).equals(expected));
   t.deepEqual((await n.checkPool({ uuid: pool.uuid })).problems, []);
+});
+
+test("SIGKILL during thin -> thick: after import the replica is thin as before or thick and fully backed, bytes unchanged, nothing leaked", async (t) => {
+  t.timeout(120_000);
+  const n = native();
+  const { pool, uri } = await tempPool(t, 256);
+  const size = 96 * MiB;
+  const outcomes: string[] = [];
+  for (const delayMs of [0, 1, 3, 6, 10, 20]) {
+    const r = await n.createReplica({ pool_uuid: pool.uuid, uuid: randomUUID(), name: `k${delayMs}`, size_bytes: size, thin: true });
+    for (let c = 0; c < 96; c += 9) await n.replicaWrite({ uuid: r.uuid, offset_bytes: c * MiB + 8192, data: pattern(12288, c + delayMs) });
+    const content = await readAll(n, r.uuid, size);
+    const before = await replicaOf(n, r.uuid);
+    await n.exportPool({ uuid: pool.uuid });
+
+    const child = spawn(process.execPath, [join(__dirname, "thin-kill-worker.js"), uri, r.uuid], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    let out = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on("data", (d: Buffer) => {
+      const first = out === "";
+      out += d.toString();
+      if (first && out.startsWith("ready")) setTimeout(() => child.kill("SIGKILL"), delayMs);
+    });
+    const signal = await new Promise<string | null>((resolve) => child.on("close", (_c, s) => resolve(s)));
+    t.is(signal, "SIGKILL", stderr);
+
+    await n.importPool({ device_uri: uri });
+    const after = await replicaOf(n, r.uuid);
+    if (after.thin) t.deepEqual(after, before, "not converted: exactly as before");
+    else t.like(after, { thin: false, allocated_bytes: size });
+    outcomes.push(`${delayMs} ms: ${after.thin ? "thin" : "thick"}${out.includes("done") ? " (acknowledged)" : ""}`);
+    if (out.includes("done")) t.false(after.thin, "an acknowledged conversion is durable");
+    t.true((await readAll(n, r.uuid, size)).equals(content), "bytes unchanged either way");
+    t.deepEqual((await n.checkPool({ uuid: pool.uuid })).problems, [], "no cluster leaked or owned twice");
+    const replicas = (await n.listReplicas()).filter((x) => x.pool_uuid === pool.uuid);
+    t.is((await poolOf(n, pool.uuid)).used_bytes, replicas.reduce((s, x) => s + x.allocated_bytes, 0));
+    await n.destroyReplica({ uuid: r.uuid });
+  }
+  t.log(outcomes.join("; "));
 });

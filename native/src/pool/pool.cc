@@ -851,19 +851,24 @@ void Pool::set_replica_thin(const std::string& uuid, bool thin, std::function<vo
 void Pool::thicken_round(const std::shared_ptr<Thicken>& job) {
   Replica& r = *job->replica;
   if (state_ != PoolState::kOnline) return thicken_finish(job, Status(ErrorCode::kFailedPrecondition, str("pool ", name_, " is ", pool_state_name(state_))));
+  auto is_fresh = [&r](uint64_t v) { return r.map[v] == Replica::kUnmapped && r.allocating.count(v) == 0; };
+  // Counted before anything is held: a huge thin replica in a small pool fails here cheaply.
+  uint64_t need = 0;
+  for (uint64_t v = 0; v < r.map.size(); v++) need += is_fresh(v) ? 1 : 0;
+  if (need > free_clusters_) {
+    const uint64_t cs = layout_.cluster_size_bytes;
+    return thicken_finish(job, Status(ErrorCode::kNoSpace, str("making replica ", r.uuid, " thick needs ", need * cs, " bytes (", need,
+                                                               " clusters it has not allocated yet); pool ", name_, " has ", free_clusters_ * cs,
+                                                               " bytes free (", free_clusters_, " clusters). Free space, grow the pool, or keep the replica thin")));
+  }
   std::vector<uint64_t> fresh;
+  fresh.reserve(need);
   for (uint64_t v = 0; v < r.map.size(); v++) {
-    if (r.map[v] == Replica::kUnmapped && r.allocating.count(v) == 0) fresh.push_back(v);
+    if (is_fresh(v)) fresh.push_back(v);
   }
   std::vector<uint64_t> foreign;
   for (auto& [v, waiters] : r.allocating) {
     if (!job->claimed_mask[v]) foreign.push_back(v);
-  }
-  if (fresh.size() > free_clusters_) {
-    const uint64_t cs = layout_.cluster_size_bytes;
-    return thicken_finish(job, Status(ErrorCode::kNoSpace, str("making replica ", r.uuid, " thick needs ", fresh.size() * cs, " bytes (", fresh.size(),
-                                                               " clusters it has not allocated yet); pool ", name_, " has ", free_clusters_ * cs,
-                                                               " bytes free (", free_clusters_, " clusters). Free space, grow the pool, or keep the replica thin")));
   }
   auto reserved = reserve_clusters(fresh.size());
   for (size_t i = 0; i < fresh.size(); i++) {
