@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import test, { type ExecutionContext } from "ava";
 import { isEngineCallError } from "../../../common/client";
 import { expectClean, type VerifyingLoad } from "../../helpers/load";
-import { LABEL_REGION_BYTES, MiB, NexusCluster } from "../../helpers/nexus";
+import { INSPECTOR_NQN, LABEL_REGION_BYTES, MiB, NexusCluster } from "../../helpers/nexus";
 import type { Completion, NvmeTcpHost } from "../../native/nvmf/host";
 
 const OLD = 32 * MiB;
@@ -197,7 +197,18 @@ test.serial("a faulted child that was not grown is refused by OnlineChild until 
   t.not((await c.child(2)).state, "online");
   await load.progress(30);
 
+  // A host of node-c's shared replica (the inspector) is told when the replica grows.
+  const sub = await c.conns[2].call("ShareReplica", { uuid: c.replicas[2], allowed_host_nqns: [(await c.a.call("GetInfo", {})).host_nqn, INSPECTOR_NQN] });
+  const { adminQueue } = await import("../../native/nvmf/host");
+  const { host: inspector } = await adminQueue(Number(sub.address.split(":").pop()), sub.nqn, INSPECTOR_NQN);
+  t.teardown(() => inspector.socket.destroy());
+  t.is((await inspector.setFeatures(0x0b, 1 << 8)).status, 0);
+  const replicaAer = asyncEventRequest(inspector);
+  t.is(await nsze(inspector), (OLD + LABEL_REGION_BYTES) / 4096);
+
   await resizeReplica(c, 2, NEW + LABEL_REGION_BYTES);
+  t.is((await within(replicaAer.completion, 5000, "the replica host's AER completed")).dw0, NS_ATTR_CHANGED, "ResizeReplica notifies the shared replica's hosts");
+  t.is(await nsze(inspector), (NEW + LABEL_REGION_BYTES) / 4096);
   await c.a.call("OnlineChild", { uuid: c.nexus, child_uri: c.children[2] });
   await c.waitFor("node-c rebuilt", (x) => x.children.every((ch) => ch.state === "online"), 60_000);
   await load.progress(30);
