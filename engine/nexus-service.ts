@@ -57,7 +57,13 @@ export class NexusService {
           size_bytes: record.size_bytes,
           children: this.openUris(record.children),
           child_io_timeout_ms: record.child_io_timeout_ms,
+          restore: true,
         });
+        if (info.size_bytes !== record.size_bytes) {
+          // A grow whose label was durable when the engine stopped, before the state file had it.
+          this.log.info("nexus size taken from its labels", { nexus: record.uuid, state_file_bytes: record.size_bytes, label_bytes: info.size_bytes });
+          this.updateRecord(record.uuid, { size_bytes: info.size_bytes });
+        }
         if (record.frontend_host_nqn)
           await this.native.publishNexus({ uuid: record.uuid, frontend_host_nqn: record.frontend_host_nqn, ...frontendSecrets(record) });
         this.log.info("nexus restored", {
@@ -96,6 +102,28 @@ export class NexusService {
           throw err;
         }
         this.log.info("nexus created", { nexus: req.uuid, size_bytes: req.size_bytes, children, health: info.health });
+      }
+      return this.toNexus(info);
+    });
+  }
+
+  /**
+   * Grows a nexus in place. The data path grows it (checking every child first) and records the
+   * size in the labels; then the state file gets it, so a restart keeps the new size (and a
+   * restart in between takes it from the labels: restore()).
+   */
+  resizeNexus(req: { uuid: string; size_bytes: number }): Promise<Nexus> {
+    checkField(req.uuid, "uuid", checkUuid);
+    checkField(req.size_bytes, "size_bytes", checkNexusSizeBytes);
+    return this.lock.run(async () => {
+      const record = this.records.get(req.uuid);
+      if (!record) throw notFound(`nexus ${req.uuid} does not exist on node ${this.node}`);
+      if (req.size_bytes < record.size_bytes)
+        throw invalidArgument(`nexus ${req.uuid} has ${record.size_bytes} bytes; shrinking it to ${req.size_bytes} is not supported (a nexus only grows)`);
+      const info = await this.showingUris(this.native.resizeNexus({ uuid: req.uuid, size_bytes: req.size_bytes }));
+      if (info.size_bytes !== record.size_bytes) {
+        this.updateRecord(req.uuid, { size_bytes: info.size_bytes });
+        this.log.info("nexus resized", { nexus: req.uuid, from_bytes: record.size_bytes, to_bytes: info.size_bytes });
       }
       return this.toNexus(info);
     });
@@ -164,7 +192,7 @@ export class NexusService {
       if (!record) throw notFound(`nexus ${req.uuid} does not exist on node ${this.node}`);
       if (action === "add" && record.children.length >= NEXUS_MAX_CHILDREN)
         throw failedPrecondition(`nexus ${req.uuid} already has ${NEXUS_MAX_CHILDREN} children, the most a nexus can have`);
-      await this.native.nexusChild({ uuid: req.uuid, child_uri: this.openUri(req.child_uri), action });
+      await this.showingUris(this.native.nexusChild({ uuid: req.uuid, child_uri: this.openUri(req.child_uri), action }));
       if (action === "add" && !record.children.includes(req.child_uri)) this.updateRecord(req.uuid, { children: [...record.children, req.child_uri] });
       if (action === "remove") this.updateRecord(req.uuid, { children: record.children.filter((c) => c !== req.child_uri) });
       this.log.info(`nexus child ${action}`, { nexus: req.uuid, child: req.child_uri });
@@ -246,6 +274,19 @@ export class NexusService {
     if (uri.endsWith(`?${suffix}`)) return uri.slice(0, -suffix.length - 1);
     if (uri.endsWith(`&${suffix}`)) return uri.slice(0, -suffix.length - 1);
     return uri;
+  }
+
+  /** Errors of the data path name children as the client gave them (without the added hostnqn). */
+  private async showingUris<T>(call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (err) {
+      if (err instanceof Error) {
+        const suffix = `hostnqn=${hostNqnOf(this.node)}`;
+        err.message = err.message.split(`?${suffix}`).join("").split(`&${suffix}`).join("");
+      }
+      throw err;
+    }
   }
 
   private updateRecord(uuid: string, change: Partial<NexusRecord>): void {

@@ -76,6 +76,7 @@ export async function startServer(
     ShutdownNexus: unary("ShutdownNexus", (r: { uuid: string }) => nexus.shutdownNexus(r.uuid)),
     PublishNexus: unary("PublishNexus", (r: Parameters<NexusService["publishNexus"]>[0]) => nexus.publishNexus(r)),
     UnpublishNexus: unary("UnpublishNexus", (r: { uuid: string; frontend_host_nqn: string }) => nexus.unpublishNexus(r)),
+    ResizeNexus: unary("ResizeNexus", (r: { uuid: string; size_bytes: number }) => nexus.resizeNexus(r)),
     ListNexus: unary("ListNexus", async () => ({ nexuses: await nexus.listNexus() })),
     AddChild: unary("AddChild", (r: ChildReq) => nexus.childOp(r, "add")),
     RemoveChild: unary("RemoveChild", (r: ChildReq) => nexus.childOp(r, "remove")),

@@ -30,7 +30,7 @@ import type { Logger } from "./log";
 import type { HostSecretRecord, PoolRecord, ShareRecord, StateStore } from "./state";
 
 export const ENGINE_VERSION = "0.1.0";
-export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "replica-set-thin", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus"];
+export const CAPABILITIES = ["pool", "replica", "pool-grow", "replica-resize", "replica-set-thin", "thin-provisioning", "io_uring", "nvmf-tcp", "nexus", "nexus-resize"];
 
 /** The host NQN an engine connects to other nodes' replicas with. */
 export function hostNqnOf(node: string): string {

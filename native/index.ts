@@ -379,7 +379,21 @@ export interface NativeStorage {
    * cannot be opened are left out as offline/cannot_open. Idempotent by uuid. The nexus is
    * also a device: nexus:///<uuid> for benchDevice and deviceIo.
    */
-  createNexus(opts: { uuid: string; size_bytes: number; children: string[]; child_io_timeout_ms?: number }): Promise<NexusInfo>;
+  createNexus(opts: {
+    uuid: string;
+    size_bytes: number;
+    children: string[];
+    child_io_timeout_ms?: number;
+    /** Engine restart: the newest label's (larger) size wins; a child too small to open leaves the nexus degraded. */
+    restore?: boolean;
+  }): Promise<NexusInfo>;
+  /**
+   * Grows a nexus in place: re-reads the size of every online/rebuilding child (a remote one is
+   * identified again), fails naming a child that is too small (nothing changed), writes the new
+   * size into the labels, then grows the published namespace and notifies its hosts (AEN).
+   * A smaller size is refused; the same size succeeds.
+   */
+  resizeNexus(opts: { uuid: string; size_bytes: number }): Promise<NexusInfo>;
   /** Shuts the nexus down (if needed) and forgets it; never touches the replicas. Idempotent. */
   destroyNexus(opts: { uuid: string }): Promise<void>;
   /** Unpublishes, drains I/O, writes clean labels and closes the children. */

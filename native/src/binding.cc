@@ -599,7 +599,14 @@ Napi::Value CreateNexus(const Napi::CallbackInfo& info) {
     opts.size_bytes = get_u64(o, "size_bytes");
     opts.children = get_strings(o, "children");
     if (!o.Get("child_io_timeout_ms").IsUndefined()) opts.child_io_timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "child_io_timeout_ms"), UINT32_MAX));
+    if (!o.Get("restore").IsUndefined()) opts.restore = get_bool(o, "restore");
     Engine::instance().create_nexus(std::move(opts), done);
+  });
+}
+
+Napi::Value ResizeNexus(const Napi::CallbackInfo& info) {
+  return async_call<nexus::NexusInfoData>(info, default_to_js<nexus::NexusInfoData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().resize_nexus(get_string(o, "uuid"), get_u64(o, "size_bytes"), done);
   });
 }
 
@@ -745,6 +752,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
   exports.Set("copyDevice", Napi::Function::New(env, CopyDevice, "copyDevice"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));
+  exports.Set("resizeNexus", Napi::Function::New(env, ResizeNexus, "resizeNexus"));
   exports.Set("destroyNexus", Napi::Function::New(env, DestroyNexus, "destroyNexus"));
   exports.Set("shutdownNexus", Napi::Function::New(env, ShutdownNexus, "shutdownNexus"));
   exports.Set("publishNexus", Napi::Function::New(env, PublishNexus, "publishNexus"));

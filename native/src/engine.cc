@@ -356,7 +356,21 @@ void Engine::create_replica(CreateReplicaOptions o, Callback<ReplicaInfoData> do
 void Engine::resize_replica(const std::string& uuid, uint64_t size_bytes, Callback<ReplicaInfoData> done) {
   auto pool = find_replica_pool(uuid);
   if (!pool) return done(Error{ErrorCode::kNotFound, str("no replica ", uuid)});
-  pool->reactor().post([pool, uuid = canon(uuid), size_bytes, done] { pool->resize_replica(uuid, size_bytes, done); });
+  pool->reactor().post([this, pool, uuid = canon(uuid), size_bytes, done] {
+    pool->resize_replica(uuid, size_bytes, [this, uuid, done](Result<ReplicaInfoData> r) {
+      if (r.ok()) {
+        // A shared replica's hosts (a nexus elsewhere, a kernel) learn the new size: the
+        // namespace grows at once and each controller that asked for it gets a notice.
+        nvmf::Target* target;
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          target = nvmf_.get();
+        }
+        if (target) target->resize(uuid, nvmf::NamespaceKind::kReplica, r.value().size_bytes);
+      }
+      done(std::move(r));
+    });
+  });
 }
 
 void Engine::set_replica_thin(const std::string& uuid, bool thin, Callback<ReplicaInfoData> done) {

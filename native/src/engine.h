@@ -104,6 +104,10 @@ class Engine {
     uint64_t size_bytes = 0;
     std::vector<std::string> children;
     uint32_t child_io_timeout_ms = nexus::kChildIoTimeoutMsDefault;
+    // Engine restart (the state file's nexuses): the newest label's size wins over a smaller
+    // size_bytes (a grow the state file missed), and a child too small to open leaves the nexus
+    // degraded instead of failing it.
+    bool restore = false;
   };
   void create_nexus(CreateNexusOptions options, Callback<nexus::NexusInfoData> done);
   void destroy_nexus(const std::string& uuid, StatusCallback done);
@@ -112,6 +116,10 @@ class Engine {
                      Callback<std::string> done);
   void unpublish_nexus(const std::string& uuid, const std::string& frontend_host_nqn, StatusCallback done);
   void list_nexus(Callback<std::vector<nexus::NexusInfoData>> done);
+  // Grows a nexus in place (never shrinks; the same size succeeds): re-reads the size of every
+  // child that receives writes (a remote one is identified again), grows the nexus once all hold
+  // the new size, and then the published namespace, whose hosts get a namespace attribute notice.
+  void resize_nexus(const std::string& uuid, uint64_t size_bytes, Callback<nexus::NexusInfoData> done);
   // action: add | remove | fault | online
   void child_op(const std::string& uuid, const std::string& child_uri, const std::string& action, StatusCallback done);
   // action: start | pause | resume | stop

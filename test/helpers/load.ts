@@ -45,6 +45,16 @@ export class VolumeModel {
     this.busy = new Uint8Array(this.blocks);
   }
 
+  /** The same volume grown to `sizeBytes`: what was written stays, the grown blocks read as zeros. */
+  grown(sizeBytes: number): VolumeModel {
+    if (sizeBytes < this.sizeBytes) throw new Error(`a volume model only grows (${this.sizeBytes} -> ${sizeBytes})`);
+    const m = new VolumeModel(sizeBytes);
+    m.seeds.set(this.seeds);
+    for (const [b, set] of this.uncertain) m.uncertain.set(b, new Set(set));
+    m.nextSeed = this.nextSeed;
+    return m;
+  }
+
   newSeed(): number {
     return this.nextSeed++;
   }
@@ -110,10 +120,21 @@ export class VerifyingLoad {
   private readonly workers: Promise<void>[] = [];
 
   private constructor(
-    readonly model: VolumeModel,
-    private readonly admin: NvmeTcpHost,
+    private current: VolumeModel,
+    /** The admin queue of the load's controller (Identify, Get Log Page, Asynchronous Event Requests). */
+    readonly admin: NvmeTcpHost,
     private readonly io: NvmeTcpHost,
   ) {}
+
+  get model(): VolumeModel {
+    return this.current;
+  }
+
+  /** The volume grew: later workers, verifyAll and readOnce cover `sizeBytes` (only while stopped). */
+  grow(sizeBytes: number): void {
+    if (this.running && this.workers.length > 0) throw new Error("stop the load before growing its model");
+    this.current = this.current.grown(sizeBytes);
+  }
 
   /** `secret`: the host's DH-HMAC-CHAP secret, when the subsystem requires it. */
   static async connect(port: number, subnqn: string, hostnqn: string, model: VolumeModel, secret?: string): Promise<VerifyingLoad> {
@@ -128,7 +149,7 @@ export class VerifyingLoad {
    * so a child's unflushed window stays small the way it does under real hosts.
    */
   start(workers = 6, readFraction = 0.3, maxBlocks = 32, flushEveryMs = 100): this {
-    // A load may run again after stop(); its counters keep adding up.
+    // Restartable after stop(): a stopped load's workers have all returned.
     this.running = true;
     this.workers.length = 0;
     for (let i = 0; i < workers; i++) this.workers.push(this.worker(readFraction, maxBlocks));
@@ -211,6 +232,7 @@ export class VerifyingLoad {
   async stop(): Promise<LoadCounters> {
     this.running = false;
     await Promise.all(this.workers);
+    this.workers.length = 0;
     return this.counters;
   }
 

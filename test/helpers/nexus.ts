@@ -198,7 +198,7 @@ export class NexusCluster {
    * Every child's data region, read over NVMe/TCP straight from the replicas (node-a's replica
    * is shared to the inspector for this), as SHA-256 digests of 1 MiB segments.
    */
-  async childDigests(): Promise<string[][]> {
+  async childDigests(sizeBytes = this.sizeBytes): Promise<string[][]> {
     const { createHash } = await import("node:crypto");
     const { adminQueue, ioQueue } = await import("../native/nvmf/host");
     const out: string[][] = [];
@@ -214,7 +214,7 @@ export class NexusCluster {
       const digests: string[] = [];
       try {
         const perRead = 32; // 128 KiB
-        for (let off = LABEL_REGION_BYTES; off < LABEL_REGION_BYTES + this.sizeBytes; off += MiB) {
+        for (let off = LABEL_REGION_BYTES; off < LABEL_REGION_BYTES + sizeBytes; off += MiB) {
           const h = createHash("sha256");
           for (let b = off / 4096; b < (off + MiB) / 4096; b += perRead) {
             const r = await io.read(b, perRead);
@@ -234,8 +234,8 @@ export class NexusCluster {
   }
 
   /** Asserts all three children hold the same bytes; returns the differing segment indexes otherwise. */
-  async differingSegments(): Promise<number[][]> {
-    const d = await this.childDigests();
+  async differingSegments(sizeBytes = this.sizeBytes): Promise<number[][]> {
+    const d = await this.childDigests(sizeBytes);
     return [1, 2].map((i) => d[0].map((h, s) => (h === d[i][s] ? -1 : s)).filter((s) => s >= 0));
   }
 }

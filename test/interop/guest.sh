@@ -100,6 +100,38 @@ nexus_healthy() {
     process.exit(n.health === "online" && w.every((x) => x > 0 && x === w[0]) ? 0 : 1);'
 }
 step "nexus online, every write on all three children" nexus_healthy
+# Growing the nexus in place: the kernel host stays connected, gets the Namespace Attribute
+# Changed notice, and its block device takes the new size without a reconnect.
+controllers() {  # the kernel's controllers of our subsystem, as name:cntlid
+  for s in /sys/class/nvme-subsystem/*; do
+    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
+    for c in $s/nvme[0-9]*; do [ -e "$c/cntlid" ] && echo -n "$(basename $c):$(cat $c/cntlid) "; done
+  done
+}
+nexus_grow() {
+  local blk=$(basename $DEV) grown=$((96 << 20))
+  local ctrl=$(controllers) before=$(cat /sys/block/$blk/size)
+  echo "controller(s) before: $ctrl"
+  [ "$before" = $((67108864 / 512)) ] || { echo "size before: $before sectors"; return 1; }
+  dd if=/dev/urandom of=$WORK/nexus-pattern bs=128k count=256 2>/dev/null &&
+  dd if=$WORK/nexus-pattern of=$DEV bs=128k oflag=direct conv=fsync 2>/dev/null || return 1
+  for i in 1 2 3; do
+    ctl ResizeReplica "{\"uuid\":\"0000000$i-7777-4888-8999-aaaaaaaaaaaa\",\"size_bytes\":$((grown + (1 << 20)))}" >/dev/null || return 1
+  done
+  ctl ResizeNexus "{\"uuid\":\"$NEXUS\",\"size_bytes\":$grown}" >/dev/null || return 1
+  local after
+  for _ in $(seq 1 40); do after=$(cat /sys/block/$blk/size); [ "$after" = $((grown / 512)) ] && break; sleep 0.25; done
+  echo "/sys/block/$blk/size: $before -> $after sectors"
+  dmesg | grep -i "capacity change" | tail -n 2
+  [ "$after" = $((grown / 512)) ] || { echo "the kernel did not take the new size"; return 1; }
+  [ -n "$ctrl" ] && [ "$(controllers)" = "$ctrl" ] || { echo "the controller changed ($(controllers)): not the same connection"; return 1; }
+  cmp $WORK/nexus-pattern <(dd if=$DEV bs=128k count=256 iflag=direct 2>/dev/null) || { echo "the pattern differs after the resize"; return 1; }
+  dd if=/dev/urandom of=$WORK/nexus-grown bs=128k count=64 2>/dev/null &&
+  dd if=$WORK/nexus-grown of=$DEV bs=128k seek=$(((grown - (8 << 20)) / (128 << 10))) oflag=direct conv=fsync 2>/dev/null || { echo "a write into the grown range failed"; return 1; }
+  cmp $WORK/nexus-grown <(dd if=$DEV bs=128k skip=$(((grown - (8 << 20)) / (128 << 10))) count=64 iflag=direct 2>/dev/null) || { echo "the grown range reads back differently"; return 1; }
+}
+step "grow the nexus in place: the kernel sees the new size without reconnecting, data intact" nexus_grow
+sed 's/^/    /' $WORK/step.log | head -n 4
 step "nvme disconnect (nexus)" disconnect
 kill -TERM $ENGINE_PID 2>/dev/null; wait $ENGINE_PID 2>/dev/null
 

@@ -145,3 +145,36 @@ test.serial("shutdown refuses I/O and keeps data; destroy keeps the replicas; a 
   t.true((await n.replicaRead({ uuid: replicas[0], offset_bytes: MiB, length_bytes: MiB })).equals(pattern(MiB, 9)));
   await expectCode(t, n.createNexus({ uuid: randomUUID(), size_bytes: 2 * SIZE, children: [children[0]] }), "INVALID_ARGUMENT", /for its label/);
 });
+
+test.serial("grown nexus: its labels record the size; re-creating it with the old size is refused, a restart (restore) takes the labels' size; a child too small at restore leaves it degraded", async (t) => {
+  const n = native();
+  const { replicas, children } = await threeChildren(t);
+  const uuid = await nexusOf(t, children);
+  await n.deviceIo({ uri: `nexus:///${uuid}`, kind: "write", offset_bytes: 0, length_bytes: MiB, data: pattern(MiB, 3) });
+  await expectCode(t, n.resizeNexus({ uuid, size_bytes: 2 * SIZE }), "FAILED_PRECONDITION", /has 17825792 bytes.*grow its replica first/);
+  await expectCode(t, n.resizeNexus({ uuid, size_bytes: SIZE / 2 }), "INVALID_ARGUMENT", new RegExp(`has ${SIZE} bytes; shrinking it to ${SIZE / 2}`));
+  for (const r of replicas) await n.resizeReplica({ uuid: r, size_bytes: 2 * SIZE + MiB });
+  t.is((await n.resizeNexus({ uuid, size_bytes: 2 * SIZE })).size_bytes, 2 * SIZE);
+  await n.deviceIo({ uri: `nexus:///${uuid}`, kind: "write", offset_bytes: 2 * SIZE - MiB, length_bytes: MiB, data: pattern(MiB, 4) });
+  await n.destroyNexus({ uuid });
+
+  // The state file still saying the old size (the engine stopped before it took the new one).
+  await expectCode(t, n.createNexus({ uuid, size_bytes: SIZE, children }), "FAILED_PRECONDITION", /labelled for a 33554432-byte nexus/);
+  const restored = await n.createNexus({ uuid, size_bytes: SIZE, children, restore: true });
+  t.is(restored.size_bytes, 2 * SIZE, "the newest label's size wins at restore");
+  t.is(restored.health, "online");
+  const read = await n.deviceIo({ uri: `nexus:///${uuid}`, kind: "read", offset_bytes: 2 * SIZE - MiB, length_bytes: MiB, data: null });
+  t.true(read!.equals(pattern(MiB, 4)));
+  await n.destroyNexus({ uuid });
+
+  // A child too small for the nexus (its replica replaced by a smaller one) at restore: degraded, not lost.
+  const small = randomUUID();
+  const { pool } = await tempPool(t, 64);
+  await n.createReplica({ pool_uuid: pool.uuid, uuid: small, name: `s-${small.slice(0, 8)}`, size_bytes: SIZE + MiB, thin: true });
+  const withSmall = [children[0], children[1], `replica:///${small}`];
+  await expectCode(t, n.createNexus({ uuid, size_bytes: 2 * SIZE, children: withSmall }), "INVALID_ARGUMENT", /for its label/);
+  const degraded = await n.createNexus({ uuid, size_bytes: 2 * SIZE, children: withSmall, restore: true });
+  t.is(degraded.health, "degraded");
+  t.is(degraded.children[2].state, "offline");
+  t.regex(degraded.children[2].last_error ?? "", /has 17825792 bytes/);
+});

@@ -35,7 +35,11 @@ class FaultDevice : public Device, public std::enable_shared_from_this<FaultDevi
   Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) override {
     return inner_->write_sync(offset_bytes, length_bytes, buffer);
   }
-  Result<uint64_t> refresh_size() override { return inner_->refresh_size(); }
+  Result<uint64_t> refresh_size() override {
+    auto size = inner_->refresh_size();
+    if (size.ok()) description_.size_bytes = size.value();
+    return size;
+  }
   bool is_remote() const override { return inner_->is_remote(); }
   uint32_t max_io_bytes() const override { return inner_->max_io_bytes(); }
   Reactor* home_reactor() const override { return inner_->home_reactor(); }

@@ -20,7 +20,12 @@ class NvmfDevice : public Device {
   void deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
   Status read_sync(uint64_t offset_bytes, size_t length_bytes, void* buffer) override;
   Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) override;
-  Result<uint64_t> refresh_size() override { return description_.size_bytes; }
+  // Identify Namespace again: a replica grown on its node (ResizeReplica) shows here.
+  Result<uint64_t> refresh_size() override {
+    auto size = controller_->refresh_size();
+    if (size.ok()) description_.size_bytes = size.value();
+    return size;
+  }
   bool is_remote() const override { return true; }
   uint32_t max_io_bytes() const override { return kMaxIoBytes; }
   Reactor* home_reactor() const override { return controller_->io_reactor(); }

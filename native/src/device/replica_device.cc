@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <future>
+#include <optional>
 
 namespace strata {
 
@@ -62,6 +63,21 @@ Status ReplicaDevice::read_sync(uint64_t offset_bytes, size_t length_bytes, void
 Status ReplicaDevice::write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) {
   if (Status s = io_sync(IoKind::kWrite, offset_bytes, length_bytes, const_cast<uint8_t*>(static_cast<const uint8_t*>(buffer))); !s.ok()) return s;
   return io_sync(IoKind::kFlush, 0, 0, nullptr);
+}
+
+Result<uint64_t> ReplicaDevice::refresh_size() {
+  std::promise<std::optional<uint64_t>> found;
+  pool_->reactor().post([&] {
+    std::optional<uint64_t> size;
+    for (auto& r : pool_->list_replicas()) {
+      if (r.uuid == replica_uuid_) size = r.size_bytes;
+    }
+    found.set_value(size);
+  });
+  auto size = found.get_future().get();
+  if (!size) return Error{ErrorCode::kNotFound, str("replica ", replica_uuid_, " is gone from its pool")};
+  description_.size_bytes = *size;
+  return *size;
 }
 
 void ReplicaDevice::allocation_map(Reactor& caller, std::function<void(Result<AllocationMap>)> done) {

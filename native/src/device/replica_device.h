@@ -19,7 +19,8 @@ class ReplicaDevice : public Device {
   void write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) override;
   Status read_sync(uint64_t offset_bytes, size_t length_bytes, void* buffer) override;
   Status write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) override;
-  Result<uint64_t> refresh_size() override { return description_.size_bytes; }
+  // Asks the pool (on its reactor) for the replica's size now: it grows with ResizeReplica.
+  Result<uint64_t> refresh_size() override;
 
   const std::string& replica_uuid() const { return replica_uuid_; }
   // Reactor `caller`: the replica's allocation map, delivered on `caller`.

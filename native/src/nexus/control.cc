@@ -156,6 +156,12 @@ void Engine::create_nexus(CreateNexusOptions o, Callback<nexus::NexusInfoData> d
     Status fatal;
     for (auto& uri : o.children) {
       children.push_back(open_child(uri, o.size_bytes, o.child_io_timeout_ms, &fatal));
+      if (!fatal.ok() && o.restore) {
+        // At restart one child that cannot be opened (too small: its replica was not grown with
+        // the nexus) leaves the nexus degraded; the rest of it is still served.
+        children.back().open_error = fatal.error().message;
+        fatal = Status();
+      }
       if (!fatal.ok()) break;
     }
     auto retire = [this](std::shared_ptr<Device> d) { control_->post([d] {}); };
@@ -166,7 +172,7 @@ void Engine::create_nexus(CreateNexusOptions o, Callback<nexus::NexusInfoData> d
       close_all();
       return done(fatal.error());
     }
-    nexus::NexusOptions no{o.uuid, o.size_bytes, o.child_io_timeout_ms};
+    nexus::NexusOptions no{o.uuid, o.size_bytes, o.child_io_timeout_ms, o.restore};
     auto opened = nexus::Nexus::open(no, children, retire);
     if (!opened.ok()) {
       close_all();
@@ -284,6 +290,48 @@ void Engine::unpublish_nexus(const std::string& uuid, const std::string& fronten
     if (target) target->unshare(n->uuid(), nvmf::NamespaceKind::kNexus);
     n->set_published("", "");
     done(Status());
+  });
+}
+
+void Engine::resize_nexus(const std::string& uuid, uint64_t size_bytes, Callback<nexus::NexusInfoData> done) {
+  auto n = find_nexus(uuid);
+  if (!n) return done(Error{ErrorCode::kNotFound, str("no nexus ", uuid)});
+  if (size_bytes == 0 || size_bytes % nexus::kSizeAlignmentBytes != 0) {
+    return done(Error{ErrorCode::kInvalidArgument, str("nexus size_bytes ", size_bytes, " must be a positive multiple of ", nexus::kSizeAlignmentBytes)});
+  }
+  // 1. On the reactor: refuse a shrink, answer the same size, else collect the write set.
+  n->reactor().post([this, n, size_bytes, done] {
+    if (size_bytes < n->size_bytes()) {
+      return done(Error{ErrorCode::kInvalidArgument, str("nexus ", n->uuid(), " has ", n->size_bytes(), " bytes; shrinking it to ", size_bytes,
+                                                         " is not supported (a nexus only grows)")});
+    }
+    if (size_bytes == n->size_bytes()) return done(n->info());
+    auto devices = n->write_set_devices();
+    // 2. On the control thread (blocking): re-read each child's size. A remote child's replica
+    // grew on its node; this initiator learns it only by identifying the namespace again.
+    control_->post([this, n, size_bytes, devices, done] {
+      for (auto& [uri, device] : devices) {
+        auto size = device->refresh_size();
+        if (!size.ok()) {
+          return done(Error{ErrorCode::kFailedPrecondition, str("child ", uri, ": reading its size failed: ", size.error().message, ". Nothing was changed")});
+        }
+      }
+      // 3. On the reactor: grow (it checks every child again: the write set may have changed).
+      n->reactor().post([this, n, size_bytes, done] {
+        n->grow(size_bytes, [this, n, done](Status s) {
+          if (!s.ok()) return done(s.error());
+          // 4. The published namespace grows; its hosts get a namespace attribute notice.
+          nvmf::Target* target;
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            target = nvmf_.get();
+          }
+          auto info = n->info();
+          if (target && !info.nqn.empty()) target->resize(n->uuid(), nvmf::NamespaceKind::kNexus, n->size_bytes());
+          done(info);
+        });
+      });
+    });
   });
 }
 

@@ -114,11 +114,31 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
       return Error{ErrorCode::kFailedPrecondition, str("child ", c.uri, " carries the label of nexus ", format_uuid(c.label->nexus_uuid),
                                                        " (generation ", c.label->generation, "); it belongs to that nexus: remove it there or use another replica")};
     }
-    if (c.label->size_bytes != options.size_bytes) {
-      return Error{ErrorCode::kFailedPrecondition, str("child ", c.uri, " was labelled for a ", c.label->size_bytes, "-byte nexus; this nexus asks for ",
-                                                       options.size_bytes, " bytes (a nexus cannot be resized by re-creating it)")};
-    }
     if (newest == nullptr || c.label->generation > newest->generation) newest = &*c.label;
+  }
+  // The newest label records the volume's size (ResizeNexus only grows it, and writes it to
+  // every child it keeps). Older labels may record a smaller size: written before a grow.
+  NexusOptions sized = options;
+  if (newest && newest->size_bytes != options.size_bytes) {
+    if (!options.size_from_label || newest->size_bytes < options.size_bytes) {
+      return Error{ErrorCode::kFailedPrecondition, str("child ", [&] {
+                     for (const OpenedChild& c : opened) {
+                       if (c.label && &*c.label == newest) return c.uri;
+                     }
+                     return std::string();
+                   }(), " was labelled for a ", newest->size_bytes, "-byte nexus; this nexus asks for ", options.size_bytes,
+                                                       " bytes (a nexus cannot be resized by re-creating it; ResizeNexus grows it)")};
+    }
+    // Restart after a grow whose label is durable but whose new size did not reach the engine's
+    // state file: the label wins. Every opened child must hold it.
+    sized.size_bytes = newest->size_bytes;
+    for (const OpenedChild& c : opened) {
+      if (c.device && c.device->size_bytes() < sized.size_bytes + kLabelRegionBytes) {
+        return Error{ErrorCode::kFailedPrecondition, str("child ", c.uri, " has ", c.device->size_bytes(), " bytes; the ", sized.size_bytes,
+                                                         "-byte nexus its labels record needs ", sized.size_bytes + kLabelRegionBytes)};
+      }
+    }
+    log_line(str("nexus ", options.uuid, ": its labels record ", sized.size_bytes, " bytes (grown), not ", options.size_bytes, ": opening with ", sized.size_bytes));
   }
   auto in_newest_sync = [&](const UuidBytes& id) {
     return newest == nullptr || std::find(newest->in_sync.begin(), newest->in_sync.end(), id) != newest->in_sync.end();
@@ -154,7 +174,7 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
     Label first;
     first.nexus_uuid = *uuid_bytes;
     first.generation = 1;
-    first.size_bytes = options.size_bytes;
+    first.size_bytes = sized.size_bytes;
     first.clean_shutdown = true;
     for (OpenedChild& c : opened) {
       first.members.push_back(c.identity);
@@ -177,7 +197,7 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
     found_generation = 1;
   }
 
-  auto nexus = std::shared_ptr<Nexus>(new Nexus(options, std::move(retire)));
+  auto nexus = std::shared_ptr<Nexus>(new Nexus(sized, std::move(retire)));
   nexus->durable_generation_ = found_generation;
   nexus->opened_generation_ = nexus->durable_generation_;
   // The new membership is written lazily, before the first write is acknowledged: a nexus that
@@ -214,7 +234,7 @@ Result<std::shared_ptr<Nexus>> Nexus::open(const NexusOptions& options, std::vec
       c->reason = ChildReason::kOutOfSync;
       c->last_error = str("label generation ", newest->generation, " does not list it as in sync");
     }
-    if (c->tracking) c->missed.assign((options.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
+    if (c->tracking) c->missed.assign((sized.size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes, false);
     nexus->children_.push_back(std::move(c));
   }
   return nexus;
@@ -726,6 +746,66 @@ void Nexus::arm_health_check() {
 
 // ---- membership -----------------------------------------------------------------------------
 
+std::vector<std::pair<std::string, std::shared_ptr<Device>>> Nexus::write_set_devices() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Device>>> out;
+  for (auto& c : children_) {
+    if ((c->state == ChildState::kOnline || c->state == ChildState::kRebuilding) && c->device) out.emplace_back(c->uri, c->device);
+  }
+  return out;
+}
+
+void Nexus::grow(uint64_t size_bytes, Done done) {
+  if (state_ != NexusState::kOpen) return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
+  const uint64_t old_size = options_.size_bytes;
+  if (size_bytes < old_size) {
+    return done(Status(ErrorCode::kInvalidArgument, str("nexus ", options_.uuid, " has ", old_size, " bytes; shrinking it to ", size_bytes,
+                                                        " is not supported (a nexus only grows)")));
+  }
+  if (size_bytes == old_size) return done(Status());
+  if (size_bytes % kSizeAlignmentBytes != 0) {
+    return done(Status(ErrorCode::kInvalidArgument, str("nexus size_bytes ", size_bytes, " must be a positive multiple of ", kSizeAlignmentBytes)));
+  }
+  // Every child that receives writes must hold the grown range; checked before anything changes.
+  for (auto& c : children_) {
+    if (c->state != ChildState::kOnline && c->state != ChildState::kRebuilding) continue;
+    if (!c->device || c->device->size_bytes() < size_bytes + kLabelRegionBytes) {
+      const uint64_t have = c->device ? c->device->size_bytes() : 0;
+      return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " has ", have, " bytes; growing nexus ", options_.uuid, " from ", old_size, " to ",
+                                                             size_bytes, " bytes needs ", size_bytes + kLabelRegionBytes, " (the size plus ", kLabelRegionBytes,
+                                                             " for its label): grow its replica first (ResizeReplica). Nothing was changed")));
+    }
+  }
+  options_.size_bytes = size_bytes;
+  const uint64_t units = (size_bytes + kDirtyUnitBytes - 1) / kDirtyUnitBytes;
+  for (auto& c : children_) {
+    // Away and tracking: it lacks the grown range as surely as what it missed; its partial
+    // rebuild copies both. (Not tracking: its return is a full rebuild of the new size anyway.)
+    if (c->tracking) {
+      c->missed.resize(units, false);
+      for (uint64_t u = old_size / kDirtyUnitBytes; u < units; u++) c->missed[u] = true;
+    }
+  }
+  // A rebuild that computed its runs copies the grown range too (one that has not yet computed
+  // them reads the new size and the grown missed set when it does).
+  for (auto& job : rebuilds_) {
+    if (job->resync || job->finished || job->buffers.empty() || job->state == RebuildState::kFlushing) continue;
+    for (uint64_t off = old_size; off < size_bytes;) {
+      const uint64_t end = std::min(size_bytes, (off / kSegmentBytes + 1) * kSegmentBytes);
+      job->runs.push_back({off, end - off});
+      job->bytes_total += end - off;
+      off = end;
+    }
+    if (job->state == RebuildState::kRunning) rebuild_pump(job);
+  }
+  log_line(str("nexus ", options_.uuid, ": grown from ", old_size, " to ", size_bytes, " bytes"));
+  // The new size is recorded in a new label generation; answer once it is durable.
+  membership_changed();
+  when_label_durable([this, self = shared_from_this(), done](bool ok) {
+    if (!ok) return done(Status(ErrorCode::kIoError, str("nexus ", options_.uuid, " grew to ", options_.size_bytes, " bytes but no in-sync child took the label recording it")));
+    done(Status());
+  });
+}
+
 void Nexus::add_child(OpenedChild oc, Done done) {
   if (state_ != NexusState::kOpen) return done(Status(ErrorCode::kFailedPrecondition, str("nexus ", options_.uuid, " is ", nexus_state_name(state_))));
   if (find_child(oc.uri)) {
@@ -850,7 +930,10 @@ void Nexus::finish_online(OpenedChild reopened, Done done) {
     return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " carries the label of nexus ", format_uuid(reopened.label->nexus_uuid), " (generation ",
                                                            reopened.label->generation, "): it is another nexus's replica; it was not onlined and nothing was written to it")));
   }
-  if (reopened.label && reopened.label->size_bytes != options_.size_bytes) {
+  // A smaller size is a label from before a grow (the child was away): fine, its capacity was
+  // checked when it was opened, and what it missed includes the grown range. A larger one is not
+  // this nexus's history.
+  if (reopened.label && reopened.label->size_bytes > options_.size_bytes) {
     retire_(reopened.device);
     return done(Status(ErrorCode::kFailedPrecondition, str("child ", c->uri, " was labelled for a ", reopened.label->size_bytes, "-byte nexus; this one has ", options_.size_bytes)));
   }

@@ -137,6 +137,11 @@ struct NexusOptions {
   std::string uuid;
   uint64_t size_bytes = 0;
   uint32_t child_io_timeout_ms = kChildIoTimeoutMsDefault;
+  // Engine restart: the labels are the truth about the size. When the newest label records a
+  // larger size than asked (the engine stopped after ResizeNexus wrote its label but before the
+  // state file had the new size), the nexus opens with the label's size. Off for CreateNexus:
+  // a nexus is not resized by re-creating it.
+  bool size_from_label = false;
 };
 
 struct HostIo;  // a host request being split into parts (internal.h)
@@ -164,6 +169,17 @@ class Nexus : public std::enable_shared_from_this<Nexus> {
   NexusInfoData info() const;
   void set_published(std::string nqn, std::string frontend_host_nqn) { nqn_ = std::move(nqn); frontend_host_nqn_ = std::move(frontend_host_nqn); }
 
+  // Grows the volume to `size_bytes` (a multiple of kSizeAlignmentBytes, not smaller). Every
+  // Online and Rebuilding child must already hold the label region plus the new size (its
+  // device's size, refreshed by the caller); otherwise nothing changes. Children out of the write
+  // set that track what they missed get the grown range marked missed (their return copies it);
+  // a running rebuild copies it too. Completes once the label recording the new size is durable.
+  // Host I/O beyond the old size is accepted from the moment the size changes; its
+  // acknowledgement waits for that label like every write's does.
+  void grow(uint64_t size_bytes, Done done);
+  // The open devices of the children that receive writes (Online, Rebuilding), by URI: the ones
+  // whose size a grow must re-read first.
+  std::vector<std::pair<std::string, std::shared_ptr<Device>>> write_set_devices() const;
   void add_child(OpenedChild child, Done done);
   void remove_child(const std::string& uri, Done done);
   void fault_child(const std::string& uri, Done done);

@@ -70,6 +70,8 @@ void Nexus::start_rebuild(Child& dst_ref, bool partial, bool resync) {
     Nexus& n = *self;
     // Late marks (writes in flight when it joined) were made into dst->missed: fold them in.
     if (job->partial) {
+      // The nexus may have grown meanwhile (grow() marked the grown range missed): cover it.
+      if (missed.size() < job->dst->missed.size()) missed.resize(job->dst->missed.size(), false);
       for (size_t u = 0; u < missed.size() && u < job->dst->missed.size(); u++) missed[u] = missed[u] || job->dst->missed[u];
     }
     if (!job->resync) {
@@ -355,6 +357,10 @@ void Nexus::rebuild_start(const std::string& uri, Done done) {
   if (!c) return done(Status(ErrorCode::kNotFound, str("nexus ", options_.uuid, " has no child ", uri)));
   if (c->state == ChildState::kRebuilding || c->state == ChildState::kOnline) return done(Status());
   if (!c->device) return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " is closed: online it instead")));
+  if (c->device->size_bytes() < options_.size_bytes + kLabelRegionBytes) {
+    return done(Status(ErrorCode::kFailedPrecondition, str("child ", uri, " has ", c->device->size_bytes(), " bytes; the ", options_.size_bytes, "-byte nexus needs ",
+                                                           options_.size_bytes + kLabelRegionBytes, ": grow its replica (ResizeReplica), then online it")));
+  }
   start_rebuild(*c, true);
   done(Status());
 }

@@ -731,7 +731,7 @@ void Connection::execute_admin(Request& r) {
       for (auto& q : requests_) held += q->state == RequestState::kHeld;
       if (held > kAerlZeroBased) return complete(r, sc::kAerLimitExceeded);
       set_request_state(r, RequestState::kHeld);
-      return;
+      return deliver_pending_aen();  // a notice may be waiting for just this request
     }
     default: return complete(r, sc::kInvalidOpcode);
   }
@@ -792,7 +792,7 @@ void Connection::execute_identify(Request& r) {
         if (nsid == 0 || nsid == 0xFFFFFFFF) return complete(r, sc::kInvalidNamespace);
         break;  // an inactive NSID: all zeros
       }
-      const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+      const uint64_t blocks = subsystem_->size_bytes() / kBlockBytes;
       put64(p + 0, blocks);   // NSZE
       put64(p + 8, blocks);   // NCAP (0 would mean the namespace is gone)
       put64(p + 16, blocks);  // NUSE
@@ -857,7 +857,23 @@ void Connection::execute_get_log_page(Request& r) {
         log[4] = 10;                          // spare threshold %
         break;
       case 0x03: log.assign(512, 0); break;   // firmware slots
-      case 0x04: log.assign(4096, 0); break;  // changed namespace list: namespaces never change
+      case kLogChangedNamespaces: {
+        // NSID 1 when its attributes (size) changed since the log was last read. RAE (CDW10 bit
+        // 15) clear: the read consumes the list and unmasks the notice, so the next change is
+        // announced again; RAE set: both stay as they are. Only a read from offset 0 (the part
+        // holding the list) consumes it.
+        const bool rae = get32(s + 40) & (1u << 15);
+        log.assign(kChangedNamespaceLogBytes, 0);
+        std::lock_guard<std::mutex> lock(target_.mutex());
+        Controller& c = *controller_;
+        if (c.changed_ns) put32(log.data(), 1);
+        if (!rae && offset == 0) {
+          c.changed_ns = false;
+          c.ns_aen_pending = false;
+          c.ns_aen_masked = false;
+        }
+        break;
+      }
       default: return complete(r, sc::kInvalidLogPage);
     }
   }
@@ -906,7 +922,7 @@ void Connection::execute_io(Request& r) {
   const uint8_t* s = r.sqe.data();
   const uint8_t opcode = s[0];
   const uint32_t nsid = get32(s + 4);
-  const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+  const uint64_t blocks = subsystem_->size_bytes() / kBlockBytes;
   if (opcode == opc::kFlush) {
     if (nsid != 1 && nsid != 0xFFFFFFFF) return complete(r, sc::kInvalidNamespace);
     return backend_io(r, IoKind::kFlush, 0, 0);
@@ -935,7 +951,7 @@ void Connection::execute_dsm(Request& r) {
   const bool deallocate = get32(s + 44) & 0x4;
   if (!deallocate) return complete(r, sc::kSuccess);  // attributes only: hints we may ignore
   if (!r.buffer || r.transfer_bytes < ranges * 16) return complete(r, sc::kDataSglLengthInvalid);
-  const uint64_t blocks = subsystem_->size_bytes / kBlockBytes;
+  const uint64_t blocks = subsystem_->size_bytes() / kBlockBytes;
   const uint8_t* d = r.buffer->data();
   uint32_t parts = 0;
   for (uint32_t i = 0; i < ranges; i++) {
@@ -991,6 +1007,32 @@ void Connection::finish_backend(uint16_t slot, uint32_t generation, uint16_t st,
     return complete(r, r.first_error_status);
   }
   complete(r, st, 0, st == sc::kSuccess ? data_bytes : 0);
+}
+
+void Connection::aen_ready() {
+  auto self = shared_from_this();
+  post_to_reactor([self] { self->deliver_pending_aen(); });
+}
+
+void Connection::deliver_pending_aen() {
+  if (state_ != ConnectionState::kEstablished || queue_state_ != QueueState::kAdmin || !controller_ || controller_->discovery) return;
+  Request* held = nullptr;
+  for (auto& r : requests_) {
+    if (r->state == RequestState::kHeld) {
+      held = r.get();
+      break;
+    }
+  }
+  if (!held) return;  // stays pending until the host's next AER (execute_admin)
+  {
+    std::lock_guard<std::mutex> lock(target_.mutex());
+    Controller& c = *controller_;
+    if (!c.ns_aen_pending || c.state != ControllerState::kEnabled) return;
+    c.ns_aen_pending = false;
+    c.ns_aen_masked = true;  // until the host reads log page 0x04 with RAE clear
+  }
+  log_line(str("nvmf: connection ", id_, ": namespace attribute notice to controller ", controller_->cntlid));
+  complete(*held, sc::kSuccess, kAenNamespaceAttributeChanged);
 }
 
 void Connection::complete_held_aers(uint16_t status) {

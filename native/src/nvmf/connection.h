@@ -95,6 +95,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Any thread: a deleted controller this connection's parked Connect waited for has drained;
   // the Connect is evaluated again on the reactor.
   void fence_lifted();
+  // Any thread: this (admin) queue's controller may have a notice to send (Target::resize); on
+  // the reactor, a held Asynchronous Event Request completes with it.
+  void aen_ready();
   bool closed_for_test() const { return state_ == ConnectionState::kClosing || state_ == ConnectionState::kClosed; }
 
  private:
@@ -149,6 +152,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void backend_done(uint16_t slot, uint32_t generation, Status status, IoKind kind);
   void finish_backend(uint16_t slot, uint32_t generation, uint16_t status, uint32_t data_bytes);
   void complete_held_aers(uint16_t status);
+  // Reactor thread: completes one held AER with the controller's pending notice, if both exist.
+  void deliver_pending_aen();
   // Sends data (if any, `data_bytes` from r.buffer) then the response; the request is freed
   // when the response has left (kSending until then), or at once if the connection is closing.
   void complete(Request& r, uint16_t status, uint64_t result = 0, uint32_t data_bytes = 0);

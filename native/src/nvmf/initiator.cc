@@ -875,6 +875,41 @@ int HostController::io_sync(Op op, uint64_t offset_bytes, uint64_t length_bytes,
   return result->get_future().get();
 }
 
+Result<uint64_t> HostController::refresh_size() {
+  if (std::string lost = lost_reason(); !lost.empty()) return Error{ErrorCode::kFailedPrecondition, str(uri_, ": ", lost)};
+  std::shared_ptr<Queue> admin = queues_.empty() ? nullptr : queues_[0];
+  if (!admin) return Error{ErrorCode::kFailedPrecondition, str(uri_, " has no admin queue")};
+  auto data = std::make_shared<std::vector<uint8_t>>(4096);
+  auto result = std::make_shared<std::promise<int>>();
+  const uint32_t timeout_ms = options_.io_timeout_ms;
+  admin->reactor()->post([admin, data, result, timeout_ms] {
+    auto io = std::make_unique<Queue::Io>();
+    std::memset(io->sqe, 0, 64);
+    io->sqe[0] = opc::kIdentify;
+    io->sqe[1] = 0x40;
+    put32(io->sqe + 4, 1);  // NSID 1
+    sgl_transport(io->sqe, 4096);
+    put32(io->sqe + 40, 0);  // CNS 0: namespace
+    io->data = data->data();
+    io->length = 4096;
+    io->read = true;
+    io->timeout_ms = timeout_ms;
+    io->deadline_ms = now_ms() + uint64_t{4} * timeout_ms;
+    io->done = [data, result](int res) { result->set_value(res); };
+    admin->submit(std::move(io));
+  });
+  const int res = result->get_future().get();
+  if (res < 0) return Error{ErrorCode::kIoError, str(uri_, ": Identify Namespace failed: ", std::strerror(-res))};
+  const uint8_t* ns = data->data();
+  const uint8_t flbas = ns[26] & 0xF;
+  const uint8_t lbads = ns[128 + 4 * flbas + 2];
+  if (lbads < 9 || lbads > 16 || (1u << lbads) != block_bytes_) return Error{ErrorCode::kIoError, str(uri_, ": the namespace's block size changed")};
+  const uint64_t nsze = get64(ns);
+  if (nsze > (UINT64_MAX >> lbads)) return Error{ErrorCode::kIoError, str(uri_, ": Identify Namespace reports ", nsze, " blocks")};
+  size_bytes_.store(nsze * block_bytes_, std::memory_order_release);
+  return nsze * block_bytes_;
+}
+
 void HostController::close() {
   {
     std::lock_guard<std::mutex> lock(mutex_);

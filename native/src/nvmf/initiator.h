@@ -82,7 +82,10 @@ class HostController : public std::enable_shared_from_this<HostController> {
   static Result<std::shared_ptr<HostController>> connect(const std::string& uri, InitiatorOptions options);
   ~HostController();
 
-  uint64_t size_bytes() const { return size_bytes_; }
+  uint64_t size_bytes() const { return size_bytes_.load(std::memory_order_acquire); }
+  // Blocking (control thread): Identify Namespace again on the live admin queue and return the
+  // namespace's size now (it grows when the replica behind it is resized).
+  Result<uint64_t> refresh_size();
   uint32_t block_bytes() const { return block_bytes_; }
   // Any reactor thread. `done` runs on `caller` with bytes or -errno (-ETIMEDOUT on timeout).
   enum class Op { kRead, kWrite, kFlush, kWriteZeroes, kDeallocate };
@@ -114,7 +117,7 @@ class HostController : public std::enable_shared_from_this<HostController> {
   uint16_t cntlid_ = 0;
   uint64_t reconnects_ = 0;
   std::string last_error_;
-  uint64_t size_bytes_ = 0;
+  std::atomic<uint64_t> size_bytes_{0};
   uint32_t block_bytes_ = 4096;
   uint32_t in_capsule_bytes_ = 0;
   uint32_t max_h2c_bytes_ = 0;

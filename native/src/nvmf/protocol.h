@@ -111,6 +111,14 @@ constexpr uint16_t kWriteFault = make_status(2, 0x80, false);
 constexpr uint16_t kUnrecoveredReadError = make_status(2, 0x81, false);
 }  // namespace sc
 
+// Asynchronous events (NVMe base spec): Set Features 0x0B bit 8 enables namespace attribute
+// notices; such a notice completes an AER with type Notice (2), info 0x00 (Namespace Attribute
+// Changed) and log page 0x04 (Changed Namespace List), which holds up to 1024 NSIDs.
+constexpr uint32_t kAecNamespaceAttribute = 1u << 8;
+constexpr uint32_t kAenNamespaceAttributeChanged = 0x2u | (0x00u << 8) | (0x04u << 16);
+constexpr uint8_t kLogChangedNamespaces = 0x04;
+constexpr uint32_t kChangedNamespaceLogBytes = 4096;
+
 // SGL descriptor type bytes (type << 4 | subtype).
 constexpr uint8_t kSglDataBlockOffset = 0x01;    // in-capsule data
 constexpr uint8_t kSglTransportDataBlock = 0x5A;  // data moved by R2T/H2CData or C2HData

@@ -259,7 +259,7 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
   sub->kind = kind;
   sub->replica_uuid = replica_uuid;
   sub->replica_uuid_bytes = parse_uuid(replica_uuid).value_or(UuidBytes{});
-  sub->size_bytes = size_bytes;
+  sub->size->store(size_bytes, std::memory_order_release);
   sub->allowed_host_nqns = std::move(allowed);
   for (auto& [nqn, keys] : host_keys) {
     if (sub->allowed_host_nqns.count(nqn)) sub->host_keys.emplace(nqn, std::move(keys));
@@ -272,6 +272,12 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
   std::vector<std::shared_ptr<Controller>> evicted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (auto it = subsystems_.find(sub->nqn); it != subsystems_.end()) {
+      // Re-shared (a new allow list): one size for every snapshot, so queues holding the old
+      // snapshot never disagree with those holding the new one.
+      sub->size = it->second->size;
+      sub->size->store(size_bytes, std::memory_order_release);
+    }
     subsystems_[sub->nqn] = sub;
     discovery_generation_++;
     for (auto& [cntlid, c] : controllers_) {
@@ -283,6 +289,29 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
   }
   for (auto& c : evicted) delete_controller(c, str("host ", c->host_nqn, " was removed from the allow list of ", sub->nqn, " or its secret changed"));
   return sub->nqn;
+}
+
+bool Target::resize(const std::string& uuid, NamespaceKind kind, uint64_t size_bytes) {
+  const std::string nqn = subsystem_nqn(uuid, kind);
+  std::vector<std::shared_ptr<Connection>> notify;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = subsystems_.find(nqn);
+    if (it == subsystems_.end()) return false;
+    if (it->second->size->exchange(size_bytes, std::memory_order_acq_rel) == size_bytes) return true;  // unchanged: nothing to tell
+    for (auto& [cntlid, c] : controllers_) {
+      if (c->discovery || c->subsystem->nqn != nqn || c->state == ControllerState::kDeleted) continue;
+      c->changed_ns = true;
+      if ((c->async_event_config & kAecNamespaceAttribute) == 0 || c->ns_aen_masked || c->ns_aen_pending) continue;
+      c->ns_aen_pending = true;
+      if (auto q = c->queues.find(0); q != c->queues.end()) {
+        if (auto conn = q->second.lock()) notify.push_back(std::move(conn));
+      }
+    }
+  }
+  log_line(str("nvmf: namespace of ", nqn, " is now ", size_bytes, " bytes; ", notify.size(), " controller(s) notified"));
+  for (auto& conn : notify) conn->aen_ready();
+  return true;
 }
 
 void Target::unshare(const std::string& replica_uuid, NamespaceKind kind) {

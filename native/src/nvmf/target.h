@@ -86,7 +86,11 @@ struct Subsystem {
   NamespaceKind kind = NamespaceKind::kReplica;
   std::string replica_uuid;  // of the replica or the nexus
   UuidBytes replica_uuid_bytes{};
-  uint64_t size_bytes = 0;
+  // The namespace size, shared by every snapshot of this subsystem (an allow-list update makes a
+  // new snapshot, a resize does not): connections read it on every I/O and Identify, so a grown
+  // namespace is served at once on every queue, before any host is told (Target::resize).
+  std::shared_ptr<std::atomic<uint64_t>> size = std::make_shared<std::atomic<uint64_t>>(0);
+  uint64_t size_bytes() const { return size->load(std::memory_order_acquire); }
   std::set<std::string> allowed_host_nqns;  // empty: nobody may connect
   // Allowed hosts that must authenticate with DH-HMAC-CHAP on every queue (a subset of
   // allowed_host_nqns); the others are admitted by NQN alone.
@@ -117,6 +121,14 @@ struct Controller {
   uint32_t cc = 0;
   uint32_t kato_ms = 0;
   uint32_t async_event_config = 0;
+  // Namespace Attribute Changed (NVMe base spec, Asynchronous Events): a namespace's size changed.
+  // `changed_ns` is the Changed Namespace List (log page 0x04: NSID 1 or nothing), kept whether
+  // or not the host enabled the notice; `ns_aen_pending` says a notice waits for an Asynchronous
+  // Event Request; `ns_aen_masked` says one was sent and the host has not yet read log page 0x04
+  // with RAE clear, so no further notice of this type is sent (no duplicates queue up).
+  bool changed_ns = false;
+  bool ns_aen_pending = false;
+  bool ns_aen_masked = false;
   uint16_t io_queues_granted_zero_based = kIoQueuesDefaultZeroBased;
   std::map<uint16_t, std::weak_ptr<Connection>> queues;  // qid -> connection (0 = admin)
 
@@ -146,6 +158,12 @@ class Target {
   // allowed hosts that must authenticate (DH-HMAC-CHAP) and their secrets.
   std::string share(const std::string& uuid, uint64_t size_bytes, std::set<std::string> allowed_host_nqns,
                     NamespaceKind kind = NamespaceKind::kReplica, std::map<std::string, auth::HostKeys> host_keys = {});
+  // Any thread: the namespace of a shared replica or nexus now has `size_bytes` (it grew). Every
+  // queue serves the new size at once; every controller of the subsystem records NSID 1 in its
+  // Changed Namespace List and, when its Asynchronous Event Configuration enables namespace
+  // attribute notices (bit 8), gets a Notice AEN (completing a held AER now, or the next one).
+  // Returns false when the subsystem is not shared.
+  bool resize(const std::string& uuid, NamespaceKind kind, uint64_t size_bytes);
   // Any thread; idempotent. Disconnects the subsystem's hosts.
   void unshare(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);
   bool is_shared(const std::string& uuid, NamespaceKind kind = NamespaceKind::kReplica);

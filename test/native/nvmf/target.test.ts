@@ -616,3 +616,62 @@ test("fence: a Connect held back longer than 5 s gets a retryable Controller Bus
   await again.initialize();
   ok(await again.connect({ subnqn: x.nqn, hostnqn: HOST_A }));
 });
+
+test("a grown namespace: Identify and I/O see the new size at once; the Namespace Attribute Changed notice goes only to controllers that enabled it, waits for an AER, is not repeated until log page 0x04 is read with RAE clear", async (t) => {
+  const s = await connected(t);
+  const n = native();
+  const nsze = async (h: NvmeTcpHost) => Number(ok(await h.identify(0, 1)).data!.readBigUInt64LE(0));
+  const changedList = async (h: NvmeTcpHost, rae: boolean) => {
+    const sqe = getLogPageSqe(0x04, 4096);
+    if (rae) sqe.writeUInt32LE(sqe.readUInt32LE(40) | (1 << 15), 40);
+    return ok(await h.submit(sqe, { readBytes: 4096 })).data!.readUInt32LE(0);
+  };
+  const aer = (h: NvmeTcpHost) => {
+    const sqe = Buffer.alloc(64);
+    sqe[0] = 0x0c;
+    let done: { dw0: number; status: number } | null = null;
+    const p = h.submit(sqe).then((c) => (done = c));
+    p.catch(() => undefined);
+    return { p, done: () => done };
+  };
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  // A second controller of another host that never enables the notice.
+  await n.shareReplica({ uuid: s.uuid, allowed_host_nqns: [HOST_A, HOST_B] });
+  const quiet = await adminQueue(s.port, s.nqn, HOST_B);
+  t.teardown(() => quiet.host.close());
+  const quietAer = aer(quiet.host);
+
+  t.is(await changedList(s.admin, false), 0, "nothing changed yet");
+  t.is(await nsze(s.admin), (64 * MiB) / BLOCK_BYTES);
+  t.is((await s.io.read((64 * MiB) / BLOCK_BYTES, 1)).status, STATUS.lbaOutOfRange);
+
+  // Enabled, but no AER held: the notice waits for the next one.
+  ok(await s.admin.setFeatures(0x0b, 1 << 8));
+  await n.resizeReplica({ uuid: s.uuid, size_bytes: 80 * MiB });
+  t.is(await nsze(s.admin), (80 * MiB) / BLOCK_BYTES, "Identify reports the new size at once");
+  t.is((await s.io.write((72 * MiB) / BLOCK_BYTES, pattern(4096, 7))).status, 0, "the I/O queue serves the grown range");
+  t.deepEqual(ok(await s.io.read((72 * MiB) / BLOCK_BYTES, 1)).data, pattern(4096, 7));
+  const first = aer(s.admin);
+  const c1 = await first.p;
+  t.is(c1.status, 0);
+  t.is(c1.dw0, 0x040002, "Notice / Namespace Attribute Changed / log page 0x04");
+
+  // Masked until the log is read with RAE clear: a second change sends nothing new.
+  const second = aer(s.admin);
+  await n.resizeReplica({ uuid: s.uuid, size_bytes: 88 * MiB });
+  await settle();
+  t.is(second.done(), null, "no duplicate notice while the first is unread");
+  t.is(await changedList(s.admin, true), 1, "RAE set: NSID 1 listed and retained");
+  await n.resizeReplica({ uuid: s.uuid, size_bytes: 92 * MiB });
+  await settle();
+  t.is(second.done(), null, "still masked after a read with RAE set");
+  t.is(await changedList(s.admin, false), 1, "RAE clear: listed, then consumed");
+  t.is(await changedList(s.admin, false), 0, "the list was cleared by the read");
+  await n.resizeReplica({ uuid: s.uuid, size_bytes: 96 * MiB });
+  t.is((await second.p).dw0, 0x040002, "unmasked: the next change is announced on the held AER");
+
+  // The host that never enabled the notice got none, but its Changed Namespace List has NSID 1.
+  t.is(quietAer.done(), null);
+  t.is(await changedList(quiet.host, false), 1);
+  t.is(await nsze(quiet.host), (96 * MiB) / BLOCK_BYTES);
+});
