@@ -135,13 +135,17 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
     }
 
     // New replicas join; AddChild rebuilds them in full before they serve a read.
+    let added = false;
     for (const r of spec.placement) {
-      if (!childOf(nexus, r.replicaUuid)) nexus = await engine.call("AddChild", { uuid: spec.nexusUuid, child_uri: await uriOf(r) }, MUTATE_DEADLINE_MS);
+      if (childOf(nexus, r.replicaUuid)) continue;
+      nexus = await engine.call("AddChild", { uuid: spec.nexusUuid, child_uri: await uriOf(r) }, MUTATE_DEADLINE_MS);
+      added = true;
     }
 
     const strays = nexus.children.filter((c) => ![...spec.placement, ...spec.leaving].some((r) => childUriIsReplica(c.uri, r.replicaUuid)));
-    if (spec.leaving.length === 0 && strays.length === 0) return;
-    // Nothing leaves before every replica of the placement holds the data.
+    if (!added && spec.leaving.length === 0 && strays.length === 0) return;
+    // A change that adds replicas ends when they hold the data (`replicas: 3` means three copies
+    // once `up` returns), and nothing leaves before every replica of the placement does.
     nexus = await waitInSync(engine, spec);
     for (const r of spec.leaving) {
       const child = childOf(nexus, r.replicaUuid);

@@ -9,12 +9,11 @@ import test, { type ExecutionContext } from "ava";
 import { isEngineCallError } from "../../../common/client";
 import { expectClean, type VerifyingLoad } from "../../helpers/load";
 import { INSPECTOR_NQN, LABEL_REGION_BYTES, MiB, NexusCluster } from "../../helpers/nexus";
-import type { Completion, NvmeTcpHost } from "../../native/nvmf/host";
+import type { NvmeTcpHost } from "../../native/nvmf/host";
+import { asyncEventRequest, NS_ATTR_CHANGED, nsze, within } from "../../helpers/notices";
 
 const OLD = 32 * MiB;
 const NEW = 48 * MiB;
-/** AER completion dword 0: type Notice (2), info Namespace Attribute Changed (0), log page 0x04. */
-const NS_ATTR_CHANGED = 0x040002;
 
 async function expectGrpc(t: ExecutionContext, p: Promise<unknown>, code: string, message: RegExp) {
   try {
@@ -30,29 +29,6 @@ async function expectGrpc(t: ExecutionContext, p: Promise<unknown>, code: string
 
 function escape(s: string): string {
   return s.replace(/[.?*+^$[\]\\(){}|/-]/g, "\\$&");
-}
-
-/** An Asynchronous Event Request held by the target; `done` is set once it completes. */
-function asyncEventRequest(admin: NvmeTcpHost): { completion: Promise<Completion>; done: () => Completion | null } {
-  const sqe = Buffer.alloc(64);
-  sqe[0] = 0x0c;
-  let result: Completion | null = null;
-  const completion = admin.submit(sqe).then((c) => (result = c));
-  completion.catch(() => undefined); // the connection may close with it held (teardown)
-  return { completion, done: () => result };
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() =>
-    clearTimeout(timer),
-  );
-}
-
-async function nsze(admin: NvmeTcpHost): Promise<number> {
-  const c = await admin.identify(0, 1);
-  if (c.status !== 0 || !c.data) throw new Error(`Identify Namespace failed: 0x${c.status.toString(16)}`);
-  return Number(c.data.readBigUInt64LE(0));
 }
 
 /** Get Log Page 0x04 with RAE (CDW10 bit 15) as given: the first NSID of the Changed Namespace List. */

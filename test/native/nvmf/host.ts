@@ -143,7 +143,8 @@ export class NvmeTcpHost {
    * through R2T; `readBytes` sizes a controller-to-host transfer.
    */
   submit(sqe: Buffer, opts: { write?: Buffer; inCapsule?: boolean; readBytes?: number; psdt?: number } = {}): Promise<Completion> {
-    const cid = this.nextCid++ & 0xffff || this.nextCid++;
+    // 16-bit command ids that wrap and skip 0 (a long-running load sends more than 65535).
+    const cid = this.nextCid++ & 0xffff || this.nextCid++ & 0xffff;
     sqe.writeUInt16LE(cid, 2);
     sqe[1] = (opts.psdt ?? 1) << 6; // PSDT 01b: SGL (tests pass 0 to send a PRP command)
     const sgl = Buffer.alloc(16);
