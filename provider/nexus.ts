@@ -89,6 +89,9 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
     return uri;
   };
   const recreated = opts.recreated ?? new Set<string>();
+  // Every replica of the placement is shared to the nexus node before the nexus looks at it: a
+  // replica made again (it vanished) has a new share, and OnlineChild connects to it.
+  for (const r of spec.placement) await uriOf(r);
 
   await onNode(cluster, spec.nexusNode, async (engine) => {
     const found = await findNexus(engine, spec.nexusUuid);

@@ -138,7 +138,8 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       const nexusNode = inputs.nexusUuid ? inputs.nexusNode || placement[0].node : "";
       inputs = { ...inputs, placement, leaving: placed.leaving, nexusNode };
     } catch (err) {
-      if (isPlacementError(err)) return { inputs, failures: [{ property: "replicas", reason: (err as Error).message }] };
+      // Reported on sizeBytes: what most often does not fit is the size (the message names every pool's reason).
+      if (isPlacementError(err)) return { inputs, failures: [{ property: "sizeBytes", reason: (err as Error).message }] };
       throw err;
     }
     return { inputs, failures };

@@ -49,9 +49,8 @@ export function quickstart() {
     replicatedNodes: replicated.placement.apply((p) => p.map((r) => r.node)),
     replicatedConnect: replicated.nexus.apply((n) => {
       if (!n || !n.nqn) return "";
-      const [host, port] = [n.address.slice(0, n.address.lastIndexOf(":")), n.address.slice(n.address.lastIndexOf(":") + 1)];
       // The frontend authenticates (DH-HMAC-CHAP); its secret is the secret output below.
-      return `nvme connect -t tcp -a ${host} -s ${port} -n ${n.nqn} --hostnqn ${frontendHostNqn} --dhchap-secret "$(npx strata output replicatedDhchapSecret)"`;
+      return `nvme connect -t tcp -a ${n.host} -s ${n.port} -n ${n.nqn} --hostnqn ${frontendHostNqn} --dhchap-secret "$(npx strata output replicatedDhchapSecret)"`;
     }),
     replicatedDhchapSecret: replicated.frontendDhchapSecret,
   };

@@ -96,7 +96,7 @@ test.serial("a volume larger than any pool", async (t) => {
   await stack.up();
   await stack.setConfig("case", { value: "huge-volume" });
   const err = await t.throwsAsync(stack.preview());
-  t.regex(err!.message, /sizeBytes.*cannot place replica 1 of 1.*node-a\/pa: capacity \d+ B is smaller than the volume.*node-b\/pb/s);
+  t.regex(err!.message, /sizeBytes.*cannot place replica 1 of 1.*node-a\/pa: capacity [\d.]+ MiB is smaller than the volume.*node-b\/pb/s);
   const replicas = await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }));
   t.deepEqual(replicas.map((r) => r.replicas.length), [0, 0]);
   await stack.setConfig("case", { value: "pools" });

@@ -21,7 +21,8 @@ interface NexusOut {
   node: string;
   health: string;
   nqn: string;
-  address: string;
+  host: string;
+  port: number;
   children: { node: string; replicaUuid: string; state: string; reason: string }[];
 }
 
@@ -101,11 +102,11 @@ test.serial("up makes a three-replica volume: a nexus on the first replica's nod
 test.serial("the frontend writes and reads the volume over NVMe/TCP; a second preview changes nothing", async (t) => {
   const { nexus } = await outputs();
   // Its NQN alone is not enough: without the secret, or with another one, it is refused.
-  const port = Number(nexus.address.split(":").pop());
+  const port = nexus.port;
   await t.throwsAsync(VerifyingLoad.connect(port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB)));
   const refused = await t.throwsAsync(VerifyingLoad.connect(port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), makeSecret()));
   t.regex(refused!.message, /DH-HMAC-CHAP failed/);
-  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
+  const load = await VerifyingLoad.connect(nexus.port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
   t.teardown(() => load.close());
   load.start(4);
   await load.progress(200);
@@ -156,7 +157,7 @@ async function waitOnline(): Promise<{ health: string; nexus: NexusOut }> {
 
 test.serial("a replica destroyed behind Pulumi's back: refresh reports it, up rebuilds it in full, and it alone then serves every byte written before", async (t) => {
   const { nexus } = await outputs();
-  const load = await VerifyingLoad.connect(Number(nexus.address.split(":").pop()), nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
+  const load = await VerifyingLoad.connect(nexus.port, nexus.nqn, FRONTEND, new VolumeModel(64 * MiB), await frontendSecret());
   t.teardown(() => load.close());
   for (let block = 0; block < load.model.blocks; block += 32) t.is(await load.writeOnce(block, 32), 0);
   t.is((await load.flush()).status, 0);

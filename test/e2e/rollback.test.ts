@@ -19,7 +19,7 @@ const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "replicated");
 const FRONTEND = "nqn.2014-08.org.nvmexpress:uuid:fe000000-0000-4000-8000-0000000000fb";
 
 interface Placed {
-  replica_uuid: string;
+  replicaUuid: string;
   node: string;
 }
 
@@ -92,7 +92,7 @@ test.serial("the nexus node dies during create: up fails, and after a restart th
   const kept = await resourceOutputs();
   t.truthy(kept, "the volume is in the stack");
   t.is(kept!.placement[0].node, nexusNode);
-  t.is(kept!.placement[0].replica_uuid, leftover);
+  t.is(kept!.placement[0].replicaUuid, leftover);
 
   // What the rollback could reach is gone: no replica or share on the other nodes.
   for (const n of cluster.nodes.filter((x) => x.node !== nexusNode)) {
@@ -115,7 +115,7 @@ test.serial("the nexus node dies during create: up fails, and after a restart th
   t.is(out.uuid, kept!.uuid, "the same volume");
   t.deepEqual(out.placement, kept!.placement, "the same placement and replica uuids");
   t.deepEqual(
-    out.placement.map((r) => r.replica_uuid),
+    out.placement.map((r) => r.replicaUuid),
     out.placement.map((_, slot) => replicaUuidFor(out.uuid, slot)),
     "replica uuids are derived from the volume uuid and slot",
   );
@@ -127,12 +127,12 @@ test.serial("the nexus node dies during create: up fails, and after a restart th
     try {
       const mine = out.placement.filter((r) => r.node === n.node);
       const replicas = (await e.call("ListReplicas", { pool: "" })).replicas.map((r) => r.uuid).sort();
-      t.deepEqual(replicas, mine.map((r) => r.replica_uuid).sort(), `${n.node} holds exactly its placed replicas`);
+      t.deepEqual(replicas, mine.map((r) => r.replicaUuid).sort(), `${n.node} holds exactly its placed replicas`);
       const subs = (await e.call("ListSubsystems", {})).subsystems.map((s) => ({ nqn: s.nqn, hosts: [...s.allowed_host_nqns] })).sort((a, b) => a.nqn.localeCompare(b.nqn));
       const expected =
         n.node === nexusNode
           ? [{ nqn: nexusNqn(out.nexusUuid), hosts: [FRONTEND] }]
-          : mine.map((r) => ({ nqn: replicaNqn(r.replica_uuid), hosts: [hostNqn] }));
+          : mine.map((r) => ({ nqn: replicaNqn(r.replicaUuid), hosts: [hostNqn] }));
       t.deepEqual(subs, expected, `${n.node} shares only what the nexus needs`);
       const nexuses = (await e.call("ListNexus", {})).nexuses;
       t.deepEqual(nexuses.map((x) => [x.uuid, x.health]), n.node === nexusNode ? [[out.nexusUuid, "online"]] : [], `${n.node} nexuses`);
