@@ -51,6 +51,8 @@ export interface VolumeInputs {
   readonly group: string;
   /** The host NQN of the frontend node the nexus is published to ("" = unpublished). */
   readonly frontendHostNqn: string;
+  /** The URN of the volume declared before this one: orders placement (never a change by itself). */
+  readonly planAfter: string;
   /** Pools declared earlier in the program (placement input only: never a change by itself). */
   readonly declaredPools: DeclaredPool[];
   /** Filled in by `check`: where each replica lives, once the change is done. */
@@ -159,6 +161,7 @@ export function normalizeState<T extends Partial<VolumeOutputs>>(raw: T): T {
     topologySpread: raw.topologySpread ?? "preferred",
     group: raw.group ?? "",
     declaredPools: raw.declaredPools ?? [],
+    planAfter: raw.planAfter ?? "",
     nexusUuid,
     nexusNode: typeof raw.nexusNode === "string" && raw.nexusNode ? raw.nexusNode : nexusUuid ? placement[0]?.node ?? "" : "",
   };

@@ -13,6 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
+import { uuidV5 } from "../provider/cluster";
 import type { PlacedReplica } from "../provider/placement";
 import type {
   ChildState,
@@ -161,6 +162,25 @@ function declaredOf(p: Pool): pulumi.Input<DeclaredPool> {
     .apply(([node, name, disk, labels, clusterSizeBytes, drain]) => ({ node, name, disk, labels: labels ?? {}, clusterSizeBytes: clusterSizeBytes ?? 0, drain: drain ?? false }));
 }
 
+/** The namespace of volume uuids derived from project, stack and resource name. */
+const VOLUME_UUID_NAMESPACE = "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41";
+
+/**
+ * A new volume's uuid: derived from project, stack and resource name, so `pulumi preview` and
+ * the `up` after it name the same volume and the same replicas (a random uuid would differ).
+ */
+function volumeUuidFor(name: string): string {
+  return uuidV5(VOLUME_UUID_NAMESPACE, `${pulumi.getProject()}/${pulumi.getStack()}/${name}`);
+}
+
+/**
+ * The last Volume the program declared. Each volume registers after the one before it (its
+ * `planAfter` input is that volume's URN), so the provider plans them in declaration order in
+ * `pulumi preview` and in `pulumi up` alike, and each sees the reservations of those before it:
+ * the same answer both times. (In `up` this also creates new volumes one after another.)
+ */
+let lastVolume: Volume | undefined;
+
 /** A block volume: replicas on pools, placed by the provider and shown in the plan. Its id is the volume's uuid. */
 export class Volume extends pulumi.dynamic.Resource {
   declare readonly uuid: pulumi.Output<string>;
@@ -202,7 +222,8 @@ export class Volume extends pulumi.dynamic.Resource {
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
         declaredPools: opts?.id ? [] : declaredPools.map(declaredOf),
-        uuid: undefined,
+        uuid: opts?.id ? undefined : volumeUuidFor(name),
+        planAfter: opts?.id ? "" : lastVolume?.urn ?? "",
         nexusUuid: undefined,
         nexusNode: undefined,
         nexus: undefined,
@@ -218,6 +239,7 @@ export class Volume extends pulumi.dynamic.Resource {
       MODULE,
       "Volume",
     );
+    if (!opts?.id) lastVolume = this;
   }
 
   /** Reads an existing volume's state (`id`: the volume's uuid, as `pulumi import` takes it). */

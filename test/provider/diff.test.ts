@@ -41,6 +41,7 @@ const volume: VolumeOutputs = {
   group: "",
   frontendHostNqn: "",
   declaredPools: [],
+  planAfter: "",
   placement: [{ replicaUuid: "r", node: "node-a", poolUuid: pool.uuid, pool: "p", reason: "" }],
   leaving: [],
   nexusUuid: "4f0c1d2e-0000-4000-8000-0000000000aa",

@@ -1,0 +1,91 @@
+// The plan a reviewer approves is the plan `up` carries out. Pools and ten volumes declared in
+// one program, on a fresh cluster: the first `pulumi preview` already shows node and pool of
+// every replica (the pools do not exist yet), the volumes spread over the pools instead of
+// stacking on one, and `pulumi up` places every replica exactly where the preview said.
+import test from "ava";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { openStack } from "../../cli/pulumi";
+import { startCluster, TestCluster } from "../helpers/cluster";
+import { REPO_ROOT } from "../helpers/engine";
+
+const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "plan");
+const VOLUMES = 10;
+
+interface Placed {
+  replicaUuid: string;
+  node: string;
+  pool: string;
+  reason: string;
+}
+
+let cluster: TestCluster;
+let stack: Stack;
+
+test.before(async () => {
+  cluster = await startCluster({ nodes: 3, diskMib: 512 });
+  stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
+  const config: Record<string, { value: string; secret?: boolean }> = {
+    "strata:token": { value: cluster.nodes[0].token, secret: true },
+    diskDir: { value: join(cluster.home, "cluster") },
+    volumes: { value: String(VOLUMES) },
+  };
+  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+  await stack.setAllConfig(config, true);
+});
+test.after.always(async () => {
+  await cluster?.down();
+  rmSync(join(FIXTURE, `Pulumi.${cluster?.stack}.yaml`), { force: true });
+});
+
+/** Each volume's placement as `pulumi preview --json` plans it, by resource name. */
+async function previewed(): Promise<Map<string, Placed[]>> {
+  const r = await cluster.pulumi("preview", "--json", "--cwd", FIXTURE);
+  if (r.code !== 0) throw new Error(`preview failed: ${r.stdout}\n${r.stderr}`);
+  const steps = (JSON.parse(r.stdout) as { steps: { urn: string; newState?: { type: string; inputs: { placement?: Placed[] } } }[] }).steps;
+  return new Map(
+    steps
+      .filter((s) => s.newState?.type === "pulumi-nodejs:dynamic/strata:Volume")
+      .map((s) => [s.urn.split("::").pop()!, s.newState!.inputs.placement ?? []]),
+  );
+}
+
+async function deployed(): Promise<Map<string, Placed[]>> {
+  const state = await stack.exportStack();
+  const resources = (state.deployment as { resources: { type: string; urn: string; outputs: { placement: Placed[] } }[] }).resources;
+  return new Map(resources.filter((r) => r.type === "pulumi-nodejs:dynamic/strata:Volume").map((r) => [r.urn.split("::").pop()!, r.outputs.placement]));
+}
+
+const where = (p: Placed[]) => p.map((r) => `${r.node}/${r.pool}/${r.replicaUuid}`);
+
+test.serial("the first preview places every volume on pools that do not exist yet, spread out, and up places exactly that", async (t) => {
+  const plan = await previewed();
+  t.is(plan.size, VOLUMES);
+  const perPool = new Map<string, number>();
+  for (const [name, placement] of plan) {
+    t.is(placement.length, 1, `${name} is placed at the first preview`);
+    t.truthy(placement[0].node && placement[0].pool, `${name} names node and pool`);
+    t.true(placement[0].reason.length > 0, `${name} says why`);
+    perPool.set(placement[0].pool, (perPool.get(placement[0].pool) ?? 0) + 1);
+  }
+  t.is(perPool.size, 3, `ten volumes use all three pools: ${JSON.stringify([...perPool])}`);
+  t.true(Math.max(...perPool.values()) <= 4, `no pool takes more than its share: ${JSON.stringify([...perPool])}`);
+
+  t.is((await stack.up()).summary.result, "succeeded");
+  const done = await deployed();
+  for (const [name, placement] of plan) t.deepEqual(where(done.get(name)!), where(placement), `${name} landed where the preview said`);
+  const onEngines = (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas.map((x) => `${x.node}/${x.pool_name}/${x.uuid}`));
+  t.deepEqual(onEngines.sort(), [...plan.values()].flatMap(where).sort(), "the engines hold exactly the previewed replicas");
+});
+
+test.serial("a second preview of the deployed program is empty, and adding a volume places only that one", async (t) => {
+  const again = await previewed();
+  t.is(again.size, 0, "no volume changes");
+  await stack.setConfig("volumes", { value: String(VOLUMES + 1) });
+  const plan = await previewed();
+  t.deepEqual([...plan.keys()], [`v${VOLUMES}`]);
+  t.is((await stack.up()).summary.result, "succeeded");
+  t.deepEqual(where((await deployed()).get(`v${VOLUMES}`)!), where(plan.get(`v${VOLUMES}`)!));
+  t.is((await stack.destroy()).summary.result, "succeeded");
+});
