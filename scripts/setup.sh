@@ -66,6 +66,16 @@ rm -f .tsc.log
 [ "$status" -eq 0 ] && [ -f dist/engine/main.js ] || { log "TypeScript build failed (exit $status): fix the errors above"; exit 1; }
 done_step
 
+step "building the SDK package (sdk/dist)"
+# What a Pulumi program outside this repository installs (`npm install --install-links sdk`);
+# a build that fails, or a package that cannot load, fails setup.
+status=0
+npm run --silent build:sdk > .sdk.log 2>&1 || status=$?
+grep -v 'Unknown user config' .sdk.log || true
+rm -f .sdk.log
+[ "$status" -eq 0 ] && [ -f sdk/dist/sdk/index.js ] || { log "SDK build failed (exit $status): fix the errors above"; exit 1; }
+done_step
+
 step "Pulumi CLI"
 bash scripts/install-pulumi.sh
 done_step

@@ -17,10 +17,10 @@ export interface RunResult {
   readonly ms: number;
 }
 
-export function run(cmd: string, args: readonly string[], env: Record<string, string>, timeout_ms = 300_000): Promise<RunResult> {
+export function run(cmd: string, args: readonly string[], env: Record<string, string>, timeout_ms = 300_000, cwd = REPO_ROOT): Promise<RunResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -52,6 +52,8 @@ export interface TestCluster {
   readonly nodes: EngineTarget[];
   strata(...args: string[]): Promise<RunResult>;
   pulumi(...args: string[]): Promise<RunResult>;
+  /** The Pulumi CLI on another project directory and stack (a program outside the repository). */
+  pulumiIn(project: { cwd: string; stack: string }, ...args: string[]): Promise<RunResult>;
   connect(node: string): EngineConnection;
   /** Runs fn against every node's engine. */
   eachNode<T>(fn: (engine: EngineConnection) => Promise<T>): Promise<T[]>;
@@ -93,6 +95,8 @@ export async function startCluster(opts: { nodes?: number; diskMib?: number } = 
     nodes: targets,
     strata,
     pulumi: (...args) => run(join(REPO_ROOT, "tools", "pulumi", "bin", "pulumi"), [...args, "--stack", stack, "--non-interactive"], pulumiEnv),
+    pulumiIn: (project, ...args) =>
+      run(join(REPO_ROOT, "tools", "pulumi", "bin", "pulumi"), [...args, "--stack", project.stack, "--non-interactive"], pulumiEnv, 300_000, project.cwd),
     connect: (node) => connectEngine(targets.find((t) => t.node === node)!),
     async eachNode(fn) {
       return Promise.all(
