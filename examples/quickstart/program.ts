@@ -3,7 +3,7 @@
 // frontend host NQN. The nodes and their disks come from stack config written by
 // `npx strata cluster up`.
 import * as pulumi from "@pulumi/pulumi";
-import * as strata from "../../sdk";
+import * as strata from "../../sdk/index";
 
 export function quickstart() {
   const config = new pulumi.Config("strata");
