@@ -197,6 +197,17 @@ test.serial("replicas 3 → 2 → 1: the least preferred replicas go; the nexus 
   t.is((await replicasOnEngines()).length, 1);
 });
 
+test.serial("a selector change (tier=slow) with 2 replicas: both land on slow pools, the fast one leaves after they are in sync; the nexus stays on its node", async (t) => {
+  const before = await outputs();
+  await change(t, { drain: "", tier: "slow", replicas: "2" });
+  const after = await outputs();
+  t.deepEqual(after.placement.map((p) => p.node).sort(), ["node-c", "node-d"], "only slow pools hold replicas");
+  t.false(after.placement.some((p) => p.replicaUuid === before.placement[0].replicaUuid), "the fast replica left");
+  t.is(after.nexus.node, before.nexus.node, "the nexus did not move (the host kept its connection)");
+  t.deepEqual(after.nexus.children.map((c) => c.state), ["online", "online"]);
+  t.is((await replicasOnEngines()).length, 2, "the old replica is destroyed");
+});
+
 test.serial("frontend change: the old host is cut off, the new one reads every byte", async (t) => {
   for (const [k, v] of Object.entries({ frontend: FRONTEND_2 })) await stack.setConfig(k, { value: v });
   const summary = (await stack.preview()).changeSummary as Record<string, number>;
