@@ -13,6 +13,7 @@
 // Prints a table and, as the LAST line, one JSON object.
 import { PlacementLedger, PlacementRequest, placeVolume, PoolCandidate, VolumePlacement } from "../provider/placement";
 import { median } from "./workloads";
+import { previewBench } from "./preview";
 
 const GiB = 1024 ** 3;
 const NODES = Number(process.env.STRATA_BENCH_NODES ?? 1000);
@@ -86,7 +87,7 @@ function check(pools: readonly PoolCandidate[], plans: readonly VolumePlacement[
   });
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const pools = inventory();
   run(pools, 500); // warm up the JIT
   // Rounds interleave the sizes (forward, then backward) so a noisy neighbour hits all sizes alike.
@@ -117,6 +118,9 @@ function main(): void {
   const linear = linearity <= MAX_LINEARITY_RATIO;
   console.log(`linearity: us per volume at 10k / at 1k = ${linearity.toFixed(2)} (${linear ? "linear" : "NOT linear"}: limit ${MAX_LINEARITY_RATIO})`);
   const round1 = (x: number) => Math.round(x * 10) / 10;
+  // The same plan through the real CLI against real engines (STRATA_BENCH_SKIP_PREVIEW=1: pure part only).
+  const preview = process.env.STRATA_BENCH_SKIP_PREVIEW ? null : await previewBench((line) => console.log(line));
+  if (preview) console.log(`preview ratio: ${preview.ratio.toFixed(2)} (target <= 1.5)`);
   console.log(
     JSON.stringify({
       placement_1k_volumes_1k_nodes_ms: round1(at(1000).ms),
@@ -127,9 +131,19 @@ function main(): void {
       placement_us_per_volume_10k: round1(at(10000).usPerVolume),
       placement_linearity_ratio_10k_1k: Math.round(linearity * 100) / 100,
       placement_linear: linear,
+      ...(preview
+        ? {
+            preview_200_volumes_ms: Math.round(preview.volumesMs),
+            preview_200_noop_ms: Math.round(preview.noopMs),
+            preview_200_volumes_vs_noop_ratio: Math.round(preview.ratio * 100) / 100,
+          }
+        : {}),
     }),
   );
   if (!linear) process.exitCode = 1;
 }
 
-main();
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
