@@ -3,6 +3,7 @@
 // Pulumi CLI and a local file backend.
 import { clusterDown, clusterStatus, clusterUp, DEFAULT_BASE_PORT, DEFAULT_DISK_MIB, formatBytes, formatTable } from "./cluster";
 import { strataHome } from "./paths";
+import { placementDiff, renderJson, renderMarkdown, renderTable, stepsFromEvents } from "./placement-diff";
 import { openStack } from "./pulumi";
 
 const USAGE = `usage: strata <command>
@@ -15,6 +16,10 @@ const USAGE = `usage: strata <command>
                           stop the engines (--purge also deletes their data and the local state)
   up | preview | refresh | destroy
                           run the root project (Pulumi.yaml) on the local cluster
+  preview [--format table|markdown] [--json] [--all]
+                          after Pulumi's preview, one row per replica that is placed, moves or
+                          leaves (--all: unchanged ones too); markdown is a pull-request comment,
+                          --json one object (with markdown or --json, Pulumi's output goes to stderr)
   output NAME             print one stack output, secrets included (like
                           \`pulumi stack output NAME --show-secrets\`)`;
 
@@ -38,15 +43,52 @@ class UsageError extends Error {}
 
 const print = (line: string) => process.stdout.write(line + "\n");
 
-async function stackCommand(command: "up" | "preview" | "refresh" | "destroy"): Promise<number> {
+type PreviewFormat = "table" | "markdown" | "json";
+
+interface PreviewOptions {
+  readonly format: PreviewFormat;
+  readonly all: boolean;
+}
+
+/** `strata preview`'s flags; anything else is a usage error naming it. */
+function previewOptions(args: string[]): PreviewOptions {
+  let format: PreviewFormat = "table";
+  let all = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--all") all = true;
+    else if (arg === "--json") format = "json";
+    else if (arg === "--format" || arg.startsWith("--format=")) {
+      const value = arg === "--format" ? args[++i] : arg.slice("--format=".length);
+      if (value === undefined || value.startsWith("--")) throw new UsageError("--format needs a value: table or markdown");
+      if (value !== "table" && value !== "markdown") throw new UsageError(`unknown format "${value}" for preview (use table or markdown, or --json)`);
+      if (format !== "json") format = value;
+    } else throw new UsageError(`unknown flag "${arg}" for preview`);
+  }
+  return { format, all };
+}
+
+async function stackCommand(command: "up" | "preview" | "refresh" | "destroy", args: string[] = []): Promise<number> {
+  if (command !== "preview" && args.length > 0) throw new UsageError(`unknown argument "${args[0]}" for ${command}`);
+  const options = command === "preview" ? previewOptions(args) : { format: "table" as const, all: false };
   // The project directory program (Pulumi.yaml's main), run by the language host like `pulumi up`.
   const stack = await openStack();
-  const onOutput = (text: string) => process.stdout.write(text);
+  // Markdown and JSON are documents on stdout (a PR comment, a pipe): Pulumi's own output goes to stderr then.
+  const out = options.format === "table" ? process.stdout : process.stderr;
+  const onOutput = (text: string) => out.write(text);
   switch (command) {
     case "preview": {
-      const result = await stack.preview({ onOutput, diff: true });
+      // The engine events of the same run carry each step's old and new state (placement, leaving).
+      const events: unknown[] = [];
+      const result = await stack.preview({ onOutput, diff: true, onEvent: (e) => events.push(e) });
       const changed = Object.entries(result.changeSummary).filter(([op, n]) => op !== "same" && (n ?? 0) > 0);
-      print(changed.length === 0 ? "No changes: the cluster already matches the program." : "");
+      const diff = placementDiff(stepsFromEvents(events));
+      if (options.format === "json") {
+        print(renderJson(diff, options.all));
+        return 0;
+      }
+      out.write((changed.length === 0 ? "No changes: the cluster already matches the program." : "") + "\n");
+      print(options.format === "markdown" ? renderMarkdown(diff, options.all) : "Replica placement:\n\n" + renderTable(diff, options.all));
       return 0;
     }
     case "up": {
@@ -112,7 +154,8 @@ export async function main(argv: string[]): Promise<number> {
           throw new UsageError(`unknown cluster command "${sub ?? ""}"`);
       }
     }
-    if (command === "up" || command === "preview" || command === "refresh" || command === "destroy") return await stackCommand(command);
+    if (command === "up" || command === "preview" || command === "refresh" || command === "destroy")
+      return await stackCommand(command, argv.slice(1));
     if (command === "output") {
       if (sub === undefined) throw new UsageError("output needs the name of a stack output");
       const outputs = await (await openStack()).outputs();

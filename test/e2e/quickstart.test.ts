@@ -55,6 +55,51 @@ test.serial("cluster status shows three running nodes", async (t) => {
   }
 });
 
+test.serial("preview prints every replica it will place, as markdown for a pull request and as JSON", async (t) => {
+  const bad = await cluster.strata("preview", "--format", "yaml");
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /unknown format "yaml"/);
+  const badFlag = await cluster.strata("preview", "--colour");
+  t.is(badFlag.code, 2);
+  t.regex(badFlag.stderr, /unknown flag "--colour"/);
+
+  const json = await cluster.strata("preview", "--json");
+  t.is(json.code, 0, json.stderr);
+  // Nothing but the object on stdout (Pulumi's own preview went to stderr).
+  const plan = JSON.parse(json.stdout) as {
+    volumes: { name: string; uuid: string; replicas: { replicaUuid: string; before: null; after: { node: string; pool: string }; reason: string; copyBytes: number; change: string }[] }[];
+    summary: { placed: number; moving: number; leaving: number; copyBytes: number };
+  };
+  t.deepEqual(plan.volumes.map((v) => [v.name, v.replicas.length]), [["quickstart", 1], ["replicated", 3]]);
+  for (const v of plan.volumes)
+    for (const r of v.replicas) {
+      t.like(r, { change: "new", before: null, copyBytes: v.name === "quickstart" ? GiB : 256 * 1024 * 1024 });
+      t.regex(`${r.after.node}/${r.after.pool}`, /^node-[abc]\/pool-node-[abc]$/);
+      t.true(r.reason.length > 0);
+    }
+  t.like(plan.summary, { placed: 4, moving: 0, leaving: 0, copyBytes: GiB + 3 * 256 * 1024 * 1024 });
+
+  const md = await cluster.strata("preview", "--format", "markdown");
+  t.is(md.code, 0, md.stderr);
+  t.regex(md.stderr, /Previewing update/, "Pulumi's own preview is still shown");
+  t.regex(md.stdout, /^#+ .+\n\n\| VOLUME \| REPLICA \| BEFORE \| AFTER \| REASON \| COPY \|\n\| --- \| --- \| --- \| --- \| --- \| --- \|\n/);
+  // The same plan both times (placement is deterministic): every replica's row, with node/pool and reason.
+  for (const v of plan.volumes)
+    for (const r of v.replicas) {
+      const row = md.stdout.split("\n").find((l) => l.includes(r.replicaUuid.slice(0, 8)));
+      t.truthy(row, `${v.name} ${r.replicaUuid} has a row`);
+      const cells = row!.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
+      t.deepEqual(cells.slice(0, 4), [v.name, `\`${r.replicaUuid.slice(0, 8)}\``, "-", `${r.after.node}/${r.after.pool}`]);
+      t.is(cells[4], r.reason.replace(/\|/g, "\\|"));
+      t.is(cells[5], v.name === "quickstart" ? "1 GiB" : "256 MiB");
+    }
+  t.regex(md.stdout, /4 replicas placed, 0 moving, 0 leaving, 1\.8 GiB to copy/);
+
+  const table = await cluster.strata("preview");
+  t.is(table.code, 0, table.stderr);
+  t.regex(table.stdout, /Previewing update[\s\S]*VOLUME\s+REPLICA\s+BEFORE\s+AFTER\s+REASON\s+COPY\n(.*\n){4}\n4 replicas placed/);
+});
+
 test.serial("up creates a pool on each node, one volume and one replicated volume, and prints where they are", async (t) => {
   const up = await cluster.strata("up");
   t.is(up.code, 0, up.stdout + up.stderr);
