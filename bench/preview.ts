@@ -19,7 +19,7 @@ export interface PreviewResult {
 }
 
 export async function previewBench(log: (line: string) => void): Promise<PreviewResult> {
-  const cluster = await startCluster({ nodes: NODES, diskMib: 256 });
+  const cluster = await startCluster({ nodes: NODES, diskMib: 1024 });
   try {
     const config: Record<string, { value: string; secret?: boolean }> = {
       "strata:token": { value: cluster.nodes[0].token, secret: true },
