@@ -121,11 +121,21 @@ export class PoolProvider implements dynamic.ResourceProvider {
   }
 
   async read(id: string, props: PoolOutputs): Promise<dynamic.ReadResult> {
-    const pools = await onNode(this.clusterOrThrow(), props.node, (engine) => engine.call("ListPools", {}, CALL_DEADLINE_MS));
-    const pool = pools.pools.find((p) => p.uuid === id);
-    if (!pool) return { id: "", props: {} };
+    const cluster = this.clusterOrThrow();
+    // `Pool.get` and `import` know only the uuid: look for it on every node.
+    const nodes = props.node ? [props.node] : Object.keys(cluster.endpoints).sort();
+    let found: { node: string; pool: Pool__Output } | undefined;
+    for (const node of nodes) {
+      const pools = await onNode(cluster, node, (engine) => engine.call("ListPools", {}, CALL_DEADLINE_MS));
+      const pool = pools.pools.find((p) => p.uuid === id);
+      if (pool) found = { node, pool };
+      if (found) break;
+    }
+    if (!found) return { id: "", props: {} };
+    const { node, pool } = found;
+    props = { ...props, node, clusterSizeBytes: props.clusterSizeBytes || pool.cluster_size_bytes };
     const inputs: PoolInputs = {
-      node: props.node,
+      node,
       disk: pool.device_uri,
       name: pool.name,
       labels: pool.labels,

@@ -9,7 +9,7 @@
 // next `up` heals what is not.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import { frontendDhchapSecret } from "../common/dhchap";
-import { checkNexusSizeBytes } from "../common/nexus-rules";
+import { checkNexusSizeBytes, childUriIsReplica } from "../common/nexus-rules";
 import { checkLabels, checkName, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
@@ -246,8 +246,54 @@ export class VolumeProvider implements dynamic.ResourceProvider {
   }
 
   async read(id: string, props: VolumeOutputs): Promise<dynamic.ReadResult> {
-    const outs = await this.observe(normalizeState(props));
-    return { id, props: outs };
+    const state = normalizeState(props);
+    // Known state (a refresh): report what is there. Never an empty id for it: that would make
+    // Pulumi forget a volume whose engines were merely unreachable or emptied.
+    if (state.placement.length > 0) return { id, props: await this.observe(state) };
+    // `Volume.get` and `import` know only the uuid: find its nexus and replicas on the engines.
+    const found = await this.discover(id);
+    if (!found) return { id: "", props: {} };
+    return { id, props: await this.observe({ ...state, ...found }) };
+  }
+
+  /** A volume's inputs as the engines hold it, from its uuid alone (its nexus uuid derives from it); null when no node has it. */
+  private async discover(uuid: string): Promise<VolumeInputs | null> {
+    const cluster = this.clusterOrThrow();
+    const nexusUuid = nexusUuidFor(uuid);
+    const nodes = Object.keys(cluster.endpoints).sort();
+    const perNode = await Promise.all(
+      nodes.map((node) =>
+        onNode(cluster, node, async (engine) => ({
+          node,
+          nexus: (await engine.call("ListNexus", {}, CALL_DEADLINE_MS)).nexuses.find((n) => n.uuid === nexusUuid),
+          replicas: (await engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS)).replicas,
+        })),
+      ),
+    );
+    const home = perNode.find((n) => n.nexus);
+    if (!home?.nexus) return null;
+    const placement: PlacedReplica[] = [];
+    for (const child of home.nexus.children) {
+      for (const n of perNode) {
+        const r = n.replicas.find((x) => childUriIsReplica(child.uri, x.uuid));
+        if (r) placement.push({ replicaUuid: r.uuid, node: n.node, pool: r.pool_name, poolUuid: r.pool_uuid, reason: "imported: found on the engines" });
+      }
+    }
+    const first = perNode.flatMap((n) => n.replicas).find((r) => r.uuid === placement[0]?.replicaUuid);
+    return {
+      ...normalizeState({} as Partial<VolumeInputs>),
+      uuid,
+      sizeBytes: Number(home.nexus.size_bytes),
+      thin: first?.thin ?? true,
+      replicas: placement.length,
+      poolLabels: {},
+      topologyKey: "zone",
+      frontendHostNqn: home.nexus.frontend_host_nqn,
+      placement,
+      leaving: [],
+      nexusUuid,
+      nexusNode: home.node,
+    } as VolumeInputs;
   }
 
   async update(_id: string, rawOlds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.UpdateResult> {

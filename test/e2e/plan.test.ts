@@ -79,6 +79,36 @@ test.serial("the first preview places every volume on pools that do not exist ye
   t.deepEqual(onEngines.sort(), [...plan.values()].flatMap(where).sort(), "the engines hold exactly the previewed replicas");
 });
 
+test.serial("another program reads a volume and a pool by uuid (Volume.get, Pool.get: the ids import takes)", async (t) => {
+  const state = await stack.exportStack();
+  const resources = (state.deployment as { resources: { type: string; urn: string; id: string; outputs: Record<string, unknown> }[] }).resources;
+  const v0 = resources.find((r) => r.urn.endsWith("::v0"))!;
+  const pool = resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Pool")!;
+  const lookup = await openStack({ workDir: join(REPO_ROOT, "test", "e2e", "fixtures", "lookup"), home: cluster.home, stackName: cluster.stack });
+  t.teardown(() => rmSync(join(REPO_ROOT, "test", "e2e", "fixtures", "lookup", `Pulumi.${cluster.stack}.yaml`), { force: true }));
+  const config: Record<string, { value: string; secret?: boolean }> = {
+    "strata:token": { value: cluster.nodes[0].token, secret: true },
+    volumeId: { value: v0.id },
+    poolId: { value: pool.id },
+  };
+  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+  await lookup.setAllConfig(config, true);
+  t.is((await lookup.up()).summary.result, "succeeded");
+  const out = await lookup.outputs();
+  t.deepEqual(where(out.volumePlacement.value as Placed[]), where(v0.outputs.placement as Placed[]), "the placement is read from the engines");
+  t.is(out.volumeSizeBytes.value, v0.outputs.sizeBytes);
+  t.is(out.volumeReplicas.value, 1);
+  t.is(out.volumeHealth.value, "online");
+  t.is(out.volumeNexusNode.value, (v0.outputs.placement as Placed[])[0].node);
+  t.is(out.poolNode.value, pool.outputs.node);
+  t.is(out.poolName.value, pool.outputs.name);
+  t.is(out.poolCapacityBytes.value, pool.outputs.capacityBytes);
+  // Destroying the reading stack leaves what it only read.
+  t.is((await lookup.destroy()).summary.result, "succeeded");
+  const onEngines = (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas);
+  t.is(onEngines.length, VOLUMES);
+});
+
 test.serial("a second preview of the deployed program is empty, and adding a volume places only that one", async (t) => {
   const again = await previewed();
   t.is(again.size, 0, "no volume changes");
