@@ -127,6 +127,7 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
 
     // Children that are faulted or offline come back (OnlineChild rebuilds them: partially only
     // when the child's label proves what it missed).
+    let healed = false;
     for (const child of nexus.children) {
       const remade = existed && [...recreated].some((uuid) => childUriIsReplica(child.uri, uuid));
       if (remade && (child.state === "online" || child.state === "rebuilding")) {
@@ -134,6 +135,7 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
       }
       if (remade || child.state === "faulted" || child.state === "offline") {
         await engine.call("OnlineChild", { uuid: spec.nexusUuid, child_uri: child.uri }, MUTATE_DEADLINE_MS);
+        healed = true;
       }
     }
 
@@ -146,9 +148,10 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
     }
 
     const strays = nexus.children.filter((c) => ![...spec.placement, ...spec.leaving].some((r) => childUriIsReplica(c.uri, r.replicaUuid)));
-    if (!added && spec.leaving.length === 0 && strays.length === 0) return;
-    // A change that adds replicas ends when they hold the data (`replicas: 3` means three copies
-    // once `up` returns), and nothing leaves before every replica of the placement does.
+    if (!added && !healed && spec.leaving.length === 0 && strays.length === 0) return;
+    // A change that adds or brings back replicas ends when they hold the data (`replicas: 3`
+    // means three copies once `up` returns), and nothing leaves before every replica of the
+    // placement does.
     nexus = await waitInSync(engine, spec);
     for (const r of spec.leaving) {
       const child = childOf(nexus, r.replicaUuid);
