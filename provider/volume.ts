@@ -13,7 +13,7 @@ import { checkNexusSizeBytes, childUriIsReplica } from "../common/nexus-rules";
 import { checkLabels, checkName, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
-import { converge, destroyNexus, observeNexus, ReplicatedSpec } from "./nexus";
+import { converge, destroyNexus, observeNexus } from "./nexus";
 import { isPlacementError, PlacedReplica, PlacementRequest } from "./placement";
 import { planPlacement } from "./plan";
 import { isUnknown } from "./unknown";
@@ -200,7 +200,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
         placement.push(await this.createReplica(cluster, inputs, replica));
       }
       inputs = { ...inputs, placement };
-      if (inputs.nexusUuid) await converge(cluster, spec(inputs));
+      if (inputs.nexusUuid) await converge(cluster, inputs);
     } catch (err) {
       // Transactional: a volume that failed to create leaves no nexus, share or replica behind.
       const left = await this.rollBack(cluster, inputs, attempted);
@@ -324,7 +324,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       if (staying) placement.push({ ...replica, poolUuid: current.pool_uuid });
     }
     const done: VolumeInputs = { ...news, placement };
-    if (news.nexusUuid) await converge(cluster, spec(done), { previousFrontend: olds.frontendHostNqn ?? "", recreated });
+    if (news.nexusUuid) await converge(cluster, done, { previousFrontend: olds.frontendHostNqn ?? "", recreated });
     return { outs: await this.observe({ ...done, leaving: [] }) };
   }
 
@@ -355,18 +355,6 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     const frontendSecret = inputs.frontendHostNqn ? frontendDhchapSecret(cluster.token, inputs.nexusUuid) : "";
     return { ...inputs, ...first, health, nexus, replicaStatus, frontendDhchapSecret: frontendSecret };
   }
-}
-
-function spec(v: VolumeInputs): ReplicatedSpec {
-  return {
-    uuid: v.uuid,
-    nexusUuid: v.nexusUuid,
-    nexusNode: v.nexusNode,
-    sizeBytes: v.sizeBytes,
-    frontendHostNqn: v.frontendHostNqn,
-    placement: v.placement,
-    leaving: v.leaving,
-  };
 }
 
 /** True when any value inside is still unknown (a preview before an input's resource exists). */

@@ -9,7 +9,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { openStack } from "../../cli/pulumi";
-import { startCluster, TestCluster } from "../helpers/cluster";
+import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { expectClean, VerifyingLoad, VolumeModel } from "../helpers/load";
 import { asyncEventRequest, NS_ATTR_CHANGED, nsze, within } from "../helpers/notices";
@@ -52,15 +52,7 @@ let frontend = FRONTEND;
 test.before(async () => {
   cluster = await startCluster({ nodes: 4, diskMib: 512 });
   stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
-  const config: Record<string, { value: string; secret?: boolean }> = {
-    "strata:token": { value: cluster.nodes[0].token, secret: true },
-    diskDir: { value: join(cluster.home, "cluster") },
-    frontend: { value: FRONTEND },
-    replicas: { value: "1" },
-    sizeMib: { value: String(VOLUME_MIB) },
-    thin: { value: "true" },
-  };
-  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+  const config = stackConfig(cluster, { diskDir: join(cluster.home, "cluster"), frontend: FRONTEND, replicas: "1", sizeMib: String(VOLUME_MIB), thin: "true" });
   await stack.setAllConfig(config, true);
 });
 test.after.always(async () => {

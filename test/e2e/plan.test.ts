@@ -7,7 +7,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { openStack } from "../../cli/pulumi";
-import { startCluster, TestCluster } from "../helpers/cluster";
+import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "plan");
@@ -26,13 +26,7 @@ let stack: Stack;
 test.before(async () => {
   cluster = await startCluster({ nodes: 3, diskMib: 512 });
   stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
-  const config: Record<string, { value: string; secret?: boolean }> = {
-    "strata:token": { value: cluster.nodes[0].token, secret: true },
-    diskDir: { value: join(cluster.home, "cluster") },
-    volumes: { value: String(VOLUMES) },
-  };
-  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
-  await stack.setAllConfig(config, true);
+  await stack.setAllConfig(stackConfig(cluster, { diskDir: join(cluster.home, "cluster"), volumes: String(VOLUMES) }), true);
 });
 test.after.always(async () => {
   await cluster?.down();
@@ -86,13 +80,7 @@ test.serial("another program reads a volume and a pool by uuid (Volume.get, Pool
   const pool = resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Pool")!;
   const lookup = await openStack({ workDir: join(REPO_ROOT, "test", "e2e", "fixtures", "lookup"), home: cluster.home, stackName: cluster.stack });
   t.teardown(() => rmSync(join(REPO_ROOT, "test", "e2e", "fixtures", "lookup", `Pulumi.${cluster.stack}.yaml`), { force: true }));
-  const config: Record<string, { value: string; secret?: boolean }> = {
-    "strata:token": { value: cluster.nodes[0].token, secret: true },
-    volumeId: { value: v0.id },
-    poolId: { value: pool.id },
-  };
-  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
-  await lookup.setAllConfig(config, true);
+  await lookup.setAllConfig(stackConfig(cluster, { volumeId: v0.id, poolId: pool.id }), true);
   t.is((await lookup.up()).summary.result, "succeeded");
   const out = await lookup.outputs();
   t.deepEqual(where(out.volumePlacement.value as Placed[]), where(v0.outputs.placement as Placed[]), "the placement is read from the engines");

@@ -118,3 +118,11 @@ export async function startCluster(opts: { nodes?: number; diskMib?: number } = 
   };
   return cluster;
 }
+
+/** The stack config an e2e program needs: the secret token, every engine's endpoint, and `extra` plain values. */
+export function stackConfig(cluster: TestCluster, extra: Record<string, string>): Record<string, { value: string; secret?: boolean }> {
+  const config: Record<string, { value: string; secret?: boolean }> = { "strata:token": { value: cluster.nodes[0].token, secret: true } };
+  for (const [k, v] of Object.entries(extra)) config[k] = { value: v };
+  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
+  return config;
+}
