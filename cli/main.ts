@@ -4,7 +4,7 @@
 import { clusterDown, clusterStatus, clusterUp, DEFAULT_BASE_PORT, DEFAULT_DISK_MIB, formatBytes, formatTable } from "./cluster";
 import { strataHome } from "./paths";
 import { placementDiff, renderJson, renderMarkdown, renderTable, stepsFromEvents } from "./placement-diff";
-import { openStack } from "./pulumi";
+import { recoverInterruptedUpdate, DEFAULT_STACK, openStack } from "./pulumi";
 
 const USAGE = `usage: strata <command>
 
@@ -73,6 +73,9 @@ async function stackCommand(command: "up" | "preview" | "refresh" | "destroy", a
   const options = command === "preview" ? previewOptions(args) : { format: "table" as const, all: false };
   // The project directory program (Pulumi.yaml's main), run by the language host like `pulumi up`.
   const stack = await openStack();
+  // An update killed before (SIGKILL, OOM, a crash) left its lock, maybe a broken checkpoint sidecar: repair both.
+  const project = (await stack.workspace.projectSettings()).name;
+  for (const line of recoverInterruptedUpdate(strataHome(), project, DEFAULT_STACK)) process.stderr.write(`strata: ${line}\n`);
   // Markdown and JSON are documents on stdout (a PR comment, a pipe): Pulumi's own output goes to stderr then.
   const out = options.format === "table" ? process.stdout : process.stderr;
   const onOutput = (text: string) => out.write(text);

@@ -18,6 +18,12 @@ export interface Inventory {
   readonly pools: PoolCandidate[];
   /** Every configured node's labels, also of nodes without pools. */
   readonly nodeLabels: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /**
+   * Every replica on every node, by uuid: a volume whose create was interrupted (the Pulumi CLI
+   * killed, its pending create dropped from state) finds the replicas it made under its derived
+   * uuids and keeps them instead of placing copies elsewhere.
+   */
+  readonly replicas: ReadonlyMap<string, { readonly node: string; readonly poolUuid: string; readonly poolName: string }>;
 }
 
 /** Every pool of every configured node, with the node's labels. Fails if any node is down. */
@@ -28,9 +34,10 @@ export async function inventory(cluster: ClusterConfig): Promise<Inventory> {
       .map(async (node) => {
         const engine = connectEngine(targetFor(cluster, node));
         try {
-          const [info, pools] = await Promise.all([
+          const [info, pools, replicas] = await Promise.all([
             engine.call("GetInfo", {}, CALL_DEADLINE_MS),
             engine.call("ListPools", {}, CALL_DEADLINE_MS),
+            engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS),
           ]);
           const candidates = pools.pools.map((p: Pool__Output): PoolCandidate => ({
             node,
@@ -46,13 +53,17 @@ export async function inventory(cluster: ClusterConfig): Promise<Inventory> {
             cluster_size_bytes: p.cluster_size_bytes,
             replica_count: p.replica_count,
           }));
-          return { node, labels: info.labels, candidates };
+          return { node, labels: info.labels, candidates, replicas: replicas.replicas };
         } finally {
           engine.close();
         }
       }),
   );
-  return { pools: perNode.flatMap((n) => n.candidates), nodeLabels: new Map(perNode.map((n) => [n.node, n.labels])) };
+  return {
+    pools: perNode.flatMap((n) => n.candidates),
+    nodeLabels: new Map(perNode.map((n) => [n.node, n.labels])),
+    replicas: new Map(perNode.flatMap((n) => n.replicas.map((r) => [r.uuid, { node: n.node, poolUuid: r.pool_uuid, poolName: r.pool_name }] as const))),
+  };
 }
 
 export const newUuid = (): string => randomUUID();
@@ -77,6 +88,12 @@ export function uuidV5(namespace: string, name: string): string {
  * that retries a failed create of the same volume names the same replicas: the engines dedupe
  * by uuid, and what the failed attempt left on a node is reused instead of leaking.
  */
+/**
+ * How many replica uuids one volume derives (slots 0..15): at most 5 replicas plus as many
+ * leaving during a move. Sweeps of strays and the adoption of an interrupted create look at all.
+ */
+export const REPLICA_SLOTS = 16;
+
 export function replicaUuidFor(volumeUuid: string, slot: number): string {
   return uuidV5(volumeUuid, `strata/replica/${slot}`);
 }

@@ -11,7 +11,7 @@ import type { EngineConnection } from "../common/client";
 import { frontendDhchapSecret, nodeDhchapSecret } from "../common/dhchap";
 import { CHILD_IO_TIMEOUT_MS_DEFAULT, childUriIsReplica, localChildUri, remoteChildUri } from "../common/nexus-rules";
 import type { Nexus__Output as Nexus } from "../engine/generated/strata/engine/v1/Nexus";
-import { CALL_DEADLINE_MS, everyStep, MUTATE_DEADLINE_MS, onNode, replicaUuidFor } from "./cluster";
+import { CALL_DEADLINE_MS, everyStep, MUTATE_DEADLINE_MS, onNode, REPLICA_SLOTS, replicaUuidFor } from "./cluster";
 import type { ClusterConfig } from "./connection";
 import type { PlacedReplica } from "./placement";
 import type { ChildState, NexusHealth, NexusStatus } from "./volume-spec";
@@ -26,8 +26,6 @@ export interface ReplicatedSpec {
   readonly leaving: readonly PlacedReplica[];
 }
 
-/** The most slots a volume's replica uuids use: replicas plus those leaving in a move, with room. */
-const MAX_SLOTS = 16;
 /** How often a wait for rebuilds looks at the nexus. */
 const POLL_MS = 500;
 /** A rebuild that copies nothing for this long is stuck: the change stops there (the volume keeps serving). */
@@ -211,7 +209,7 @@ async function destroyReplica(cluster: ClusterConfig, nexusNode: string, r: Plac
  */
 async function sweepStrays(cluster: ClusterConfig, spec: ReplicatedSpec): Promise<void> {
   const known = new Set([...spec.placement, ...spec.leaving].map((r) => r.replicaUuid));
-  const ours = new Set(Array.from({ length: MAX_SLOTS }, (_, slot) => replicaUuidFor(spec.uuid, slot)).filter((u) => !known.has(u)));
+  const ours = new Set(Array.from({ length: REPLICA_SLOTS }, (_, slot) => replicaUuidFor(spec.uuid, slot)).filter((u) => !known.has(u)));
   for (const node of Object.keys(cluster.endpoints).sort()) {
     await onNode(cluster, node, async (engine) => {
       const { replicas } = await engine.call("ListReplicas", { pool: "" }, CALL_DEADLINE_MS);

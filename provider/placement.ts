@@ -362,7 +362,9 @@ function place(
   const keep = (e: { r: PlacedReplica; pool: PoolState; index: number }) => {
     // A replica placed before its pool was created cannot exist yet: the inventory does not count it.
     if (e.r.poolUuid === "") e.pool.reserve(req.size_bytes, req.thin);
-    kept.push({ r: { ...e.r, poolUuid: e.pool.base.uuid, reason: "kept: already placed" }, index: e.index });
+    // A replica adopted from an interrupted up says so; every other kept one is "already placed".
+    const reason = e.r.reason.startsWith("kept: made by an interrupted up") ? e.r.reason : "kept: already placed";
+    kept.push({ r: { ...e.r, poolUuid: e.pool.base.uuid, reason }, index: e.index });
   };
   for (const e of ok.slice(0, req.replicas)) keep(e);
   for (const e of ok.slice(req.replicas))

@@ -5,7 +5,7 @@
 // emptiest pool, and a preview and an `up` of the same program on the same cluster compute the
 // same answer (same inventory, same order), whatever the `up` creates meanwhile.
 import type { ClusterConfig } from "./connection";
-import { CALL_DEADLINE_MS, inventory, Inventory, onNode } from "./cluster";
+import { CALL_DEADLINE_MS, inventory, Inventory, onNode, REPLICA_SLOTS } from "./cluster";
 import { PlacementLedger, PlacementRequest, PlacedReplica, PoolCandidate, placeVolume, VolumePlacement } from "./placement";
 import type { DeclaredPool } from "./volume-spec";
 
@@ -99,7 +99,8 @@ export async function planPlacement(
   uuidForSlot: (slot: number) => string,
 ): Promise<VolumePlacement> {
   const plan = planFor(cluster);
-  const { pools, nodeLabels } = await plan.inventory;
+  const { pools, nodeLabels, replicas } = await plan.inventory;
+  existing = [...existing, ...adoptInterrupted(replicas, uuidForSlot).filter((r) => !existing.some((e) => e.replicaUuid === r.replicaUuid))];
   let rebuild = false;
   for (const d of declared) {
     const id = `${d.node}/${d.name}`;
@@ -137,6 +138,24 @@ export async function planPlacement(
     entry.result = tryPlace(plan.ledger, entry);
   }
   return unwrap(entry.result);
+}
+
+/**
+ * The volume's replicas that exist but that its state does not name: an `up` the Pulumi CLI was
+ * killed in made them under the volume's derived uuids, and Pulumi then dropped its pending
+ * create, or kept the state from before its update. They join the placement where they are
+ * (CreateReplica is idempotent by uuid; a surplus one leaves like any other, after the rest are
+ * in sync), so a re-run never creates a second replica of one uuid on another pool and strands
+ * the first: the inventory counts a stray's space, so placing afresh would avoid its pool.
+ */
+function adoptInterrupted(replicas: Inventory["replicas"], uuidForSlot: (slot: number) => string): PlacedReplica[] {
+  const found: PlacedReplica[] = [];
+  for (let slot = 0; slot < REPLICA_SLOTS; slot++) {
+    const replicaUuid = uuidForSlot(slot);
+    const r = replicas.get(replicaUuid);
+    if (r) found.push({ replicaUuid, node: r.node, pool: r.poolName, poolUuid: r.poolUuid, reason: "kept: made by an interrupted up of this volume" });
+  }
+  return found;
 }
 
 function tryPlace(ledger: PlacementLedger, e: Entry): VolumePlacement | Error {

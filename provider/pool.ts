@@ -4,7 +4,7 @@
 // `read` returns an empty id when the pool is gone so refresh drops it and the next up
 // recreates it.
 import type * as dynamic from "@pulumi/pulumi/dynamic";
-import { checkClusterSizeBytes, checkDeviceUri, checkLabels, checkName } from "../common/validate";
+import { checkClusterSizeBytes, checkDeviceUri, checkLabels, checkName, checkUuid } from "../common/validate";
 import type { Pool__Output } from "../engine/generated/strata/engine/v1/Pool";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
 import { ClusterConfig, clusterConfigFrom } from "./connection";
@@ -23,6 +23,13 @@ export interface PoolInputs {
    * program, so the preview shows the moves. Changes in place.
    */
   readonly drain: boolean;
+  /**
+   * The pool's uuid, derived by the SDK from project, stack and resource name: a create the
+   * Pulumi CLI was killed in (and dropped from state) makes the same pool again, which the engine
+   * answers with the pool it already made instead of leaking it. Absent in state written before
+   * (the pool keeps the random uuid it was made with).
+   */
+  readonly uuid?: string;
 }
 
 /** "online", "faulted" or "missing" (the engine lost the pool's device). */
@@ -74,7 +81,12 @@ export class PoolProvider implements dynamic.ResourceProvider {
     const fail = (property: string, reason: string | null) => {
       if (reason !== null) failures.push({ property, reason });
     };
-    const inputs = { labels: {}, clusterSizeBytes: 0, drain: false, ...news } as PoolInputs;
+    const inputs = { labels: {}, clusterSizeBytes: 0, drain: false, ...news } as { -readonly [K in keyof PoolInputs]: PoolInputs[K] };
+    // An existing pool keeps its uuid (older state has none as an input: the random one it was made with).
+    if (olds.node !== undefined) {
+      if (olds.uuid === undefined) delete inputs.uuid;
+      else inputs.uuid = olds.uuid;
+    } else if (inputs.uuid !== undefined && !isUnknown(inputs.uuid)) fail("uuid", checkUuid(inputs.uuid));
     if (!isUnknown(inputs.node)) {
       if (typeof inputs.node !== "string" || inputs.node === "") fail("node", "must name a node of strata:endpoints");
       else if (this.cluster && !(inputs.node in this.cluster.endpoints))
@@ -109,7 +121,7 @@ export class PoolProvider implements dynamic.ResourceProvider {
   }
 
   async create(inputs: PoolInputs): Promise<dynamic.CreateResult> {
-    const uuid = newUuid();
+    const uuid = inputs.uuid ?? newUuid();
     const pool = await onNode(this.clusterOrThrow(), inputs.node, (engine) =>
       engine.call(
         "CreatePool",

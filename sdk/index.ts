@@ -73,6 +73,20 @@ export interface PoolArgs {
   readonly drain?: pulumi.Input<boolean>;
 }
 
+/** The namespaces of volume and pool uuids derived from project, stack and resource name. */
+const VOLUME_UUID_NAMESPACE = "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41";
+const POOL_UUID_NAMESPACE = "3c0b9e27-5d4f-4a8e-b1c6-7e2d9f4a0b53";
+
+/**
+ * A new resource's uuid: derived from project, stack and resource name, so `pulumi preview` and
+ * the `up` after it name the same volume and the same replicas (a random uuid would differ), and
+ * an `up` the CLI was killed in (Pulumi drops its pending creates) makes the same objects again,
+ * which the engines answer with what they already made instead of leaking it.
+ */
+function derivedUuid(namespace: string, name: string): string {
+  return uuidV5(namespace, `${pulumi.getProject()}/${pulumi.getStack()}/${name}`);
+}
+
 /** Every Pool the program declared so far, in order: volumes declared after them can be placed on them at the first preview. */
 const declaredPools: Pool[] = [];
 
@@ -103,7 +117,7 @@ export class Pool extends pulumi.dynamic.Resource {
         labels: args.labels ?? {},
         clusterSizeBytes: args.clusterSizeBytes ?? 0,
         drain: args.drain ?? false,
-        uuid: undefined,
+        uuid: opts?.id ? undefined : derivedUuid(POOL_UUID_NAMESPACE, name),
         state: undefined,
         capacityBytes: undefined,
         usedBytes: undefined,
@@ -170,16 +184,6 @@ function declaredOf(p: Pool): pulumi.Input<DeclaredPool> {
     .apply(([node, name, disk, labels, clusterSizeBytes, drain]) => ({ node, name, disk, labels: labels ?? {}, clusterSizeBytes: clusterSizeBytes ?? 0, drain: drain ?? false }));
 }
 
-/** The namespace of volume uuids derived from project, stack and resource name. */
-const VOLUME_UUID_NAMESPACE = "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41";
-
-/**
- * A new volume's uuid: derived from project, stack and resource name, so `pulumi preview` and
- * the `up` after it name the same volume and the same replicas (a random uuid would differ).
- */
-function volumeUuidFor(name: string): string {
-  return uuidV5(VOLUME_UUID_NAMESPACE, `${pulumi.getProject()}/${pulumi.getStack()}/${name}`);
-}
 
 /**
  * The last Volume the program declared. Each volume registers after the one before it (its
@@ -230,7 +234,7 @@ export class Volume extends pulumi.dynamic.Resource {
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
         declaredPools: opts?.id ? [] : declaredPools.map(declaredOf),
-        uuid: opts?.id ? undefined : volumeUuidFor(name),
+        uuid: opts?.id ? undefined : derivedUuid(VOLUME_UUID_NAMESPACE, name),
         planAfter: opts?.id ? "" : lastVolume?.urn ?? "",
         nexusUuid: undefined,
         nexusNode: undefined,

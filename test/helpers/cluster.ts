@@ -50,6 +50,8 @@ export interface TestCluster {
   readonly stack: string;
   readonly env: Record<string, string>;
   readonly nodes: EngineTarget[];
+  /** The environment the Pulumi CLI runs with (local file backend, passphrase, PULUMI_HOME). */
+  readonly pulumiEnv: Record<string, string>;
   strata(...args: string[]): Promise<RunResult>;
   pulumi(...args: string[]): Promise<RunResult>;
   /** The Pulumi CLI on another project directory and stack (a program outside the repository). */
@@ -93,6 +95,7 @@ export async function startCluster(opts: { nodes?: number; diskMib?: number } = 
     stack,
     env,
     nodes: targets,
+    pulumiEnv,
     strata,
     pulumi: (...args) => run(join(REPO_ROOT, "tools", "pulumi", "bin", "pulumi"), [...args, "--stack", stack, "--non-interactive"], pulumiEnv),
     pulumiIn: (project, ...args) =>
