@@ -8,12 +8,13 @@
 import test from "ava";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { openStack } from "../../cli/pulumi";
 import { startCluster, TestCluster } from "../helpers/cluster";
+import { packSdk, userProject } from "../helpers/sdk-project";
 import { REPO_ROOT } from "../helpers/engine";
 
 // Published to a frontend, so the nexus has an NVMe/TCP address (host, port) to check.
@@ -56,19 +57,10 @@ let cluster: TestCluster;
 let tarball: string;
 const scratch: string[] = [];
 
-/** npm as a user runs it: none of the npm_* variables of an `npm test` around us. */
-async function npm(cwd: string, ...args: string[]): Promise<string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_")));
-  const { stdout } = await promisify(execFile)("npm", args, { cwd, env, timeout: 240_000, maxBuffer: 16 << 20 });
-  return stdout;
-}
-
 test.before(async () => {
-  await promisify(execFile)(process.execPath, [join(REPO_ROOT, "scripts", "build-sdk.mjs")], { cwd: REPO_ROOT, timeout: 240_000 });
   const packDir = mkdtempSync(join(tmpdir(), "strata-sdk-pack-"));
   scratch.push(packDir);
-  const packed = JSON.parse(await npm(join(REPO_ROOT, "sdk"), "pack", "--json", "--pack-destination", packDir)) as { filename: string }[];
-  tarball = join(packDir, packed[0].filename);
+  tarball = await packSdk(packDir);
   cluster = await startCluster({ nodes: 3, diskMib: 256 });
 });
 test.after.always(async () => {
@@ -77,43 +69,9 @@ test.after.always(async () => {
 });
 
 /** A project folder outside the repository with the SDK installed from the packed tarball. */
-async function userProject(target: string): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), `strata-sdk-user-${target.toLowerCase()}-`));
+async function projectFor(target: string): Promise<string> {
+  const dir = await userProject({ tarball, name: `strata-sdk-user-${target.toLowerCase()}`, program: PROGRAM, target });
   scratch.push(dir);
-  writeFileSync(join(dir, "Pulumi.yaml"), "name: strata-sdk-user\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n");
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: `strata-sdk-user-${target.toLowerCase()}`, private: true }, null, 2));
-  // `pulumi new typescript`'s tsconfig with the target under test; useDefineForClassFields is
-  // left to the target's default.
-  writeFileSync(
-    join(dir, "tsconfig.json"),
-    JSON.stringify(
-      {
-        compilerOptions: {
-          strict: true,
-          outDir: "bin",
-          target,
-          module: "commonjs",
-          moduleResolution: "node",
-          sourceMap: true,
-          experimentalDecorators: true,
-          pretty: true,
-          noFallthroughCasesInSwitch: true,
-          noImplicitReturns: true,
-          forceConsistentCasingInFileNames: true,
-        },
-        files: ["index.ts"],
-      },
-      null,
-      2,
-    ),
-  );
-  writeFileSync(join(dir, "index.ts"), PROGRAM);
-  // A real install of the packed SDK and its dependencies. @pulumi/pulumi is the SDK's peer: a
-  // user's project has it already; here it is the repository's, linked in after the install so
-  // npm never sees (or prunes) it and nothing is downloaded for it.
-  await npm(dir, "install", "--no-audit", "--no-fund", "--prefer-offline", "--legacy-peer-deps", tarball);
-  mkdirSync(join(dir, "node_modules"), { recursive: true });
-  symlinkSync(join(REPO_ROOT, "node_modules", "@pulumi"), join(dir, "node_modules", "@pulumi"), "dir");
   return dir;
 }
 
@@ -126,7 +84,7 @@ function placementOf(steps: { op: string; urn: string; newState?: { inputs?: Rec
 
 for (const target of TARGETS) {
   test.serial(`target ${target}: a project outside the repo installs @strata/sdk; preview places both replicas, up makes them there with every output set`, async (t) => {
-    const dir = await userProject(target);
+    const dir = await projectFor(target);
     t.truthy(readdirSync(join(dir, "node_modules", "@strata", "sdk", "dist", "engine", "proto", "strata", "engine", "v1")).includes("engine.proto"));
 
     // The package's declarations type-check under the user's settings (what ts-node does at run).
