@@ -194,6 +194,63 @@ test.serial("another stack adopts the pools, replicas, nexus and volume with the
   t.deepEqual(ids_((await everything()).replicas), ids_(before.replicas));
 });
 
+test.serial("grow: the Replicas grow, then the Nexus; the host keeps its data and reads the new size", async (t) => {
+  await change(t, { sizeMib: String(SIZE_MIB + 16) });
+  const o = await out();
+  t.is(Number((await engineNexus(o.nexusUuid)).size_bytes), (SIZE_MIB + 16) * MiB);
+  for (const r of (await everything()).replicas.filter((x) => Object.values(o.replicaUuids).includes(x.uuid)))
+    t.is(Number(r.size_bytes), (SIZE_MIB + 16) * MiB + MiB, `replica ${r.uuid} grew first`);
+  load!.grow((SIZE_MIB + 16) * MiB);
+  t.deepEqual(await load!.verifyAll(), [], "the old data stays and the grown part reads as zeros");
+  // A refresh reads every Replica and the Nexus back by uuid; the program then has nothing to do.
+  await stack.refresh();
+  const summary = (await stack.preview()).changeSummary as Record<string, number>;
+  t.deepEqual(Object.keys(summary).filter((k) => k !== "same"), [], JSON.stringify(summary));
+});
+
+test.serial("thin -> thick converts every Replica in place", async (t) => {
+  await change(t, { thin: "false" });
+  const o = await out();
+  for (const r of (await everything()).replicas.filter((x) => Object.values(o.replicaUuids).includes(x.uuid))) {
+    t.false(r.thin);
+    t.true(Number(r.allocated_bytes) >= Number(r.size_bytes), `replica ${r.uuid} is fully allocated`);
+  }
+  t.deepEqual(await load!.verifyAll(), []);
+});
+
+test.serial("a child Replica moved to another pool: a replace that names pool, new replica first; the nexus swaps children", async (t) => {
+  const before = await out();
+  const oldRc = before.replicaUuids["r-c"];
+  await stack.setConfig("replicas", { value: "r-a=node-a,r-b=node-b,r-c=node-a" });
+  const preview = await stack.preview({ diff: true });
+  const summary = preview.changeSummary as Record<string, number>;
+  t.is(summary.replace, 1, JSON.stringify(summary));
+  t.regex(preview.stdout, /\+-.*Replica.*r-c/s, "r-c is replaced");
+  t.regex(preview.stdout, /pool/, "the diff names pool");
+  t.is((await stack.up()).summary.result, "succeeded");
+  const o = await out();
+  const newRc = o.replicaUuids["r-c"];
+  t.not(newRc, oldRc, "the new replica has its own uuid (the old one still held the derived one)");
+  t.is(o.replicaNodes["r-c"], "node-a");
+  t.deepEqual(o.children.map((c) => [c.replicaUuid, c.state]), [[o.replicaUuids["r-a"], "online"], [newRc, "online"]]);
+  const { replicas, subsystems } = await everything();
+  t.false(replicas.some((r) => r.uuid === oldRc), "the old r-c is destroyed");
+  t.false(subsystems.some((s) => s.replica_uuid === oldRc), "and unshared");
+  // The moved replica alone holds every byte.
+  const n = await engineNexus(o.nexusUuid);
+  const engine = cluster.connect("node-a");
+  t.teardown(() => engine.close());
+  await engine.call("FaultChild", { uuid: o.nexusUuid, child_uri: n.children.find((c) => c.uri.endsWith(o.replicaUuids["r-a"]))!.uri });
+  t.deepEqual(await load!.verifyAll(), [], "the moved replica alone reads back every byte");
+  // The next up, after a refresh saw the faulted child, brings it back.
+  await stack.refresh();
+  // Stack outputs change only at `up`; the refreshed resource state is in the deployment.
+  const deployment = (await stack.exportStack()).deployment as { resources: { type: string; outputs: Record<string, unknown> }[] };
+  t.is(deployment.resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Nexus")!.outputs.state, "degraded", "refresh saw the faulted child");
+  t.is((await stack.up()).summary.result, "succeeded");
+  t.deepEqual((await out()).children.map((c) => c.state), ["online", "online"]);
+});
+
 test.serial("mistakes fail at preview naming the property, and nothing is made", async (t) => {
   const before = await everything();
   const cases: [string, RegExp][] = [
