@@ -12,8 +12,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
-import { ReplicaProvider, ReplicaResourceState } from "../provider/replica";
-import { NexusResourceProvider } from "../provider/nexus-resource";
+import { derivedReplicaUuid, ReplicaProvider, ReplicaResourceState } from "../provider/replica";
+import { derivedNexusUuid, NexusResourceProvider } from "../provider/nexus-resource";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
 import { uuidV5 } from "../provider/cluster";
 import type { PlacedReplica } from "../provider/placement";
@@ -325,12 +325,6 @@ function replicaPoolRef(p: Pool | pulumi.Input<string> | pulumi.Input<PoolByName
   return pulumi.output(p as pulumi.Input<string | PoolByName>).apply((v) => (typeof v === "string" ? { uuid: v, node: "", name: "" } : { uuid: "", node: v.node, name: v.name }));
 }
 
-/** The namespaces of replica and nexus uuids derived from project, stack and resource name. */
-const REPLICA_UUID_NAMESPACE = "2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60";
-const NEXUS_UUID_NAMESPACE = "c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27";
-
-const derivedUuid = (namespace: string, name: string) => uuidV5(namespace, `${pulumi.getProject()}/${pulumi.getStack()}/${name}`);
-
 /** One replica on a pool the program chooses (manual placement; a Volume places for you). Its id is the replica's uuid. */
 export class Replica extends pulumi.dynamic.Resource {
   declare readonly uuid: pulumi.Output<string>;
@@ -355,7 +349,7 @@ export class Replica extends pulumi.dynamic.Resource {
         sizeBytes: args.sizeBytes,
         thin: args.thin ?? true,
         uuid: args.uuid ?? "",
-        defaultUuid: opts?.id ? "" : derivedUuid(REPLICA_UUID_NAMESPACE, name),
+        defaultUuid: opts?.id ? "" : derivedReplicaUuid(pulumi.getProject(), pulumi.getStack(), name),
         importId,
         uuidGiven: undefined,
         node: undefined,
@@ -428,7 +422,7 @@ export class Nexus extends pulumi.dynamic.Resource {
         ),
         frontendHostNqn: args.frontendHostNqn ?? "",
         uuid: args.uuid ?? "",
-        defaultUuid: opts?.id ? "" : derivedUuid(NEXUS_UUID_NAMESPACE, name),
+        defaultUuid: opts?.id ? "" : derivedNexusUuid(pulumi.getProject(), pulumi.getStack(), name),
         importId,
         uuidGiven: undefined,
         state: undefined,

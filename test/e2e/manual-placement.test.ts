@@ -12,6 +12,7 @@ import { openStack } from "../../cli/pulumi";
 import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { VerifyingLoad, VolumeModel } from "../helpers/load";
+import { derivedReplicaUuid } from "../../provider/replica";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-placement");
 const IMPORT_FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-import");
@@ -111,9 +112,17 @@ test.serial("two pools, two Replicas and a Nexus over them, published: the host 
 });
 
 test.serial("a third Replica added as a child is rebuilt before up returns; it alone holds every byte", async (t) => {
+  // As if an earlier `up` was cut short after the engine made r-c: the replica already exists
+  // under its derived uuid, and this `up` adopts it instead of making a second one.
+  const derived = derivedReplicaUuid("strata-manual-placement", cluster.stack, "r-c");
+  const nodeB = cluster.connect("node-b");
+  t.teardown(() => nodeB.close());
+  await nodeB.call("CreateReplica", { uuid: derived, name: "", pool: "pool-node-b", size_bytes: SIZE_MIB * MiB + MiB, thin: true });
   await change(t, { replicas: "r-a=node-a,r-b=node-b,r-c=node-b", children: "r-a,r-b,r-c" });
   const o = await out();
   const rc = o.replicaUuids["r-c"];
+  t.is(rc, derived, "the replica the cut-short run left is the one adopted");
+  t.is((await nodeB.call("ListReplicas", { pool: "" })).replicas.length, 2, "node-b holds r-b and r-c, nothing more");
   t.deepEqual(o.children.map((c) => c.state), ["online", "online", "online"], "every child is online when up returns");
   t.is(o.children.find((c) => c.replicaUuid === rc)!.rebuildPercent, 100);
   const n = await engineNexus(o.nexusUuid);
