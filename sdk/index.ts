@@ -151,7 +151,7 @@ export class Pool extends pulumi.dynamic.Resource {
     if (!opts?.id) declaredPools.push(this);
   }
 
-  /** Reads an existing pool's state (`id`: the pool's uuid, as `pulumi import` takes it). */
+  /** Reads an existing pool's state (`id`: the pool's uuid, the id the `import` option takes; docs/IMPORT.md). */
   static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Pool {
     return new Pool(name, { node: "", disk: "" }, { ...opts, id });
   }
@@ -286,7 +286,7 @@ export class Volume extends pulumi.dynamic.Resource {
     if (!opts?.id) lastVolume = this;
   }
 
-  /** Reads an existing volume's state (`id`: the volume's uuid, as `pulumi import` takes it). */
+  /** Reads an existing volume's state (`id`: the volume's uuid, the id the `import` option takes; docs/IMPORT.md). */
   static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Volume {
     return new Volume(name, { sizeBytes: 0 }, { ...opts, id });
   }

@@ -17,6 +17,7 @@ import { derivedReplicaUuid } from "../../provider/replica";
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-placement");
 const IMPORT_FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-import");
 const FRONTEND = "nqn.2014-08.org.nvmexpress:uuid:fe000000-0000-4000-8000-0000000000d1";
+const FRONTEND_2 = "nqn.2014-08.org.nvmexpress:uuid:fe000000-0000-4000-8000-0000000000d2";
 const MiB = 1024 * 1024;
 const SIZE_MIB = 32;
 
@@ -258,6 +259,17 @@ test.serial("a child Replica moved to another pool: a replace that names pool, n
   t.is(deployment.resources.find((r) => r.type === "pulumi-nodejs:dynamic/strata:Nexus")!.outputs.state, "degraded", "refresh saw the faulted child");
   t.is((await stack.up()).summary.result, "succeeded");
   t.deepEqual((await out()).children.map((c) => c.state), ["online", "online"]);
+});
+
+test.serial("frontend change: unpublished from the old host, published to the new one, which reads every byte", async (t) => {
+  await change(t, { frontend: FRONTEND_2 });
+  await load!.socketClosed();
+  const model = load!.model;
+  load!.close();
+  const o = await out();
+  t.is((await engineNexus(o.nexusUuid)).frontend_host_nqn, FRONTEND_2);
+  load = await VerifyingLoad.connect(o.port, o.nqn, FRONTEND_2, model, o.secret);
+  t.deepEqual(await load.verifyAll(), [], "the new frontend reads every byte written before");
 });
 
 test.serial("mistakes fail at preview naming the property, and nothing is made", async (t) => {
