@@ -32,12 +32,12 @@ const POLL_MS = 500;
 const STALL_MS = 120_000;
 
 /** Who may connect to a replica shared for the nexus node: its host NQN, authenticated with the node's secret when its engine has one. */
-interface NexusHost {
+export interface NexusHost {
   readonly nqn: string;
   readonly dhchapSecret: string | null;
 }
 
-async function nexusHost(cluster: ClusterConfig, nexusNode: string): Promise<NexusHost> {
+export async function nexusHost(cluster: ClusterConfig, nexusNode: string): Promise<NexusHost> {
   const info = await onNode(cluster, nexusNode, (e) => e.call("GetInfo", {}, CALL_DEADLINE_MS));
   return { nqn: info.host_nqn, dhchapSecret: info.host_dhchap ? nodeDhchapSecret(cluster.token, nexusNode) : null };
 }
@@ -47,7 +47,7 @@ async function nexusHost(cluster: ClusterConfig, nexusNode: string): Promise<Nex
  * node whose engine authenticates gets shares that require its secret, so a peer that merely
  * claims its NQN is refused.
  */
-async function childUri(cluster: ClusterConfig, nexusNode: string, host: NexusHost, replica: PlacedReplica): Promise<string> {
+export async function childUri(cluster: ClusterConfig, nexusNode: string, host: NexusHost, replica: PlacedReplica): Promise<string> {
   if (replica.node === nexusNode) return localChildUri(replica.replicaUuid);
   return onNode(cluster, replica.node, async (engine) => {
     const who = host.dhchapSecret
@@ -58,11 +58,11 @@ async function childUri(cluster: ClusterConfig, nexusNode: string, host: NexusHo
   });
 }
 
-async function findNexus(engine: EngineConnection, uuid: string): Promise<Nexus | undefined> {
+export async function findNexus(engine: EngineConnection, uuid: string): Promise<Nexus | undefined> {
   return (await engine.call("ListNexus", {}, CALL_DEADLINE_MS)).nexuses.find((n) => n.uuid === uuid);
 }
 
-const childOf = (nexus: Nexus, replicaUuid: string) => nexus.children.find((c) => childUriIsReplica(c.uri, replicaUuid));
+export const childOf = (nexus: Nexus, replicaUuid: string) => nexus.children.find((c) => childUriIsReplica(c.uri, replicaUuid));
 
 export interface ConvergeOptions {
   /** The frontend the nexus was published to before this change ("" when none or unchanged). */
@@ -167,7 +167,7 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
  * Waits until every replica of the placement is an Online child. Fails (the volume keeps serving
  * with the children it has; the next `up` resumes) when one faults or a rebuild stops copying.
  */
-async function waitInSync(engine: EngineConnection, spec: ReplicatedSpec): Promise<Nexus> {
+export async function waitInSync(engine: EngineConnection, spec: Pick<ReplicatedSpec, "uuid" | "nexusUuid" | "nexusNode" | "placement">): Promise<Nexus> {
   let lastProgress = Date.now();
   let lastDone = -1;
   for (;;) {

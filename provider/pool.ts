@@ -27,9 +27,11 @@ export interface PoolInputs {
    * The pool's uuid, derived by the SDK from project, stack and resource name: a create the
    * Pulumi CLI was killed in (and dropped from state) makes the same pool again, which the engine
    * answers with the pool it already made instead of leaking it. Absent in state written before
-   * (the pool keeps the random uuid it was made with).
+   * (the pool keeps the random uuid it was made with); the imported pool's uuid on an import.
    */
   readonly uuid?: string;
+  /** The `import` resource option's id (the SDK passes it here): adopt that pool instead of making one; "" = none. */
+  readonly importId?: string;
 }
 
 /** "online", "faulted" or "missing" (the engine lost the pool's device). */
@@ -98,11 +100,30 @@ export class PoolProvider implements dynamic.ResourceProvider {
     if (!isUnknown(inputs.clusterSizeBytes)) fail("clusterSizeBytes", checkClusterSizeBytes(inputs.clusterSizeBytes));
     if (!isUnknown(inputs.drain) && typeof inputs.drain !== "boolean") fail("drain", `must be true or false, got ${JSON.stringify(inputs.drain)}`);
     if (this.cluster === null) fail("node", this.configError);
+    if (failures.length === 0 && !isUnknown(inputs) && olds.node === undefined && inputs.importId) await this.checkImport(inputs, fail);
     // A node that is down or refuses our token is reported now, at preview, not halfway through an up.
     if (failures.length === 0 && !isUnknown(inputs.node) && olds.node === undefined) {
       await onNode(this.clusterOrThrow(), inputs.node, (engine) => engine.call("GetInfo", {}, CALL_DEADLINE_MS));
     }
     return { inputs, failures };
+  }
+
+  /** With `import`: the pool must exist on the declared node and match what the program declares, each difference named. */
+  private async checkImport(inputs: PoolInputs, fail: (property: string, reason: string | null) => void): Promise<void> {
+    const id = inputs.importId!;
+    const pool = await this.findPool(inputs.node, id);
+    if (!pool) return fail("node", `no pool ${id} on node ${inputs.node}: nothing to import (remove the import option to make one)`);
+    const then = ": declare what exists to import it, then change it";
+    if (pool.device_uri !== inputs.disk) fail("disk", `pool ${id} is on "${pool.device_uri}", the program declares "${inputs.disk}"${then}`);
+    if (pool.name !== inputs.name) fail("name", `pool ${id} is named "${pool.name}", the program declares "${inputs.name}"${then}`);
+    if (JSON.stringify(sortKeys(pool.labels)) !== JSON.stringify(sortKeys(inputs.labels)))
+      fail("labels", `pool ${id} has labels ${JSON.stringify(pool.labels)}, the program declares ${JSON.stringify(inputs.labels)}${then}`);
+    if (inputs.clusterSizeBytes !== 0 && inputs.clusterSizeBytes !== pool.cluster_size_bytes)
+      fail("clusterSizeBytes", `pool ${id} has ${pool.cluster_size_bytes}-byte clusters, the program declares ${inputs.clusterSizeBytes}${then}`);
+  }
+
+  private async findPool(node: string, uuid: string): Promise<Pool__Output | undefined> {
+    return onNode(this.clusterOrThrow(), node, async (engine) => (await engine.call("ListPools", {}, CALL_DEADLINE_MS)).pools.find((p) => p.uuid === uuid));
   }
 
   async diff(_id: string, olds: PoolOutputs, news: PoolInputs): Promise<dynamic.DiffResult> {
@@ -121,6 +142,12 @@ export class PoolProvider implements dynamic.ResourceProvider {
   }
 
   async create(inputs: PoolInputs): Promise<dynamic.CreateResult> {
+    if (inputs.importId) {
+      // Adopted as it is: check verified it matches the program; nothing changes on the engine.
+      const found = await this.findPool(inputs.node, inputs.importId);
+      if (!found) throw new Error(`node: pool ${inputs.importId} is no longer on node ${inputs.node}: nothing to import`);
+      return { id: found.uuid, outs: outputsOf(inputs, found) };
+    }
     const uuid = inputs.uuid ?? newUuid();
     const pool = await onNode(this.clusterOrThrow(), inputs.node, (engine) =>
       engine.call(

@@ -63,6 +63,8 @@ export interface VolumeInputs {
   readonly nexusUuid: string;
   /** The node the nexus runs on: the first replica's node when it was made; it stays there when that replica moves. */
   readonly nexusNode: string;
+  /** The `import` resource option's id (the SDK passes it here): adopt that volume instead of making one; "" = none. */
+  readonly importId?: string;
 }
 
 /** A replica as `read` last saw it. */

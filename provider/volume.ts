@@ -124,6 +124,7 @@ export class VolumeProvider implements dynamic.ResourceProvider {
     if (!isUnknown(rawNews.pools) && rawNews.pools !== undefined && !Array.isArray(rawNews.pools))
       fail("pools", `must be a list of Pool resources or pool uuids, got ${describe(rawNews.pools)}`);
     if (failures.length > 0 || isUnknown(inputs) || containsUnknown(inputs)) return { inputs, failures };
+    if (isNew && inputs.importId) return this.checkImport(inputs);
 
     // Place now, so the plan shows where replicas land and which ones leave.
     try {
@@ -143,6 +144,25 @@ export class VolumeProvider implements dynamic.ResourceProvider {
       throw err;
     }
     return { inputs, failures };
+  }
+
+  /**
+   * With `import`: the volume is what the engines hold under the id (its nexus and children),
+   * and the program must declare that, each difference named. Nothing is placed.
+   */
+  private async checkImport(inputs: VolumeInputs): Promise<dynamic.CheckResult> {
+    const id = inputs.importId!;
+    const found = await this.discover(id);
+    if (!found) return { inputs, failures: [{ property: "sizeBytes", reason: `no volume ${id} (no nexus ${nexusUuidFor(id)} on any configured node): nothing to import` }] };
+    const failures: dynamic.CheckFailure[] = [];
+    const then = ": declare what exists to import it, then change it";
+    if (found.sizeBytes !== inputs.sizeBytes) failures.push({ property: "sizeBytes", reason: `volume ${id} serves ${found.sizeBytes} bytes, the program declares ${inputs.sizeBytes}${then}` });
+    if (found.thin !== inputs.thin) failures.push({ property: "thin", reason: `volume ${id} is ${found.thin ? "thin" : "thick"}, the program declares ${inputs.thin ? "thin" : "thick"}${then}` });
+    if (found.replicas !== inputs.replicas) failures.push({ property: "replicas", reason: `volume ${id} has ${found.replicas} replicas, the program declares ${inputs.replicas}${then}` });
+    if (found.frontendHostNqn !== inputs.frontendHostNqn)
+      failures.push({ property: "frontendHostNqn", reason: `volume ${id} is published to "${found.frontendHostNqn}", the program declares "${inputs.frontendHostNqn}"${then}` });
+    const adopted = found.placement.map((r) => ({ ...r, reason: "imported: found on the engines" }));
+    return { inputs: { ...inputs, uuid: id, placement: adopted, nexusUuid: found.nexusUuid, nexusNode: found.nexusNode }, failures };
   }
 
   private place(inputs: VolumeInputs, existing: readonly PlacedReplica[]) {
@@ -184,6 +204,8 @@ export class VolumeProvider implements dynamic.ResourceProvider {
 
   async create(news: VolumeInputs): Promise<dynamic.CreateResult> {
     const cluster = this.clusterOrThrow();
+    // Adopted as it is (check verified it matches the program): nothing changes on the engines.
+    if (news.importId) return { id: news.uuid, outs: await this.observe(news) };
     let inputs = news;
     if (inputs.placement.length < inputs.replicas) {
       // The pools were unknown at check (a preview before they existed): place now.

@@ -12,6 +12,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
+import { derivedReplicaUuid, ReplicaProvider, ReplicaResourceState } from "../provider/replica";
+import { derivedNexusUuid, NexusResourceProvider } from "../provider/nexus-resource";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
 import { uuidV5 } from "../provider/cluster";
 import type { PlacedReplica } from "../provider/placement";
@@ -29,7 +31,20 @@ import type {
 } from "../provider/volume-spec";
 
 export { MIB, GIB } from "../common/validate";
-export type { ChildState, NexusChildStatus, NexusHealth, NexusStatus, PlacedReplica, PoolState, ReplicaState, ReplicaStatus, SpreadMode, VolumeHealth };
+export { NEXUS_LABEL_REGION_BYTES } from "../common/nexus-rules";
+export type {
+  ChildState,
+  NexusChildStatus,
+  NexusHealth,
+  NexusStatus,
+  PlacedReplica,
+  PoolState,
+  ReplicaResourceState,
+  ReplicaState,
+  ReplicaStatus,
+  SpreadMode,
+  VolumeHealth,
+};
 
 /**
  * One provider instance per resource type: Pulumi serializes a dynamic provider once per
@@ -38,12 +53,29 @@ export type { ChildState, NexusChildStatus, NexusHealth, NexusStatus, PlacedRepl
  */
 const POOL_PROVIDER = new PoolProvider();
 const VOLUME_PROVIDER = new VolumeProvider();
+const REPLICA_PROVIDER = new ReplicaProvider();
+const NEXUS_PROVIDER = new NexusResourceProvider();
 
 /** The module part of every Strata resource type: `pulumi-nodejs:dynamic/strata:<Type>`. */
 const MODULE = "strata";
 const POOL_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Pool`;
 const VOLUME_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Volume`;
+const REPLICA_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Replica`;
+const NEXUS_TYPE = `pulumi-nodejs:dynamic/${MODULE}:Nexus`;
 
+/**
+ * The `import` resource option, taken over by the SDK. Pulumi's engine reads an imported
+ * resource without its inputs, and the dynamic-provider host needs them to find the provider
+ * (pulumi/pulumi#3550, #16175: the import fails with "Cannot read properties of undefined"), so the
+ * option is not passed on: its id goes to the provider as `importId`, whose check verifies that
+ * the object exists and matches what the program declares (naming the property that differs) and
+ * whose create adopts it without changing anything on the engines. See docs/IMPORT.md.
+ */
+function takeImport(opts: pulumi.CustomResourceOptions | undefined): { importId: string; opts: pulumi.CustomResourceOptions | undefined } {
+  if (!opts?.import) return { importId: "", opts };
+  const { import: importId, ...rest } = opts;
+  return { importId, opts: rest };
+}
 /**
  * Fails the program (and so `pulumi preview`) early when the stack has no cluster config,
  * with the command that fixes it.
@@ -105,19 +137,21 @@ export class Pool extends pulumi.dynamic.Resource {
   declare readonly committedBytes: pulumi.Output<number>;
   declare readonly replicaCount: pulumi.Output<number>;
 
-  constructor(name: string, args: PoolArgs, opts?: pulumi.CustomResourceOptions) {
+  constructor(name: string, args: PoolArgs, options?: pulumi.CustomResourceOptions) {
+    const { importId, opts } = takeImport(options);
     if (!opts?.id) requireClusterConfig();
     super(
       POOL_PROVIDER,
       name,
       {
+        importId,
         node: args.node,
         disk: args.disk,
         name: args.name ?? name,
         labels: args.labels ?? {},
         clusterSizeBytes: args.clusterSizeBytes ?? 0,
         drain: args.drain ?? false,
-        uuid: opts?.id ? undefined : derivedUuid(POOL_UUID_NAMESPACE, name),
+        uuid: opts?.id ? undefined : importId || derivedUuid(POOL_UUID_NAMESPACE, name),
         state: undefined,
         capacityBytes: undefined,
         usedBytes: undefined,
@@ -131,7 +165,7 @@ export class Pool extends pulumi.dynamic.Resource {
     if (!opts?.id) declaredPools.push(this);
   }
 
-  /** Reads an existing pool's state (`id`: the pool's uuid, as `pulumi import` takes it). */
+  /** Reads an existing pool's state (`id`: the pool's uuid, the id the `import` option takes; docs/IMPORT.md). */
   static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Pool {
     return new Pool(name, { node: "", disk: "" }, { ...opts, id });
   }
@@ -217,7 +251,8 @@ export class Volume extends pulumi.dynamic.Resource {
    */
   declare readonly frontendDhchapSecret: pulumi.Output<string>;
 
-  constructor(name: string, args: VolumeArgs, opts?: pulumi.CustomResourceOptions) {
+  constructor(name: string, args: VolumeArgs, options?: pulumi.CustomResourceOptions) {
+    const { importId, opts } = takeImport(options);
     if (!opts?.id) requireClusterConfig();
     super(
       VOLUME_PROVIDER,
@@ -234,7 +269,8 @@ export class Volume extends pulumi.dynamic.Resource {
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
         declaredPools: opts?.id ? [] : declaredPools.map(declaredOf),
-        uuid: opts?.id ? undefined : derivedUuid(VOLUME_UUID_NAMESPACE, name),
+        uuid: opts?.id ? undefined : importId || derivedUuid(VOLUME_UUID_NAMESPACE, name),
+        importId,
         planAfter: opts?.id ? "" : lastVolume?.urn ?? "",
         nexusUuid: undefined,
         nexusNode: undefined,
@@ -254,13 +290,164 @@ export class Volume extends pulumi.dynamic.Resource {
     if (!opts?.id) lastVolume = this;
   }
 
-  /** Reads an existing volume's state (`id`: the volume's uuid, as `pulumi import` takes it). */
+  /** Reads an existing volume's state (`id`: the volume's uuid, the id the `import` option takes; docs/IMPORT.md). */
   static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Volume {
     return new Volume(name, { sizeBytes: 0 }, { ...opts, id });
   }
 
   static override isInstance(obj: unknown): obj is Volume {
     return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === VOLUME_TYPE;
+  }
+}
+
+/** A pool by node and name: one made outside this program (or by another stack). */
+export interface PoolByName {
+  readonly node: string;
+  readonly name: string;
+}
+
+export interface ReplicaArgs {
+  /** The pool it lives on: a Pool resource, a pool uuid, or `{ node, name }`. Changing it replaces the replica (the new one is made first). */
+  readonly pool: Pool | pulumi.Input<string> | pulumi.Input<PoolByName>;
+  /**
+   * Size in bytes, a multiple of 4096. Growing resizes in place; shrinking replaces the replica.
+   * Under a Nexus of `sizeBytes: S`, replicas need S + NEXUS_LABEL_REGION_BYTES.
+   */
+  readonly sizeBytes: pulumi.Input<number>;
+  /** Thin replicas allocate on first write. Default true. Changing it converts in place, data kept. */
+  readonly thin?: pulumi.Input<boolean>;
+  /**
+   * The replica's uuid. Default: derived from project, stack and resource name, so an `up` cut
+   * short after the engine made the replica adopts it instead of making another.
+   */
+  readonly uuid?: pulumi.Input<string>;
+}
+
+function replicaPoolRef(p: Pool | pulumi.Input<string> | pulumi.Input<PoolByName>): pulumi.Input<PoolRef> {
+  // A Pool of the program by node and name: known at the first preview, before the pool (and its uuid) exists.
+  if (Pool.isInstance(p)) return pulumi.all([p.node, p.name]).apply(([node, name]) => ({ uuid: "", node, name }));
+  return pulumi.output(p as pulumi.Input<string | PoolByName>).apply((v) => (typeof v === "string" ? { uuid: v, node: "", name: "" } : { uuid: "", node: v.node, name: v.name }));
+}
+
+/** One replica on a pool the program chooses (manual placement; a Volume places for you). Its id is the replica's uuid. */
+export class Replica extends pulumi.dynamic.Resource {
+  declare readonly uuid: pulumi.Output<string>;
+  /** The node of its pool. */
+  declare readonly node: pulumi.Output<string>;
+  declare readonly poolUuid: pulumi.Output<string>;
+  declare readonly poolName: pulumi.Output<string>;
+  declare readonly sizeBytes: pulumi.Output<number>;
+  declare readonly thin: pulumi.Output<boolean>;
+  declare readonly allocatedBytes: pulumi.Output<number>;
+  /** "online", or "faulted" when its pool's device failed. */
+  declare readonly state: pulumi.Output<ReplicaResourceState>;
+
+  constructor(name: string, args: ReplicaArgs, options?: pulumi.CustomResourceOptions) {
+    const { importId, opts } = takeImport(options);
+    if (!opts?.id) requireClusterConfig();
+    super(
+      REPLICA_PROVIDER,
+      name,
+      {
+        pool: replicaPoolRef(args.pool),
+        sizeBytes: args.sizeBytes,
+        thin: args.thin ?? true,
+        uuid: args.uuid ?? "",
+        defaultUuid: opts?.id ? "" : derivedReplicaUuid(pulumi.getProject(), pulumi.getStack(), name),
+        importId,
+        uuidGiven: undefined,
+        node: undefined,
+        poolUuid: undefined,
+        poolName: undefined,
+        allocatedBytes: undefined,
+        state: undefined,
+      },
+      opts,
+      MODULE,
+      "Replica",
+    );
+  }
+
+  /** Reads an existing replica's state (`id`: the replica's uuid; it is found on whichever node holds it). */
+  static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Replica {
+    return new Replica(name, { pool: "", sizeBytes: 0 }, { ...opts, id });
+  }
+
+  static override isInstance(obj: unknown): obj is Replica {
+    return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === REPLICA_TYPE;
+  }
+}
+
+export interface NexusArgs {
+  /** The node (a key of `strata:endpoints`) the nexus runs on. Changing it replaces the nexus. */
+  readonly node: pulumi.Input<string>;
+  /** The size hosts see, a multiple of 4096. Every child needs sizeBytes + NEXUS_LABEL_REGION_BYTES. Grows in place (grow the replicas in the same change). */
+  readonly sizeBytes: pulumi.Input<number>;
+  /**
+   * Its RAID-1 children, 1 to 32 Replicas. Replicas on other nodes are shared to this node over
+   * NVMe/TCP. An added child is rebuilt in full before the update returns; a removed one leaves
+   * only once the remaining children are all in sync, and is unshared (the Replica stays).
+   */
+  readonly children: Replica[];
+  /** Publish over NVMe/TCP to this host NQN only (outputs nqn, host, port, frontendDhchapSecret). Changing it moves the frontend in place. */
+  readonly frontendHostNqn?: pulumi.Input<string>;
+  /** The nexus's uuid. Default: derived from project, stack and resource name (a re-run after an interrupted create adopts it). */
+  readonly uuid?: pulumi.Input<string>;
+}
+
+/** A nexus (RAID-1) on a node the program chooses, over Replicas it placed. Its id is the nexus's uuid. */
+export class Nexus extends pulumi.dynamic.Resource {
+  declare readonly uuid: pulumi.Output<string>;
+  declare readonly node: pulumi.Output<string>;
+  declare readonly sizeBytes: pulumi.Output<number>;
+  declare readonly frontendHostNqn: pulumi.Output<string>;
+  /** Each declared child as the nexus sees it: state, why it is not online, rebuild progress. */
+  declare readonly children: pulumi.Output<NexusChildStatus[]>;
+  /** "online", "degraded", "faulted" or "missing" (not on its node). */
+  declare readonly state: pulumi.Output<NexusHealth>;
+  /** The NVMe/TCP subsystem and listener the frontend connects to ("", "", 0 while unpublished). */
+  declare readonly nqn: pulumi.Output<string>;
+  declare readonly host: pulumi.Output<string>;
+  declare readonly port: pulumi.Output<number>;
+  /** The DH-HMAC-CHAP secret the frontend host presents (`nvme connect --dhchap-secret`); a Pulumi secret. */
+  declare readonly frontendDhchapSecret: pulumi.Output<string>;
+
+  constructor(name: string, args: NexusArgs, options?: pulumi.CustomResourceOptions) {
+    const { importId, opts } = takeImport(options);
+    if (!opts?.id) requireClusterConfig();
+    super(
+      NEXUS_PROVIDER,
+      name,
+      {
+        node: args.node,
+        sizeBytes: args.sizeBytes,
+        children: args.children.map((r) =>
+          pulumi.all([r.uuid, r.node, r.sizeBytes]).apply(([replicaUuid, node, sizeBytes]) => ({ replicaUuid, node, sizeBytes })),
+        ),
+        frontendHostNqn: args.frontendHostNqn ?? "",
+        uuid: args.uuid ?? "",
+        defaultUuid: opts?.id ? "" : derivedNexusUuid(pulumi.getProject(), pulumi.getStack(), name),
+        importId,
+        uuidGiven: undefined,
+        state: undefined,
+        nqn: undefined,
+        host: undefined,
+        port: undefined,
+        frontendDhchapSecret: undefined,
+      },
+      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["frontendDhchapSecret"] }),
+      MODULE,
+      "Nexus",
+    );
+  }
+
+  /** Reads an existing nexus's state (`id`: the nexus's uuid; it is found on whichever node runs it). */
+  static get(name: string, id: pulumi.Input<pulumi.ID>, opts?: pulumi.CustomResourceOptions): Nexus {
+    return new Nexus(name, { node: "", sizeBytes: 0, children: [] }, { ...opts, id });
+  }
+
+  static override isInstance(obj: unknown): obj is Nexus {
+    return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === NEXUS_TYPE;
   }
 }
 
