@@ -414,7 +414,7 @@ export interface NativeStorage {
    * Zone Management Send on the zone starting at zone_start_bytes. A broken ZNS rule rejects with
    * FAILED_PRECONDITION and the status in the message, e.g. "Zone Invalid State Transition (NVMe SCT 1h SC 0xBF)".
    */
-  zoneManage(opts: { uri: string; action: ZoneAction; zone_start_bytes: number; }): Promise<void>;
+  zoneManage(opts: { uri: string; action: ZoneAction; zone_start_bytes: number }): Promise<void>;
   /** Zone Append: writes `data` at the zone's write pointer and resolves with where it went. */
   zoneAppend(opts: { uri: string; zone_start_bytes: number; data: Buffer }): Promise<ZoneAppendResult>;
 

@@ -232,7 +232,14 @@ Result<std::unique_ptr<Device>> ZonedDevice::open(std::shared_ptr<Device> inner,
   AlignedBuffer area(dev->metadata_bytes_);
   if (Status s = inner->read_sync(0, area.size(), area.data()); !s.ok()) return s.error();
   if (std::memcmp(area.data(), zoned_format::kMagic, 8) != 0) {
-    if (std::any_of(area.data(), area.data() + area.size(), [](uint8_t b) { return b != 0; })) {
+    // The whole reserved zone, not only the metadata's length: data anywhere in it is someone's.
+    bool all_zero = true;
+    AlignedBuffer chunk(std::min<uint64_t>(zs, 1 << 20));
+    for (uint64_t at = 0; at < zs && all_zero; at += chunk.size()) {
+      if (Status s = inner->read_sync(at, chunk.size(), chunk.data()); !s.ok()) return s.error();
+      all_zero = std::all_of(chunk.data(), chunk.data() + chunk.size(), [](uint8_t b) { return b == 0; });
+    }
+    if (!all_zero) {
       return Error{ErrorCode::kFailedPrecondition,
                    str("the first ", zs >> 20, " MiB of ", id.uri, " hold data that is not zoned-device metadata (no magic); a zoned device ",
                        "over it would destroy that data. Use a device that is all zeros, or zero its first zone if the data is not needed")};
