@@ -597,7 +597,7 @@ struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
     result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
     auto d = std::move(done);
     done = nullptr;
-    if (error != 0) d(Error{ErrorCode::kIoError, str("benchDevice I/O failed: ", std::strerror(-error))});
+    if (error != 0) d(Error{io_result_code(error), str("benchDevice I/O failed: ", io_result_text(error))});
     else d(result);
   }
 };
