@@ -28,6 +28,13 @@ Status check_name(const std::string& what, const std::string& name) {
   return Status();
 }
 
+
+// A pool writes anywhere (superblock, journal, clusters): a zoned device would refuse most of it
+// midway through a format.
+Status check_conventional(Device& device, const std::string& uri) {
+  if (device.zoned() == nullptr) return Status();
+  return Status(ErrorCode::kFailedPrecondition, str(uri, " is a zoned device; a pool writes at any offset and needs a conventional one (its base device)"));
+}
 }  // namespace
 
 Engine& Engine::instance() {
@@ -247,6 +254,7 @@ void Engine::create_pool(CreatePoolOptions o, Callback<PoolInfoData> done) {
     }
     auto device = open_device(o.device_uri, /*may_create=*/true);
     if (!device.ok()) return done(device.error());
+    if (Status s = check_conventional(*device.value(), o.device_uri); !s.ok()) return done(s.error());
     const std::string identity = device.value()->description().identity;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -271,6 +279,7 @@ void Engine::import_pool(const std::string& device_uri, Callback<PoolInfoData> d
   control_->post([this, device_uri, done] {
     auto device = open_device(device_uri, /*may_create=*/false);
     if (!device.ok()) return done(device.error());
+    if (Status s = check_conventional(*device.value(), device_uri); !s.ok()) return done(s.error());
     const std::string identity = device.value()->description().identity;
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -3,6 +3,7 @@
 // opens the device anew (deviceIo, zoneReport, zoneManage, zoneAppend), so every state a test
 // sees after its first call was read back from the metadata area.
 import test, { ExecutionContext } from "ava";
+import { randomUUID } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { NativeStorage } from "../../native";
 import { expectCode, MiB, native, pattern, tempDisk } from "./helpers";
@@ -75,6 +76,7 @@ test("a new zoned device has every zone empty, its write pointer at its start; t
     [0, 1, 2, 3, 4, 5, 6].map((i) => ({ start_bytes: i * ZONE, capacity_bytes: ZONE, write_pointer_bytes: i * ZONE, state: "empty" })),
   );
   t.is((await n.probeDevice({ uri })).size_bytes, 7 * ZONE);
+  t.true(fileBytes(disk.path, 0, ZONE).equals(Buffer.alloc(ZONE)), "opening (report, probe) wrote nothing");
 });
 
 test("a write at the write pointer reads back equal and moves the pointer; below it reads data, above it zeros", async (t) => {
@@ -321,4 +323,16 @@ test("only zoned devices have zones; zoned URIs are checked", async (t) => {
   await expectCode(t, n.zoneReport({ uri: `zoned://?base=${base}&zone_mib=4` }), "INVALID_ARGUMENT", /a zoned device needs 2 to/);
   await expectCode(t, n.zoneReport({ uri: `zoned://?base=${base}&zone_mib=1&colour=red` }), "INVALID_ARGUMENT", /unknown parameter 'colour'/);
   t.true(readFileSync(disk.path).equals(Buffer.alloc(4 * MiB)), "refused URIs wrote nothing");
+});
+
+test("a pool is refused on a zoned device, which stays untouched", async (t) => {
+  const z = zoned(t, 16);
+  await expectCode(
+    t,
+    z.n.createPool({ uuid: randomUUID(), name: `z-${randomUUID().slice(0, 8)}`, device_uri: z.uri, cluster_size_bytes: MiB, force: false }),
+    "FAILED_PRECONDITION",
+    /is a zoned device; a pool writes at any offset/,
+  );
+  await expectCode(t, z.n.importPool({ device_uri: z.uri }), "FAILED_PRECONDITION", /is a zoned device/);
+  t.true(readFileSync(z.path).equals(Buffer.alloc(16 * MiB)));
 });

@@ -244,7 +244,8 @@ Result<std::unique_ptr<Device>> ZonedDevice::open(std::shared_ptr<Device> inner,
                    str("the first ", zs >> 20, " MiB of ", id.uri, " hold data that is not zoned-device metadata (no magic); a zoned device ",
                        "over it would destroy that data. Use a device that is all zeros, or zero its first zone if the data is not needed")};
     }
-    if (Status s = dev->persist_sync(); !s.ok()) return s.error();  // a new zoned device: every zone Empty
+    // A new zoned device, every zone Empty. Nothing is written until a zone changes, so opening
+    // (a probe, a refused pool create) leaves the device as it was.
     return std::unique_ptr<Device>(std::move(dev));
   }
   // The stored length decides what the CRC covers; a longer record than this geometry's is read whole.

@@ -68,8 +68,9 @@ Result<std::unique_ptr<Device>> open_zoned_device(const std::string& uri, bool m
 
 class ZonedDevice final : public Device, public Zones {
  public:
-  // Reads the metadata, or writes fresh metadata (every zone Empty) when the area is all zeros;
-  // refuses an area holding anything else, a bad CRC, another version or other geometry.
+  // Reads the metadata; a first zone of zeros is a new device (every zone Empty, written at the
+  // first change); refuses an area holding anything else, a bad CRC, another version or other
+  // geometry.
   static Result<std::unique_ptr<Device>> open(std::shared_ptr<Device> inner, ZonedGeometry geometry);
 
   void read(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, void* buffer, IoCallback done) override;
