@@ -29,6 +29,11 @@
 // (reopening is not a controller reset). One opener at a time: two open handles on the same
 // inner device do not see each other's state.
 //
+// Zone state belongs to the one reactor that does the device's I/O (metadata writes are issued
+// on it); the *_sync calls are for the control thread while no reactor uses the device. Every
+// state change rewrites the whole metadata record (24 bytes a zone, 4 KiB for up to 168 zones):
+// a verification device, not a fast one.
+//
 // A write that fails on the inner device leaves the write pointer advanced over undefined
 // blocks, as a drive's failed media write would (a real drive might take the zone offline).
 #pragma once
