@@ -15,6 +15,7 @@
         "src/device/nvmf_device.cc",
         "src/device/replica_device.cc",
         "src/device/fault_device.cc",
+        "src/device/zoned_device.cc",
         "src/nexus/label.cc",
         "src/nexus/nexus.cc",
         "src/nexus/rebuild.cc",

@@ -209,6 +209,36 @@ export interface NexusInfo {
   readonly stats: IoStats;
 }
 
+/** NVMe ZNS zone states (native/src/device/zones.h); Read Only and Offline are not modelled. */
+export type ZoneState = "empty" | "implicitly_opened" | "explicitly_opened" | "closed" | "full";
+
+export type ZoneAction = "open" | "close" | "finish" | "reset";
+
+export interface ZoneInfo {
+  readonly start_bytes: number;
+  readonly capacity_bytes: number;
+  /** Absolute; start + capacity for a full zone. */
+  readonly write_pointer_bytes: number;
+  readonly state: ZoneState;
+}
+
+export interface ZoneReport {
+  readonly zone_size_bytes: number;
+  readonly block_size_bytes: number;
+  /** null: no limit */
+  readonly max_open: number | null;
+  readonly max_active: number | null;
+  readonly open_count: number;
+  readonly active_count: number;
+  readonly zones: readonly ZoneInfo[];
+}
+
+export interface ZoneAppendResult {
+  readonly offset_bytes: number;
+  /** offset_bytes in logical blocks: what an NVMe Zone Append returns. */
+  readonly lba: number;
+}
+
 /**
  * Errors from the addon are `Error`s with a `code` that the engine maps to gRPC status in one
  * place (engine/errors.ts).
@@ -362,7 +392,10 @@ export interface NativeStorage {
     duration_ms: number;
     span_bytes: number;
   }): Promise<BenchResult>;
-  /** Tests and tools only: one I/O on a raw device (opened and closed per call). Resolves with the data for "read". */
+  /**
+   * Tests and tools only: one I/O on a raw device (opened and closed per call). Resolves with the data for "read".
+   * On a zoned device a broken ZNS rule rejects with FAILED_PRECONDITION and the status in the message.
+   */
   deviceIo(opts: {
     uri: string;
     kind: "read" | "write" | "flush" | "deallocate" | "write_zeroes";
@@ -370,6 +403,20 @@ export interface NativeStorage {
     length_bytes: number;
     data: Buffer | null;
   }): Promise<Buffer | undefined>;
+
+  /**
+   * Tests and tools only: the zones of a zoned device (zoned://?base=<percent-encoded URI>&zone_mib=N
+   * [&max_open=N][&max_active=N], native/src/device/zoned_device.h), opened and closed per call.
+   * A device that is not zoned is INVALID_ARGUMENT.
+   */
+  zoneReport(opts: { uri: string }): Promise<ZoneReport>;
+  /**
+   * Zone Management Send on the zone starting at zone_start_bytes. A broken ZNS rule rejects with
+   * FAILED_PRECONDITION and the status in the message, e.g. "Zone Invalid State Transition (NVMe SCT 1h SC 0xBF)".
+   */
+  zoneManage(opts: { uri: string; action: ZoneAction; zone_start_bytes: number }): Promise<void>;
+  /** Zone Append: writes `data` at the zone's write pointer and resolves with where it went. */
+  zoneAppend(opts: { uri: string; zone_start_bytes: number; data: Buffer }): Promise<ZoneAppendResult>;
 
   /** Benchmarks only: copies a range between two devices, `queue_depth` segments in flight (the raw-copy baseline of a rebuild). */
   copyDevice(opts: { src_uri: string; dst_uri: string; offset_bytes: number; length_bytes: number; segment_bytes: number; queue_depth: number }): Promise<BenchResult>;

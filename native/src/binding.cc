@@ -224,6 +224,34 @@ Napi::Value to_js(Napi::Env env, const nexus::NexusInfoData& n) {
   return o;
 }
 
+Napi::Value to_js(Napi::Env env, const ZoneReportData& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("zone_size_bytes", num(env, r.zone_size_bytes));
+  o.Set("block_size_bytes", num(env, r.block_size_bytes));
+  o.Set("max_open", r.max_open == 0 ? env.Null() : num(env, r.max_open));
+  o.Set("max_active", r.max_active == 0 ? env.Null() : num(env, r.max_active));
+  o.Set("open_count", num(env, r.open_count));
+  o.Set("active_count", num(env, r.active_count));
+  Napi::Array zones = Napi::Array::New(env, r.zones.size());
+  for (size_t i = 0; i < r.zones.size(); i++) {
+    Napi::Object z = Napi::Object::New(env);
+    z.Set("start_bytes", num(env, r.zones[i].start_bytes));
+    z.Set("capacity_bytes", num(env, r.zones[i].capacity_bytes));
+    z.Set("write_pointer_bytes", num(env, r.zones[i].write_pointer_bytes));
+    z.Set("state", zone_state_name(r.zones[i].state));
+    zones.Set(i, z);
+  }
+  o.Set("zones", zones);
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const ZoneAppendData& a) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("offset_bytes", num(env, a.offset_bytes));
+  o.Set("lba", num(env, a.lba));
+  return o;
+}
+
 template <typename T>
 Napi::Value to_js(Napi::Env env, const std::vector<T>& items) {
   Napi::Array a = Napi::Array::New(env, items.size());
@@ -577,6 +605,39 @@ Napi::Value DeviceIo(const Napi::CallbackInfo& info) {
   });
 }
 
+// zoneReport({uri}), zoneManage({uri, action, zone_start_bytes}), zoneAppend({uri,
+// zone_start_bytes, data}): zoned devices, tests and tools only.
+Napi::Value ZoneReport(const Napi::CallbackInfo& info) {
+  return async_call<ZoneReportData>(info, default_to_js<ZoneReportData>(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().zone_report(get_string(o, "uri"), done);
+  });
+}
+
+Napi::Value ZoneManage(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    std::string action = get_string(o, "action");
+    ZoneAction a;
+    if (action == "open") a = ZoneAction::kOpen;
+    else if (action == "close") a = ZoneAction::kClose;
+    else if (action == "finish") a = ZoneAction::kFinish;
+    else if (action == "reset") a = ZoneAction::kReset;
+    else throw ArgumentError{str("zone action '", action, "' must be open, close, finish or reset")};
+    Engine::instance().zone_manage(get_string(o, "uri"), a, get_u64(o, "zone_start_bytes"), unit_done(done));
+  });
+}
+
+Napi::Value ZoneAppend(const Napi::CallbackInfo& info) {
+  return async_call<ZoneAppendData>(info, default_to_js<ZoneAppendData>(), [&](const Napi::Object& o, auto done) {
+    Napi::Value v = o.Get("data");
+    if (!v.IsBuffer()) throw ArgumentError{"zoneAppend needs data: a Buffer"};
+    auto bytes = v.As<Napi::Buffer<uint8_t>>();
+    if (bytes.Length() == 0 || bytes.Length() > kMaxToolIoBytes) throw ArgumentError{str("zoneAppend moves 1 to ", kMaxToolIoBytes, " bytes per call")};
+    auto buffer = std::make_shared<AlignedBuffer>(bytes.Length());
+    std::memcpy(buffer->data(), bytes.Data(), bytes.Length());
+    Engine::instance().zone_append(get_string(o, "uri"), get_u64(o, "zone_start_bytes"), buffer, done);
+  });
+}
+
 Napi::Value CopyDevice(const Napi::CallbackInfo& info) {
   return async_call<BenchResultData>(info, default_to_js<BenchResultData>(), [&](const Napi::Object& o, auto done) {
     Engine::CopyOptions opts;
@@ -751,6 +812,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchDevice", Napi::Function::New(env, BenchDevice, "benchDevice"));
   exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
   exports.Set("copyDevice", Napi::Function::New(env, CopyDevice, "copyDevice"));
+  exports.Set("zoneReport", Napi::Function::New(env, ZoneReport, "zoneReport"));
+  exports.Set("zoneManage", Napi::Function::New(env, ZoneManage, "zoneManage"));
+  exports.Set("zoneAppend", Napi::Function::New(env, ZoneAppend, "zoneAppend"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));
   exports.Set("resizeNexus", Napi::Function::New(env, ResizeNexus, "resizeNexus"));
   exports.Set("destroyNexus", Napi::Function::New(env, DestroyNexus, "destroyNexus"));

@@ -28,6 +28,13 @@ Status check_name(const std::string& what, const std::string& name) {
   return Status();
 }
 
+
+// A pool writes anywhere (superblock, journal, clusters): a zoned device would refuse most of it
+// midway through a format.
+Status check_conventional(Device& device, const std::string& uri) {
+  if (device.zoned() == nullptr) return Status();
+  return Status(ErrorCode::kFailedPrecondition, str(uri, " is a zoned device; a pool writes at any offset and needs a conventional one (its base device)"));
+}
 }  // namespace
 
 Engine& Engine::instance() {
@@ -247,6 +254,7 @@ void Engine::create_pool(CreatePoolOptions o, Callback<PoolInfoData> done) {
     }
     auto device = open_device(o.device_uri, /*may_create=*/true);
     if (!device.ok()) return done(device.error());
+    if (Status s = check_conventional(*device.value(), o.device_uri); !s.ok()) return done(s.error());
     const std::string identity = device.value()->description().identity;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -271,6 +279,7 @@ void Engine::import_pool(const std::string& device_uri, Callback<PoolInfoData> d
   control_->post([this, device_uri, done] {
     auto device = open_device(device_uri, /*may_create=*/false);
     if (!device.ok()) return done(device.error());
+    if (Status s = check_conventional(*device.value(), device_uri); !s.ok()) return done(s.error());
     const std::string identity = device.value()->description().identity;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -597,7 +606,7 @@ struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
     result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
     auto d = std::move(done);
     done = nullptr;
-    if (error != 0) d(Error{ErrorCode::kIoError, str("benchDevice I/O failed: ", std::strerror(-error))});
+    if (error != 0) d(Error{io_result_code(error), str("benchDevice I/O failed: ", io_result_text(error))});
     else d(result);
   }
 };
@@ -657,8 +666,7 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
     Reactor* reactor = home_reactor(*device, reactors_[0].get());
     auto finish = [this, device, buffer, done, uri](int res) {
       control_->post([device, done, res, uri] {
-        if (res < 0) return done(Status(ErrorCode::kIoError,
-                                        str("I/O on ", uri, res == -ETIMEDOUT ? " timed out" : " failed", ": ", std::strerror(-res))));
+        if (res < 0) return done(Status(io_result_code(res), str("I/O on ", uri, res == -ETIMEDOUT ? " timed out" : " failed", ": ", io_result_text(res))));
         done(Status());
       });
     };
@@ -672,6 +680,54 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
         case IoKind::kWriteZeroes: return device->write_zeroes(*reactor, offset_bytes, length_bytes, finish);
         case IoKind::kDeallocate: return device->deallocate(*reactor, offset_bytes, length_bytes, finish);
       }
+    });
+  });
+}
+
+void Engine::with_zones(const std::string& uri, std::function<void(Error)> failed,
+                        std::function<void(std::shared_ptr<Device>, Zones&, Reactor&)> use) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return failed(s.error());
+  }
+  control_->post([this, uri, failed, use] {
+    auto dev = open_any_device(uri);
+    if (!dev.ok()) return failed(dev.error());
+    std::shared_ptr<Device> device = std::move(dev.value());
+    Zones* zones = device->zoned();
+    if (zones == nullptr) {
+      return failed(Error{ErrorCode::kInvalidArgument, str(uri, " is not a zoned device; zoned://?base=...&zone_mib=N makes one")});
+    }
+    Reactor* reactor = home_reactor(*device, reactors_[0].get());
+    reactor->post([device, zones, reactor, use] { use(device, *zones, *reactor); });
+  });
+}
+
+void Engine::zone_report(const std::string& uri, Callback<ZoneReportData> done) {
+  with_zones(uri, [done](Error e) { done(std::move(e)); }, [this, done](std::shared_ptr<Device> device, Zones& zones, Reactor&) {
+    ZoneReportData report = zones.report();
+    control_->post([device, done, report] { done(report); });  // closed on the control thread
+  });
+}
+
+void Engine::zone_manage(const std::string& uri, ZoneAction action, uint64_t zone_start_bytes, StatusCallback done) {
+  with_zones(uri, [done](Error e) { done(Status(std::move(e))); }, [this, uri, action, zone_start_bytes, done](std::shared_ptr<Device> device, Zones& zones, Reactor& reactor) {
+    zones.manage(reactor, action, zone_start_bytes, [this, device, uri, done](int res) {
+      control_->post([device, uri, done, res] {
+        if (res < 0) return done(Status(io_result_code(res), str("zone management on ", uri, " failed: ", io_result_text(res))));
+        done(Status());
+      });
+    });
+  });
+}
+
+void Engine::zone_append(const std::string& uri, uint64_t zone_start_bytes, std::shared_ptr<AlignedBuffer> buffer, Callback<ZoneAppendData> done) {
+  with_zones(uri, [done](Error e) { done(std::move(e)); }, [this, uri, zone_start_bytes, buffer, done](std::shared_ptr<Device> device, Zones& zones, Reactor& reactor) {
+    zones.append(reactor, zone_start_bytes, static_cast<uint32_t>(buffer->size()), buffer->data(), [this, device, uri, buffer, done](int res, uint64_t offset_bytes) {
+      control_->post([device, uri, done, res, offset_bytes] {
+        if (res < 0) return done(Error{io_result_code(res), str("zone append on ", uri, " failed: ", io_result_text(res))});
+        done(ZoneAppendData{offset_bytes, offset_bytes / device->description().block_size_bytes});
+      });
     });
   });
 }

@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "device/zones.h"
 #include "nexus/nexus.h"
 #include "nvmf/initiator.h"
 #include "nvmf/target.h"
@@ -63,6 +64,12 @@ class Engine {
   // `buffer` holds the data to write, or receives the data read; kept alive until `done`.
   void replica_io(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes,
                   std::shared_ptr<AlignedBuffer> buffer, StatusCallback done);
+  // Zoned devices (device/zones.h), tests and tools: opened, asked, closed per call like
+  // device_io; a device that is not zoned is INVALID_ARGUMENT.
+  void zone_report(const std::string& uri, Callback<ZoneReportData> done);
+  void zone_manage(const std::string& uri, ZoneAction action, uint64_t zone_start_bytes, StatusCallback done);
+  // Resolves with where the data went.
+  void zone_append(const std::string& uri, uint64_t zone_start_bytes, std::shared_ptr<AlignedBuffer> buffer, Callback<ZoneAppendData> done);
   void bench_replica(BenchOptions options, Callback<BenchResultData> done);
 
   // NVMe/TCP target. start_nvmf binds both listeners (port 0 = any free port) and reports the
@@ -138,6 +145,10 @@ class Engine {
   nexus::OpenedChild open_child(const std::string& uri, uint64_t nexus_size_bytes, uint32_t io_timeout_ms, Status* fatal);
   // Opens a device by URI, including the engine's own replica:/// and nexus:/// devices.
   Result<std::unique_ptr<Device>> open_any_device(const std::string& uri);
+  // Control thread: opens `uri`, checks it is zoned, and runs `use` on its home reactor with the
+  // device and its zones; `use` must keep the device alive until its I/O completes.
+  void with_zones(const std::string& uri, std::function<void(Error)> failed,
+                  std::function<void(std::shared_ptr<Device>, Zones&, Reactor&)> use);
   void io_nexus(const std::string& uuid, IoKind kind, uint64_t offset_bytes, uint64_t length_bytes, std::shared_ptr<AlignedBuffer> buffer,
                 StatusCallback done);
   Status check_running();

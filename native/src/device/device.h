@@ -15,6 +15,8 @@
 
 namespace strata {
 
+class Zones;  // device/zones.h
+
 enum class DeviceKind { kFile, kBlock, kMalloc };
 const char* device_kind_name(DeviceKind kind);
 
@@ -70,6 +72,9 @@ class Device {
   // Why the device can no longer serve I/O (a lost NVMe/TCP association it will not re-establish
   // by itself); empty while it can. Any thread.
   virtual std::string lost_reason() const { return {}; }
+  // A zoned namespace (device/zones.h): its zones, write pointers and zone management; null
+  // for a conventional device, where any block may be written at any time.
+  virtual Zones* zoned() { return nullptr; }
   // Fault injection: end the device's network connections as a network failure would.
   virtual Status drop_connections(const std::string& why) {
     (void)why;

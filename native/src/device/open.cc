@@ -1,5 +1,11 @@
 // URI parsing, the device allow list and rules (rules.h), and opening with O_DIRECT (buffered
-// fallback).
+// fallback). The URI grammar:
+//   file:///abs/path[?size_mib=N]   a regular file (created or extended with size_mib)
+//   uring:///dev/NAME                a block device
+//   malloc:///name[?size_mib=N]      a RAM device (created with size_mib)
+//   nvmf://HOST:PORT/NQN[?...]       a remote namespace (nvmf_device.h)
+//   zoned://?base=<percent-encoded URI>&zone_mib=N[&max_open=N][&max_active=N]
+//                                    NVMe ZNS rules over any of the above (zoned_device.h)
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -24,13 +30,14 @@
 #include "device/file_device.h"
 #include "device/malloc_device.h"
 #include "device/nvmf_device.h"
+#include "device/zoned_device.h"
 #include "pool/format.h"
 #include "util/aligned_buffer.h"
 
 namespace strata {
 namespace {
 
-constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N, nvmf://HOST:PORT/NQN";
+constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N, nvmf://HOST:PORT/NQN, zoned://?base=URI&zone_mib=N";
 constexpr const char* kAllowRule =
     "only regular files and block devices with major 7, 8, 43, 259 or 240-255 may hold a pool";
 constexpr uint64_t kMaxSizeMib = uint64_t{1} << 30;  // 1 PiB: a limit on everything
@@ -307,6 +314,7 @@ const char* device_kind_name(DeviceKind kind) {
 
 Result<std::unique_ptr<Device>> open_device(const std::string& uri, bool may_create) {
   if (uri.rfind("nvmf://", 0) == 0) return NvmfDevice::open(uri);  // remote namespace through the NVMe/TCP initiator
+  if (uri.rfind("zoned://", 0) == 0) return open_zoned_device(uri, may_create);  // ZNS rules over another device
   auto parsed_or = parse_uri(uri);
   if (!parsed_or.ok()) return parsed_or.error();
   const ParsedUri& parsed = parsed_or.value();
