@@ -212,6 +212,19 @@ function poolRefOf(p: Pool | pulumi.Input<string>): pulumi.Input<PoolRef> {
   return pulumi.output(p).apply((uuid) => ({ uuid, node: "", name: "" }));
 }
 
+/**
+ * Every pool declared so far as one input, built once per set of pools: the volumes declared
+ * after the same pools (typically all of them) share one Output instead of each resolving six
+ * outputs of every pool again (200 volumes on 12 pools: 2,400 Outputs less per run).
+ */
+let declaredPoolsInput: { readonly count: number; readonly value: pulumi.Output<DeclaredPool[]> } | undefined;
+
+function declaredPoolsSoFar(): pulumi.Output<DeclaredPool[]> {
+  if (declaredPoolsInput?.count !== declaredPools.length)
+    declaredPoolsInput = { count: declaredPools.length, value: pulumi.all(declaredPools.map(declaredOf)) };
+  return declaredPoolsInput.value;
+}
+
 function declaredOf(p: Pool): pulumi.Input<DeclaredPool> {
   return pulumi
     .all([p.node, p.name, p.disk, p.labels, p.clusterSizeBytes, p.drain])
@@ -268,7 +281,7 @@ export class Volume extends pulumi.dynamic.Resource {
         topologySpread: args.topologySpread ?? "preferred",
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
-        declaredPools: opts?.id ? [] : declaredPools.map(declaredOf),
+        declaredPools: opts?.id ? [] : declaredPoolsSoFar(),
         uuid: opts?.id ? undefined : importId || derivedUuid(VOLUME_UUID_NAMESPACE, name),
         importId,
         planAfter: opts?.id ? "" : lastVolume?.urn ?? "",
