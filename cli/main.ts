@@ -2,6 +2,7 @@
 // `up|preview|refresh|destroy` run the root project's program against it with the real
 // Pulumi CLI and a local file backend.
 import { clusterDown, clusterStatus, clusterUp, DEFAULT_BASE_PORT, DEFAULT_DISK_MIB, formatBytes, formatTable } from "./cluster";
+import { resolve } from "node:path";
 import { strataHome } from "./paths";
 import { placementDiff, renderJson, renderMarkdown, renderTable, stepsFromEvents } from "./placement-diff";
 import { recoverInterruptedUpdate, DEFAULT_STACK, openStack } from "./pulumi";
@@ -16,10 +17,13 @@ const USAGE = `usage: strata <command>
                           stop the engines (--purge also deletes their data and the local state)
   up | preview | refresh | destroy
                           run the root project (Pulumi.yaml) on the local cluster
-  preview [--format table|markdown] [--json] [--all]
+  preview [--format table|markdown] [--json] [--all] [--save-plan FILE]
                           after Pulumi's preview, one row per replica that is placed, moves or
                           leaves (--all: unchanged ones too); markdown is a pull-request comment,
-                          --json one object (with markdown or --json, Pulumi's output goes to stderr)
+                          --json one object (with markdown or --json, Pulumi's output goes to stderr);
+                          --save-plan writes the reviewed plan (Pulumi's update plan) to FILE
+  up [--plan FILE]        with a saved plan: carry out exactly that plan, or fail naming each
+                          resource and property that differs (say a pool filled up since the review)
   output NAME             print one stack output, secrets included (like
                           \`pulumi stack output NAME --show-secrets\`)`;
 
@@ -48,15 +52,22 @@ type PreviewFormat = "table" | "markdown" | "json";
 interface PreviewOptions {
   readonly format: PreviewFormat;
   readonly all: boolean;
+  /** Where to save Pulumi's update plan of this preview (`up --plan` carries out exactly that). */
+  readonly savePlan?: string;
 }
 
 /** `strata preview`'s flags; anything else is a usage error naming it. */
 function previewOptions(args: string[]): PreviewOptions {
   let format: PreviewFormat = "table";
   let all = false;
+  let savePlan: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--all") all = true;
+    else if (arg === "--save-plan") {
+      savePlan = args[++i];
+      if (savePlan === undefined || savePlan.startsWith("--")) throw new UsageError("--save-plan needs a file to write the plan to");
+    }
     else if (arg === "--json") format = "json";
     else if (arg === "--format" || arg.startsWith("--format=")) {
       const value = arg === "--format" ? args[++i] : arg.slice("--format=".length);
@@ -65,12 +76,22 @@ function previewOptions(args: string[]): PreviewOptions {
       if (format !== "json") format = value;
     } else throw new UsageError(`unknown flag "${arg}" for preview`);
   }
-  return { format, all };
+  return { format, all, savePlan };
+}
+
+/** `strata up`'s flags: `--plan FILE` (a plan saved by `strata preview --save-plan`). */
+function upPlan(args: string[]): string | undefined {
+  if (args.length === 0) return undefined;
+  if (args[0] !== "--plan") throw new UsageError(`unknown argument "${args[0]}" for up`);
+  if (args[1] === undefined || args[1].startsWith("--")) throw new UsageError("--plan needs the file `strata preview --save-plan` wrote");
+  if (args.length > 2) throw new UsageError(`unknown argument "${args[2]}" for up`);
+  return resolve(args[1]);
 }
 
 async function stackCommand(command: "up" | "preview" | "refresh" | "destroy", args: string[] = []): Promise<number> {
-  if (command !== "preview" && args.length > 0) throw new UsageError(`unknown argument "${args[0]}" for ${command}`);
-  const options = command === "preview" ? previewOptions(args) : { format: "table" as const, all: false };
+  if (command !== "preview" && command !== "up" && args.length > 0) throw new UsageError(`unknown argument "${args[0]}" for ${command}`);
+  const options: PreviewOptions = command === "preview" ? previewOptions(args) : { format: "table", all: false };
+  const plan = command === "up" ? upPlan(args) : undefined;
   // The project directory program (Pulumi.yaml's main), run by the language host like `pulumi up`.
   const stack = await openStack();
   // An update killed before (SIGKILL, OOM, a crash) left its lock, maybe a broken checkpoint sidecar: repair both.
@@ -83,7 +104,7 @@ async function stackCommand(command: "up" | "preview" | "refresh" | "destroy", a
     case "preview": {
       // The engine events of the same run carry each step's old and new state (placement, leaving).
       const events: unknown[] = [];
-      const result = await stack.preview({ onOutput, diff: true, onEvent: (e) => events.push(e) });
+      const result = await stack.preview({ onOutput, diff: true, onEvent: (e) => events.push(e), plan: options.savePlan && resolve(options.savePlan) });
       const changed = Object.entries(result.changeSummary).filter(([op, n]) => op !== "same" && (n ?? 0) > 0);
       const diff = placementDiff(stepsFromEvents(events));
       if (options.format === "json") {
@@ -95,7 +116,7 @@ async function stackCommand(command: "up" | "preview" | "refresh" | "destroy", a
       return 0;
     }
     case "up": {
-      const result = await stack.up({ onOutput });
+      const result = await stack.up({ onOutput, plan });
       const changes = Object.entries(result.summary.resourceChanges ?? {}).filter(([op, n]) => op !== "same" && n > 0);
       print("");
       if (changes.length === 0) print("No changes: the cluster already matches the program.");

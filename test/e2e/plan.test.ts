@@ -97,13 +97,41 @@ test.serial("another program reads a volume and a pool by uuid (Volume.get, Pool
   t.is(onEngines.length, VOLUMES);
 });
 
+test.serial("a saved plan: once the cluster changed since the review, up --plan fails naming the volume's placement and makes nothing; on the reviewed cluster it carries the plan out", async (t) => {
+  const planFile = join(cluster.home, "reviewed-plan.json");
+  await stack.setConfig("volumes", { value: String(VOLUMES + 1) });
+  const saved = await cluster.pulumi("preview", "--cwd", FIXTURE, "--save-plan", planFile);
+  t.is(saved.code, 0, saved.stderr);
+  const reviewed = (await previewed()).get(`v${VOLUMES}`)!;
+  t.is(reviewed.length, 1);
+
+  // After the review, someone else puts a replica on the pool the plan chose.
+  const engine = cluster.connect(reviewed[0].node);
+  t.teardown(() => engine.close());
+  const pool = (await engine.call("ListPools", {})).pools.find((p) => p.name === reviewed[0].pool)!;
+  const filler = "f1e1e1e1-0000-4000-8000-000000000001";
+  await engine.call("CreateReplica", { uuid: filler, name: "", pool: pool.uuid, size_bytes: 8 * 1024 * 1024, thin: false });
+  const refused = await cluster.pulumi("up", "--cwd", FIXTURE, "--yes", "--plan", planFile);
+  t.not(refused.code, 0, "up --plan refuses a plan the cluster no longer matches");
+  t.regex(refused.stdout + refused.stderr, new RegExp(`::v${VOLUMES} violates plan: properties changed: .*placement`));
+  const made = (await cluster.eachNode((e) => e.call("ListReplicas", { pool: "" }))).flatMap((r) => r.replicas.map((x) => x.uuid));
+  t.is(made.length, VOLUMES + 1, "nothing of the refused plan was made (the ten volumes and the other replica only)");
+
+  // The cluster is as reviewed again: up --plan carries out exactly the reviewed plan.
+  await engine.call("DestroyReplica", { uuid: filler });
+  const done = await cluster.pulumi("up", "--cwd", FIXTURE, "--yes", "--plan", planFile);
+  t.is(done.code, 0, `${done.stdout}\n${done.stderr}`);
+  t.deepEqual(where((await deployed()).get(`v${VOLUMES}`)!), where(reviewed));
+});
+
 test.serial("a second preview of the deployed program is empty, and adding a volume places only that one", async (t) => {
   const again = await previewed();
   t.is(again.size, 0, "no volume changes");
-  await stack.setConfig("volumes", { value: String(VOLUMES + 1) });
+  await stack.setConfig("volumes", { value: String(VOLUMES + 2) });
   const plan = await previewed();
-  t.deepEqual([...plan.keys()], [`v${VOLUMES}`]);
+  const added = `v${VOLUMES + 1}`;
+  t.deepEqual([...plan.keys()], [added]);
   t.is((await stack.up()).summary.result, "succeeded");
-  t.deepEqual(where((await deployed()).get(`v${VOLUMES}`)!), where(plan.get(`v${VOLUMES}`)!));
+  t.deepEqual(where((await deployed()).get(added)!), where(plan.get(added)!));
   t.is((await stack.destroy()).summary.result, "succeeded");
 });
