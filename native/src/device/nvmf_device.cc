@@ -1,4 +1,5 @@
 #include "device/nvmf_device.h"
+#include "device/uri.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -42,12 +43,8 @@ Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
   o.subnqn = rest.substr(slash + 1);
   o.hostnqn = nvmf::default_host_nqn();
   if (o.subnqn.size() > 223) return Error{ErrorCode::kInvalidArgument, str("NQN in '", uri, "' is longer than 223 bytes")};
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    std::string pair = query.substr(0, amp);
-    query = amp == std::string::npos ? "" : query.substr(amp + 1);
-    auto eq = pair.find('=');
-    std::string key = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+  for (const auto& [key, value] : query_params(query)) {
+    const std::string pair = str(key, "=", value);
     if (key == "hostnqn" && !value.empty() && value.size() <= 223) {
       o.hostnqn = value;
     } else if (key == "io_timeout_ms") {

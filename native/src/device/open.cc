@@ -27,6 +27,7 @@
 
 #include "device/device.h"
 #include "device/rules.h"
+#include "device/uri.h"
 #include "device/file_device.h"
 #include "device/malloc_device.h"
 #include "device/nvmf_device.h"
@@ -73,23 +74,14 @@ Result<ParsedUri> parse_uri(const std::string& uri) {
   if (out.scheme == "malloc" && out.path.find('/') != std::string::npos) {
     return Error{ErrorCode::kInvalidArgument, str("malloc device name '", out.path, "' in '", uri, "' must not contain '/'")};
   }
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    std::string pair = query.substr(0, amp);
-    query = amp == std::string::npos ? "" : query.substr(amp + 1);
-    auto eq = pair.find('=');
-    std::string key = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+  for (const auto& [key, value] : query_params(query)) {
     if (key != "size_mib" || out.scheme == "uring") {
       return Error{ErrorCode::kInvalidArgument, str("device URI '", uri, "' has unknown parameter '", key, "'; ",
                                                     out.scheme == "uring" ? "uring:// takes none" : "the only one is size_mib")};
     }
-    char* end = nullptr;
-    errno = 0;
-    unsigned long long n = std::strtoull(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || errno != 0 || n == 0 || n > kMaxSizeMib) {
-      return Error{ErrorCode::kInvalidArgument, str("size_mib in '", uri, "' must be an integer from 1 to ", kMaxSizeMib, ", got '", value, "'")};
-    }
-    out.size_mib = n;
+    auto n = parse_whole_number(value, 1, kMaxSizeMib);
+    if (!n) return Error{ErrorCode::kInvalidArgument, str("size_mib in '", uri, "' must be an integer from 1 to ", kMaxSizeMib, ", got '", value, "'")};
+    out.size_mib = *n;
   }
   return out;
 }

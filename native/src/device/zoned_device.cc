@@ -1,4 +1,5 @@
 #include "device/zoned_device.h"
+#include "device/uri.h"
 
 #include <algorithm>
 #include <cassert>
@@ -136,12 +137,7 @@ Result<std::unique_ptr<Device>> open_zoned_device(const std::string& uri, bool m
   std::string query = uri.substr(prefix.size());
   std::optional<std::string> base;
   std::optional<uint64_t> zone_mib, max_open, max_active;
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    std::string pair = query.substr(0, amp);
-    query = amp == std::string::npos ? "" : query.substr(amp + 1);
-    auto eq = pair.find('=');
-    std::string key = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+  for (const auto& [key, value] : query_params(query)) {
     if (key == "base") {
       if (base) return Error{ErrorCode::kInvalidArgument, str("zoned device URI '", uri, "' names base twice")};
       auto decoded = percent_decode(value);
@@ -154,13 +150,11 @@ Result<std::unique_ptr<Device>> open_zoned_device(const std::string& uri, bool m
       return Error{ErrorCode::kInvalidArgument, str("zoned device URI '", uri, "' has unknown parameter '", key, "'; the grammar is ", kZonedGrammar)};
     }
     const uint64_t max = key == "zone_mib" ? kMaxZoneMib : kMaxResources;
-    char* end = nullptr;
-    errno = 0;
-    unsigned long long n = std::strtoull(value.c_str(), &end, 10);
-    if (slot->has_value() || value.empty() || *end != '\0' || errno != 0 || n == 0 || n > max) {
+    auto n = parse_whole_number(value, 1, max);
+    if (slot->has_value() || !n) {
       return Error{ErrorCode::kInvalidArgument, str(key, " in '", uri, "' must be given once, as an integer from 1 to ", max, ", got '", value, "'")};
     }
-    *slot = n;
+    *slot = *n;
   }
   if (!base || base->empty() || !zone_mib) {
     return Error{ErrorCode::kInvalidArgument, str("zoned device URI '", uri, "' needs base and zone_mib: ", kZonedGrammar)};
