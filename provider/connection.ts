@@ -1,6 +1,7 @@
 // Where the provider finds the engines: the stack config `strata:endpoints` (node name ->
 // host:port) and the secret `strata:token`. The dynamic provider receives the stack config in
 // `configure`, so neither ends up in resource state.
+import type * as dynamic from "@pulumi/pulumi/dynamic";
 import type { EngineTarget } from "../common/client";
 
 export const ENDPOINTS_KEY = "strata:endpoints";
@@ -50,4 +51,27 @@ export function targetFor(config: ClusterConfig, node: string): EngineTarget {
       `node "${node}" is not in ${ENDPOINTS_KEY} (known nodes: ${Object.keys(config.endpoints).sort().join(", ")})`,
     );
   return { node, endpoint, token: config.token };
+}
+
+/**
+ * What every Strata provider does with the stack config Pulumi passes to `configure`: keep the
+ * cluster, or the reason there is none, which the first call that needs the engines reports
+ * (`check` reports it as a failure of the resource, so `preview` names it).
+ */
+export abstract class ConfiguredProvider {
+  protected cluster: ClusterConfig | null = null;
+  protected configError: string | null = null;
+
+  async configure(req: dynamic.ConfigureRequest): Promise<void> {
+    try {
+      this.cluster = clusterConfigFrom((key) => req.config.get(key));
+    } catch (err) {
+      this.configError = (err as Error).message;
+    }
+  }
+
+  protected clusterOrThrow(): ClusterConfig {
+    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
+    return this.cluster;
+  }
 }

@@ -21,7 +21,7 @@ import {
 import { checkNqn, checkUuid, describe } from "../common/validate";
 import type { Nexus__Output } from "../engine/generated/strata/engine/v1/Nexus";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode, uuidV5 } from "./cluster";
-import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { ClusterConfig, ConfiguredProvider } from "./connection";
 import { childOf, childUri, destroyNexus, findNexus, nexusHost, observeNexus, waitInSync } from "./nexus";
 import type { PlacedReplica } from "./placement";
 import { isUnknown } from "./unknown";
@@ -93,22 +93,7 @@ function childRefOf(raw: unknown): ChildRef {
 const sameChildren = (a: readonly { replicaUuid: string }[], b: readonly { replicaUuid: string }[]) =>
   a.length === b.length && a.every((x) => b.some((y) => y.replicaUuid === x.replicaUuid));
 
-export class NexusResourceProvider implements dynamic.ResourceProvider {
-  private cluster: ClusterConfig | null = null;
-  private configError: string | null = null;
-
-  async configure(req: dynamic.ConfigureRequest): Promise<void> {
-    try {
-      this.cluster = clusterConfigFrom((key) => req.config.get(key));
-    } catch (err) {
-      this.configError = (err as Error).message;
-    }
-  }
-
-  private clusterOrThrow(): ClusterConfig {
-    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
-    return this.cluster;
-  }
+export class NexusResourceProvider extends ConfiguredProvider implements dynamic.ResourceProvider {
 
   async check(rawOlds: Partial<NexusOutputs>, rawNews: Partial<NexusInputs>): Promise<dynamic.CheckResult> {
     const failures: dynamic.CheckFailure[] = [];

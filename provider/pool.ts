@@ -7,7 +7,7 @@ import type * as dynamic from "@pulumi/pulumi/dynamic";
 import { checkClusterSizeBytes, checkDeviceUri, checkLabels, checkName, checkUuid } from "../common/validate";
 import type { Pool__Output } from "../engine/generated/strata/engine/v1/Pool";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, onNode } from "./cluster";
-import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { ConfiguredProvider } from "./connection";
 import { isUnknown } from "./unknown";
 
 /** Inputs as the provider receives them (camelCase: what users write). */
@@ -61,22 +61,7 @@ function outputsOf(inputs: PoolInputs, pool: Pool__Output): PoolOutputs {
   };
 }
 
-export class PoolProvider implements dynamic.ResourceProvider {
-  private cluster: ClusterConfig | null = null;
-  private configError: string | null = null;
-
-  async configure(req: dynamic.ConfigureRequest): Promise<void> {
-    try {
-      this.cluster = clusterConfigFrom((key) => req.config.get(key));
-    } catch (err) {
-      this.configError = (err as Error).message;
-    }
-  }
-
-  private clusterOrThrow(): ClusterConfig {
-    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
-    return this.cluster;
-  }
+export class PoolProvider extends ConfiguredProvider implements dynamic.ResourceProvider {
 
   async check(olds: Partial<PoolInputs>, news: Partial<PoolInputs>): Promise<dynamic.CheckResult> {
     const failures: dynamic.CheckFailure[] = [];

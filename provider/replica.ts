@@ -10,7 +10,7 @@ import { checkSizeBytes, checkUuid, describe } from "../common/validate";
 import type { Pool__Output } from "../engine/generated/strata/engine/v1/Pool";
 import type { Replica__Output } from "../engine/generated/strata/engine/v1/Replica";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode, uuidV5 } from "./cluster";
-import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { ClusterConfig, ConfiguredProvider } from "./connection";
 import { isUnknown } from "./unknown";
 import type { PoolRef } from "./volume-spec";
 
@@ -124,22 +124,7 @@ function outputsOf(inputs: ReplicaInputs, found: Found): ReplicaOutputs {
   };
 }
 
-export class ReplicaProvider implements dynamic.ResourceProvider {
-  private cluster: ClusterConfig | null = null;
-  private configError: string | null = null;
-
-  async configure(req: dynamic.ConfigureRequest): Promise<void> {
-    try {
-      this.cluster = clusterConfigFrom((key) => req.config.get(key));
-    } catch (err) {
-      this.configError = (err as Error).message;
-    }
-  }
-
-  private clusterOrThrow(): ClusterConfig {
-    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
-    return this.cluster;
-  }
+export class ReplicaProvider extends ConfiguredProvider implements dynamic.ResourceProvider {
 
   private nodes(): string[] {
     return Object.keys(this.clusterOrThrow().endpoints).sort();

@@ -12,7 +12,7 @@ import { frontendDhchapSecret } from "../common/dhchap";
 import { checkNexusSizeBytes, childUriIsReplica } from "../common/nexus-rules";
 import { checkLabels, checkName, checkNqn, checkSizeBytes, checkUuid, describe } from "../common/validate";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
-import { ClusterConfig, clusterConfigFrom } from "./connection";
+import { ClusterConfig, ConfiguredProvider } from "./connection";
 import { converge, destroyNexus, observeNexus } from "./nexus";
 import { isPlacementError, PlacedReplica, PlacementRequest } from "./placement";
 import { planPlacement } from "./plan";
@@ -45,22 +45,7 @@ const sameLabels = (a: Record<string, string> | undefined, b: Record<string, str
 const samePlacement = (a: readonly PlacedReplica[], b: readonly PlacedReplica[]) =>
   a.length === b.length && a.every((x, i) => x.replicaUuid === b[i].replicaUuid && x.node === b[i].node && x.pool === b[i].pool);
 
-export class VolumeProvider implements dynamic.ResourceProvider {
-  private cluster: ClusterConfig | null = null;
-  private configError: string | null = null;
-
-  async configure(req: dynamic.ConfigureRequest): Promise<void> {
-    try {
-      this.cluster = clusterConfigFrom((key) => req.config.get(key));
-    } catch (err) {
-      this.configError = (err as Error).message;
-    }
-  }
-
-  private clusterOrThrow(): ClusterConfig {
-    if (this.cluster === null) throw new Error(this.configError ?? "the Strata provider was not configured");
-    return this.cluster;
-  }
+export class VolumeProvider extends ConfiguredProvider implements dynamic.ResourceProvider {
 
   async check(rawOlds: Partial<VolumeInputs>, rawNews: Partial<VolumeInputs>): Promise<dynamic.CheckResult> {
     const failures: dynamic.CheckFailure[] = [];
