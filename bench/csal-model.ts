@@ -1,0 +1,130 @@
+// The model `npm run bench:csal` (issue 11) will hold the FTL's measured write amplification
+// against: a pure simulation of a log-structured base device with greedy garbage collection.
+// The logical space is `logicalBlocks` blocks; the base has `bands` bands of `bandBlocks` each,
+// and over-provisioning is what the bands hold beyond the logical space. Host writes (what
+// compaction drains from the cache) append to the open hot band; when free bands fall to the
+// threshold, GC takes the closed band with the fewest valid blocks and appends its valid blocks
+// to the open band (the cold one when hot/cold separation is on). Deterministic for a seed.
+//
+// WAF here is base blocks written / host blocks written, measured after a warm-up that writes
+// the logical space `warmupPasses` times, so it is the steady state, not the fill.
+
+export interface ModelConfig {
+  readonly bands: number;
+  readonly bandBlocks: number;
+  /** Over-provisioning: the fraction of the base's blocks the logical space leaves free (0.2 = 20 %). */
+  readonly opFraction: number;
+  /** GC runs while free bands are at or below this. */
+  readonly gcFreeBands: number;
+  /** GC-relocated blocks go to their own open band (cold), apart from host writes (hot). */
+  readonly separateHotCold: boolean;
+  readonly seed: number;
+}
+
+export interface Workload {
+  /** Fraction of writes that go to the hot part of the space (0.8), and the hot part's size (0.2); uniform: 1 and 1. */
+  readonly hotWriteFraction: number;
+  readonly hotSpaceFraction: number;
+  readonly warmupPasses: number;
+  readonly measuredPasses: number;
+}
+
+export const UNIFORM: Workload = { hotWriteFraction: 1, hotSpaceFraction: 1, warmupPasses: 3, measuredPasses: 3 };
+export const SKEWED_80_20: Workload = { hotWriteFraction: 0.8, hotSpaceFraction: 0.2, warmupPasses: 3, measuredPasses: 3 };
+
+export interface ModelResult {
+  readonly logicalBlocks: number;
+  readonly hostBlocks: number;
+  readonly relocatedBlocks: number;
+  readonly waf: number;
+  readonly gcRuns: number;
+}
+
+const NONE = -1;
+
+/** mulberry32: small, seeded, good enough to pick blocks. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function simulateGreedy(config: ModelConfig, workload: Workload): ModelResult {
+  const { bands, bandBlocks } = config;
+  if (bands < config.gcFreeBands + 3) throw new Error(`need more than ${config.gcFreeBands + 3} bands, got ${bands}`);
+  const logicalBlocks = Math.floor(bands * bandBlocks * (1 - config.opFraction));
+  // Physical block p = band * bandBlocks + offset. l2p: logical -> physical; p2l: physical -> logical.
+  const l2p = new Int32Array(logicalBlocks).fill(NONE);
+  const p2l = new Int32Array(bands * bandBlocks).fill(NONE);
+  const valid = new Int32Array(bands);
+  const closed = new Uint8Array(bands);
+  const free: number[] = [];
+  for (let b = bands - 1; b >= 0; b--) free.push(b);
+  const open = { hot: { band: free.pop()!, fill: 0 }, cold: { band: NONE, fill: 0 } };
+  if (config.separateHotCold) open.cold.band = free.pop()!;
+  let hostBlocks = 0;
+  let relocatedBlocks = 0;
+  let gcRuns = 0;
+  let counting = false;
+
+  const append = (stream: { band: number; fill: number }, logical: number) => {
+    if (stream.fill === bandBlocks) {
+      closed[stream.band] = 1;
+      const next = free.pop();
+      if (next === undefined) throw new Error("out of free bands: the GC threshold is too low for this geometry");
+      stream.band = next;
+      stream.fill = 0;
+    }
+    const old = l2p[logical];
+    if (old !== NONE) {
+      p2l[old] = NONE;
+      valid[Math.floor(old / bandBlocks)]--;
+    }
+    const p = stream.band * bandBlocks + stream.fill++;
+    l2p[logical] = p;
+    p2l[p] = logical;
+    valid[stream.band]++;
+  };
+
+  const collect = () => {
+    while (free.length <= config.gcFreeBands) {
+      let victim = NONE;
+      for (let b = 0; b < bands; b++) if (closed[b] && (victim === NONE || valid[b] < valid[victim])) victim = b;
+      if (victim === NONE) throw new Error("no closed band to collect");
+      gcRuns++;
+      const target = config.separateHotCold ? open.cold : open.hot;
+      for (let off = 0; off < bandBlocks && valid[victim] > 0; off++) {
+        const logical = p2l[victim * bandBlocks + off];
+        if (logical === NONE) continue;
+        append(target, logical);
+        if (counting) relocatedBlocks++;
+      }
+      closed[victim] = 0;
+      free.push(victim);
+    }
+  };
+
+  const random = rng(config.seed);
+  const hotBlocks = Math.max(1, Math.floor(logicalBlocks * workload.hotSpaceFraction));
+  const pick = () => {
+    if (random() < workload.hotWriteFraction) return Math.floor(random() * hotBlocks);
+    return hotBlocks + Math.floor(random() * Math.max(1, logicalBlocks - hotBlocks)) ;
+  };
+  // Fill sequentially first (a fresh device), then overwrite at random.
+  for (let l = 0; l < logicalBlocks; l++) {
+    append(open.hot, l);
+    collect();
+  }
+  const total = (workload.warmupPasses + workload.measuredPasses) * logicalBlocks;
+  for (let i = 0; i < total; i++) {
+    counting = i >= workload.warmupPasses * logicalBlocks;
+    append(open.hot, Math.min(pick(), logicalBlocks - 1));
+    if (counting) hostBlocks++;
+    collect();
+  }
+  return { logicalBlocks, hostBlocks, relocatedBlocks, waf: (hostBlocks + relocatedBlocks) / hostBlocks, gcRuns };
+}
