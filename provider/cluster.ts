@@ -88,6 +88,24 @@ export function uuidV5(namespace: string, name: string): string {
  * that retries a failed create of the same volume names the same replicas: the engines dedupe
  * by uuid, and what the failed attempt left on a node is reused instead of leaking.
  */
+/** One namespace per kind of resource whose uuid derives from project, stack and resource name. */
+const RESOURCE_UUID_NAMESPACES = {
+  Pool: "3c0b9e27-5d4f-4a8e-b1c6-7e2d9f4a0b53",
+  Volume: "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41",
+  Replica: "2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60",
+  Nexus: "c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27",
+} as const;
+
+/**
+ * A new resource's uuid, derived from project, stack and resource name: `pulumi preview` and
+ * the `up` after it name the same objects (a random uuid would differ), and an `up` the CLI was
+ * killed in (Pulumi drops its pending creates) makes the same objects again, which the engines
+ * answer with what they already made instead of leaking it.
+ */
+export function resourceUuidFor(kind: keyof typeof RESOURCE_UUID_NAMESPACES, project: string, stack: string, name: string): string {
+  return uuidV5(RESOURCE_UUID_NAMESPACES[kind], `${project}/${stack}/${name}`);
+}
+
 /**
  * How many replica uuids one volume derives (slots 0..15): at most 5 replicas plus as many
  * leaving during a move. Sweeps of strays and the adoption of an interrupted create look at all.

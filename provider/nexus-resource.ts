@@ -20,7 +20,7 @@ import {
 } from "../common/nexus-rules";
 import { checkNqn, checkUuid, describe } from "../common/validate";
 import type { Nexus__Output } from "../engine/generated/strata/engine/v1/Nexus";
-import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode, uuidV5 } from "./cluster";
+import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
 import { ClusterConfig, ConfiguredProvider } from "./connection";
 import { childOf, childUri, destroyNexus, findNexus, nexusHost, observeNexus, waitInSync } from "./nexus";
 import type { PlacedReplica } from "./placement";
@@ -60,14 +60,6 @@ export interface NexusOutputs extends Omit<NexusInputs, "children"> {
   readonly port: number;
   /** The DH-HMAC-CHAP secret the frontend host connects with; "" while unpublished. A secret output. */
   readonly frontendDhchapSecret: string;
-}
-
-/** The namespace of nexus uuids derived from project, stack and resource name. */
-const NEXUS_UUID_NAMESPACE = "c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27";
-
-/** A Nexus resource's default uuid, derived like a Replica's (see derivedReplicaUuid). */
-export function derivedNexusUuid(project: string, stack: string, name: string): string {
-  return uuidV5(NEXUS_UUID_NAMESPACE, `${project}/${stack}/${name}`);
 }
 
 /** The replica uuid a child URI names: `replica:///<uuid>` or `nvmf://HOST:PORT/<replica nqn>`; "" for anything else. */

@@ -57,18 +57,6 @@ export function checkReplicaSizeBytes(value: unknown): string | null {
   return null;
 }
 
-/** The namespace of replica uuids derived from project, stack and resource name. */
-const REPLICA_UUID_NAMESPACE = "2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60";
-
-/**
- * A Replica resource's default uuid: derived, not random, so the preview and the `up` after it
- * name the same replica, and an `up` cut short after the engine made it adopts it (creates are
- * idempotent by uuid) instead of making a second one.
- */
-export function derivedReplicaUuid(project: string, stack: string, name: string): string {
-  return uuidV5(REPLICA_UUID_NAMESPACE, `${project}/${stack}/${name}`);
-}
-
 /** The next uuid a replacement takes when the current one is still held by the replica it replaces. */
 function replacementUuid(uuid: string): string {
   return uuidV5(uuid, "strata/replica/replacement");

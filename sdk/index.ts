@@ -12,10 +12,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
-import { derivedReplicaUuid, ReplicaProvider, ReplicaResourceState } from "../provider/replica";
-import { derivedNexusUuid, NexusResourceProvider } from "../provider/nexus-resource";
+import { ReplicaProvider, ReplicaResourceState } from "../provider/replica";
+import { NexusResourceProvider } from "../provider/nexus-resource";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
-import { uuidV5 } from "../provider/cluster";
+import { resourceUuidFor } from "../provider/cluster";
 import type { PlacedReplica } from "../provider/placement";
 import type {
   ChildState,
@@ -105,18 +105,9 @@ export interface PoolArgs {
   readonly drain?: pulumi.Input<boolean>;
 }
 
-/** The namespaces of volume and pool uuids derived from project, stack and resource name. */
-const VOLUME_UUID_NAMESPACE = "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41";
-const POOL_UUID_NAMESPACE = "3c0b9e27-5d4f-4a8e-b1c6-7e2d9f4a0b53";
-
-/**
- * A new resource's uuid: derived from project, stack and resource name, so `pulumi preview` and
- * the `up` after it name the same volume and the same replicas (a random uuid would differ), and
- * an `up` the CLI was killed in (Pulumi drops its pending creates) makes the same objects again,
- * which the engines answer with what they already made instead of leaking it.
- */
-function derivedUuid(namespace: string, name: string): string {
-  return uuidV5(namespace, `${pulumi.getProject()}/${pulumi.getStack()}/${name}`);
+/** A new resource's uuid in this program's project and stack (see resourceUuidFor). */
+function derivedUuid(kind: Parameters<typeof resourceUuidFor>[0], name: string): string {
+  return resourceUuidFor(kind, pulumi.getProject(), pulumi.getStack(), name);
 }
 
 /** Every Pool the program declared so far, in order: volumes declared after them can be placed on them at the first preview. */
@@ -151,7 +142,7 @@ export class Pool extends pulumi.dynamic.Resource {
         labels: args.labels ?? {},
         clusterSizeBytes: args.clusterSizeBytes ?? 0,
         drain: args.drain ?? false,
-        uuid: opts?.id ? undefined : importId || derivedUuid(POOL_UUID_NAMESPACE, name),
+        uuid: opts?.id ? undefined : importId || derivedUuid("Pool", name),
         state: undefined,
         capacityBytes: undefined,
         usedBytes: undefined,
@@ -282,7 +273,7 @@ export class Volume extends pulumi.dynamic.Resource {
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
         declaredPools: opts?.id ? [] : declaredPoolsSoFar(),
-        uuid: opts?.id ? undefined : importId || derivedUuid(VOLUME_UUID_NAMESPACE, name),
+        uuid: opts?.id ? undefined : importId || derivedUuid("Volume", name),
         importId,
         planAfter: opts?.id ? "" : lastVolume?.urn ?? "",
         nexusUuid: undefined,
@@ -366,7 +357,7 @@ export class Replica extends pulumi.dynamic.Resource {
         sizeBytes: args.sizeBytes,
         thin: args.thin ?? true,
         uuid: args.uuid ?? "",
-        defaultUuid: opts?.id ? "" : derivedReplicaUuid(pulumi.getProject(), pulumi.getStack(), name),
+        defaultUuid: opts?.id ? "" : derivedUuid("Replica", name),
         importId,
         uuidGiven: undefined,
         node: undefined,
@@ -439,7 +430,7 @@ export class Nexus extends pulumi.dynamic.Resource {
         ),
         frontendHostNqn: args.frontendHostNqn ?? "",
         uuid: args.uuid ?? "",
-        defaultUuid: opts?.id ? "" : derivedNexusUuid(pulumi.getProject(), pulumi.getStack(), name),
+        defaultUuid: opts?.id ? "" : derivedUuid("Nexus", name),
         importId,
         uuidGiven: undefined,
         state: undefined,

@@ -12,7 +12,7 @@ import { openStack } from "../../cli/pulumi";
 import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { VerifyingLoad, VolumeModel } from "../helpers/load";
-import { derivedReplicaUuid } from "../../provider/replica";
+import { resourceUuidFor } from "../../provider/cluster";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-placement");
 const IMPORT_FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "manual-import");
@@ -115,7 +115,7 @@ test.serial("two pools, two Replicas and a Nexus over them, published: the host 
 test.serial("a third Replica added as a child is rebuilt before up returns; it alone holds every byte", async (t) => {
   // As if an earlier `up` was cut short after the engine made r-c: the replica already exists
   // under its derived uuid, and this `up` adopts it instead of making a second one.
-  const derived = derivedReplicaUuid("strata-manual-placement", cluster.stack, "r-c");
+  const derived = resourceUuidFor("Replica", "strata-manual-placement", cluster.stack, "r-c");
   const nodeB = cluster.connect("node-b");
   t.teardown(() => nodeB.close());
   await nodeB.call("CreateReplica", { uuid: derived, name: "", pool: "pool-node-b", size_bytes: SIZE_MIB * MiB + MiB, thin: true });

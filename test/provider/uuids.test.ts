@@ -2,7 +2,7 @@
 // objects (engines dedupe by uuid) instead of leaking new ones beside the old.
 import test from "ava";
 import { checkUuid } from "../../common/validate";
-import { everyStep, nexusUuidFor, replicaUuidFor, uuidV5 } from "../../provider/cluster";
+import { everyStep, nexusUuidFor, replicaUuidFor, resourceUuidFor, uuidV5 } from "../../provider/cluster";
 import { PlacedReplica, PlacementLedger, PlacementRequest, placeVolume, PoolCandidate } from "../../provider/placement";
 
 const V = "4f0c1d2e-0000-4000-8000-000000000002";
@@ -19,6 +19,18 @@ test("replica uuids: the same volume and slot always give the same uuid; slots a
   t.is(new Set(all).size, all.length);
   for (const u of all) t.is(checkUuid(u), null, u);
   t.not(replicaUuidFor(V, 0), V);
+});
+
+test("resource uuids derive from project, stack and name, per kind; the namespaces never change (state names these uuids)", (t) => {
+  const kinds = ["Pool", "Volume", "Replica", "Nexus"] as const;
+  const all = kinds.flatMap((k) => [resourceUuidFor(k, "proj", "dev", "a"), resourceUuidFor(k, "proj", "prod", "a"), resourceUuidFor(k, "proj", "dev", "b")]);
+  t.is(new Set(all).size, all.length);
+  t.is(resourceUuidFor("Volume", "proj", "dev", "a"), resourceUuidFor("Volume", "proj", "dev", "a"));
+  // Pinned: a changed namespace would give every existing program's volumes new uuids (a replace).
+  t.is(resourceUuidFor("Volume", "proj", "dev", "a"), uuidV5("6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41", "proj/dev/a"));
+  t.is(resourceUuidFor("Pool", "proj", "dev", "a"), uuidV5("3c0b9e27-5d4f-4a8e-b1c6-7e2d9f4a0b53", "proj/dev/a"));
+  t.is(resourceUuidFor("Replica", "proj", "dev", "a"), uuidV5("2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60", "proj/dev/a"));
+  t.is(resourceUuidFor("Nexus", "proj", "dev", "a"), uuidV5("c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27", "proj/dev/a"));
 });
 
 const GiB = 1024 ** 3;
