@@ -18,6 +18,12 @@ export interface EngineConfig {
   readonly token: string;
   /** Where the NVMe/TCP target listens for hosts (port 0 = any free port). */
   readonly nvmf_listen: HostPort;
+  /**
+   * The host other nodes and hosts reach the NVMe/TCP target at: what shares, child URIs and
+   * nexus addresses carry. The listen host unless that is a wildcard (0.0.0.0, ::), which no
+   * one can connect to (a nexus would connect to itself): then --nvmf-advertise is required.
+   */
+  readonly nvmf_advertise_host: string;
   /** Where the NVMe/TCP discovery controller listens. */
   readonly nvmf_discovery_listen: HostPort;
   /** Tests only: serve the FaultInjection API and wrap nexus children so faults can be injected. */
@@ -34,7 +40,7 @@ export interface HostPort {
 export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-file FILE
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
                      [--device-dir DIR]...
-                     [--nvmf-listen HOST:PORT] [--nvmf-discovery-listen HOST:PORT]
+                     [--nvmf-listen HOST:PORT] [--nvmf-advertise HOST] [--nvmf-discovery-listen HOST:PORT]
                      [--enable-fault-injection] [--dhchap-secret-file FILE]
 
   --node NAME          this storage node's name (unique in the cluster)
@@ -47,6 +53,9 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
   --cores N            reactor threads that own all data I/O (default 1)
   --token-file FILE    file holding the token every API call must carry
   --nvmf-listen H:P    where hosts connect over NVMe/TCP (default 127.0.0.1:4420)
+  --nvmf-advertise HOST
+                       the address other nodes and hosts reach this one's NVMe/TCP target
+                       at (default: the listen host; required when that is 0.0.0.0 or ::)
   --nvmf-discovery-listen H:P
                        the NVMe/TCP discovery controller (default 127.0.0.1:8009)
   --dhchap-secret-file FILE
@@ -71,7 +80,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-discovery-listen", "dhchap-secret-file"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-advertise", "nvmf-discovery-listen", "dhchap-secret-file"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
     if (key === "device-dir") deviceDirs.push(value);
@@ -125,6 +134,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   if (token.length < 16) throw new ConfigError(`--token-file ${tokenFile} must hold a token of at least 16 characters`);
 
   const nvmf_listen = parseHostPort("nvmf-listen", values.get("nvmf-listen") ?? "127.0.0.1:4420");
+  const nvmf_advertise_host = advertiseHost(nvmf_listen, values.get("nvmf-advertise"));
   const nvmf_discovery_listen = parseHostPort("nvmf-discovery-listen", values.get("nvmf-discovery-listen") ?? "127.0.0.1:8009");
 
   const enable_fault_injection = values.get("enable-fault-injection") === "true";
@@ -140,10 +150,28 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     const problem = checkDhchapSecret(dhchap_secret);
     if (problem) throw new ConfigError(`--dhchap-secret-file ${secretFile}: the secret ${problem}`);
   }
-  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_discovery_listen, enable_fault_injection, dhchap_secret };
+  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_advertise_host, nvmf_discovery_listen, enable_fault_injection, dhchap_secret };
 }
 
 /** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */
+const isWildcard = (host: string) => host === "0.0.0.0" || /^[0:]+$/.test(host);
+
+/** What shares and child URIs carry: never a wildcard, which would make a nexus connect to itself. */
+function advertiseHost(listen: HostPort, flag: string | undefined): string {
+  if (flag === undefined) {
+    if (isWildcard(listen.host))
+      throw new ConfigError(
+        `--nvmf-listen ${listen.host} listens on every address, but no one can connect to it: ` +
+          "give --nvmf-advertise HOST, the address other nodes and hosts reach this one at",
+      );
+    return listen.host;
+  }
+  const host = flag.replace(/^\[(.*)\]$/, "$1");
+  if (!/^[^\s:\[\]]+$/.test(host) && !/^[0-9a-fA-F:]+$/.test(host)) throw new ConfigError(`--nvmf-advertise must be a host name or address, got "${flag}"`);
+  if (isWildcard(host)) throw new ConfigError(`--nvmf-advertise ${flag} is a wildcard: give the address other nodes and hosts reach this one at`);
+  return host;
+}
+
 function parseHostPort(flag: string, text: string): HostPort {
   const m = /^([^\s:\[\]]+):([0-9]{1,5})$/.exec(text) ?? /^\[([0-9a-fA-F:]+)\]:([0-9]{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : NaN;

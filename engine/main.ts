@@ -51,9 +51,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     config.grpc_listen,
     log,
   );
-  service.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
+  // Shares and nexuses carry the advertised address (never a wildcard listen address).
+  const advertised = config.nvmf_advertise_host;
+  const nvmfAddress = `${advertised.includes(":") ? `[${advertised}]` : advertised}:${nvmfPorts.listen_port}`;
+  service.setNvmfAddress(nvmfAddress);
   const nexus = new NexusService(native, new StateStore(config.data_dir), config.node, config.enable_fault_injection, log);
-  nexus.setNvmfAddress(`${io.host.includes(":") ? `[${io.host}]` : io.host}:${nvmfPorts.listen_port}`);
+  nexus.setNvmfAddress(nvmfAddress);
   if (config.dhchap_secret) {
     // Before nexuses come back: their remote children may require authentication.
     await native.setHostSecret({ host_nqn: hostNqnOf(config.node), dhchap_secret: config.dhchap_secret });

@@ -52,3 +52,14 @@ test("--dhchap-secret-file: a DHHC-1 secret is loaded; a bad one is refused with
   const err = t.throws(() => parseFlags([...base, "--dhchap-secret-file", bad]), { message: /--dhchap-secret-file .*CRC-32/ });
   t.false(err!.message.includes(wrong.slice(10, 40)));
 });
+
+test("a wildcard --nvmf-listen needs --nvmf-advertise: shares and child URIs never carry 0.0.0.0 (a nexus would connect to itself)", (t) => {
+  t.is(parseFlags(base).nvmf_advertise_host, "127.0.0.1");
+  t.is(parseFlags([...base, "--nvmf-listen", "10.0.0.5:4420"]).nvmf_advertise_host, "10.0.0.5");
+  t.throws(() => parseFlags([...base, "--nvmf-listen", "0.0.0.0:4420"]), { instanceOf: ConfigError, message: /--nvmf-listen 0\.0\.0\.0 .*give --nvmf-advertise HOST/ });
+  t.throws(() => parseFlags([...base, "--nvmf-listen", "[::]:4420"]), { message: /give --nvmf-advertise/ });
+  t.is(parseFlags([...base, "--nvmf-listen", "0.0.0.0:4420", "--nvmf-advertise", "node-a.storage"]).nvmf_advertise_host, "node-a.storage");
+  t.is(parseFlags([...base, "--nvmf-listen", "[::]:4420", "--nvmf-advertise", "[fd00::5]"]).nvmf_advertise_host, "fd00::5");
+  t.throws(() => parseFlags([...base, "--nvmf-listen", "0.0.0.0:4420", "--nvmf-advertise", "0.0.0.0"]), { message: /--nvmf-advertise 0\.0\.0\.0 is a wildcard/ });
+  t.throws(() => parseFlags([...base, "--nvmf-advertise", "a b"]), { message: /--nvmf-advertise must be a host name or address/ });
+});
