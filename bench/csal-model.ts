@@ -9,6 +9,8 @@
 // WAF here is base blocks written / host blocks written, measured after a warm-up that writes
 // the logical space `warmupPasses` times, so it is the steady state, not the fill.
 
+import { seededRandom } from "../test/helpers/random";
+
 export interface ModelConfig {
   readonly bands: number;
   readonly bandBlocks: number;
@@ -41,17 +43,6 @@ export interface ModelResult {
 }
 
 const NONE = -1;
-
-/** mulberry32: small, seeded, good enough to pick blocks. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function simulateGreedy(config: ModelConfig, workload: Workload): ModelResult {
   const { bands, bandBlocks } = config;
@@ -108,7 +99,7 @@ export function simulateGreedy(config: ModelConfig, workload: Workload): ModelRe
     }
   };
 
-  const random = rng(config.seed);
+  const random = seededRandom(config.seed);
   const hotBlocks = Math.max(1, Math.floor(logicalBlocks * workload.hotSpaceFraction));
   const pick = () => {
     if (random() < workload.hotWriteFraction) return Math.floor(random() * hotBlocks);

@@ -16,6 +16,7 @@ import { recoverInterruptedUpdate, openStack } from "../../cli/pulumi";
 import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { expectClean, VerifyingLoad, VolumeModel } from "../helpers/load";
+import { seededRandom } from "../helpers/random";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "interrupted");
 const PROJECT = "strata-interrupted";
@@ -33,17 +34,6 @@ const STATES = [
   { replicas: "3", thin: "true", extras: "0" },
   { replicas: "2", thin: "true", extras: "2" },
 ];
-
-/** mulberry32: a small seeded generator, so a failing run can be replayed with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let cluster: TestCluster;
 let stack: Stack;
@@ -199,7 +189,7 @@ async function setState(state: Record<string, string>): Promise<void> {
 test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, change and delete volumes: the next up converges, nothing leaks, no byte is lost`, async (t) => {
   t.timeout(KILL_POINTS * 90_000);
   t.log(`seed ${SEED} (STRATA_KILL_SEED=${SEED} replays it)`);
-  const random = rng(SEED);
+  const random = seededRandom(SEED);
   let longestStepsMs = await completes("up");
   const nexus = (await stack.outputs()).nexus.value as { port: number; nqn: string };
   const secret = (await stack.outputs()).frontendDhchapSecret.value as string;
@@ -209,7 +199,6 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, c
   load.start(2, 0.3);
 
   let interrupted = 0;
-  const history: string[] = [];
   for (let i = 0; i < KILL_POINTS; i++) {
     const iterationStart = Date.now();
     const state = STATES[i % STATES.length];
@@ -225,7 +214,7 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, c
     const killed = await runPulumi("up", delayMs);
     phase("killed");
     if (killed.pending.length > 0) interrupted++;
-    history.push(`#${i} ${JSON.stringify(state)} +${delayMs} ms: ${killed.finished ? "finished first" : killed.pending.join(", ") || "between steps"}`);
+    const what = `#${i} ${JSON.stringify(state)} +${delayMs} ms: ${killed.finished ? "finished first" : killed.pending.join(", ") || "between steps"}`;
     t.is(killed.repairs.filter((r) => r.includes("lock")).length, killed.finished ? 0 : 1, `#${i}: the killed CLI's lock is recognised as stale and cleared`);
     if (killed.repairs.length > 1) t.log(`#${i}: ${killed.repairs.join("; ")}`);
     longestStepsMs = Math.max(longestStepsMs, await completes("up"));
@@ -239,7 +228,7 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, c
     t.deepEqual(await load.verifyAll(), [], `#${i}: every byte the host wrote reads back`);
     load.start(2, 0.3);
     phase("verify");
-    t.log(`${history[history.length - 1]} (${((Date.now() - iterationStart) / 1000).toFixed(0)} s: ${phases.join(", ")})`);
+    t.log(`${what} (${((Date.now() - iterationStart) / 1000).toFixed(0)} s: ${phases.join(", ")})`);
   }
   await load.stop();
   // A kill that never lands inside a resource step tests nothing: most must.
@@ -248,10 +237,9 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, c
 
 test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during destroys: the next destroy leaves every engine empty`, async (t) => {
   t.timeout(KILL_POINTS * 90_000);
-  const random = rng(SEED + 1);
+  const random = seededRandom(SEED + 1);
   let interrupted = 0;
   let longestStepsMs = 0;
-  const history: string[] = [];
   for (let i = 0; i < KILL_POINTS; i++) {
     await setState(STATES[i % STATES.length]);
     await completes("up");
@@ -264,8 +252,7 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during destroys: the next
     // Only a delete in flight counts: Pulumi keeps a create that an earlier kill interrupted among
     // the pending operations through later destroys.
     if (killed.pending.some((p) => p.startsWith("deleting"))) interrupted++;
-    history.push(`#${i} +${delayMs} ms: ${killed.finished ? "finished first" : killed.pending.join(", ") || "between steps"}`);
-    t.log(history[history.length - 1]);
+    t.log(`#${i} +${delayMs} ms: ${killed.finished ? "finished first" : killed.pending.join(", ") || "between steps"}`);
     if (killed.repairs.length > 1) t.log(`#${i}: ${killed.repairs.join("; ")}`);
     longestStepsMs = Math.max(longestStepsMs, await completes("destroy"));
     await enginesMatchState(t, `#${i} after the destroy that followed the kill`);
