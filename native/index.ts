@@ -222,6 +222,46 @@ export interface ZoneInfo {
   readonly state: ZoneState;
 }
 
+/** A CSAL tiered device just formatted (createFtl): what a pool takes as its disk. */
+export interface FtlCreated {
+  uri: string;
+  uuid: string;
+  size_bytes: number;
+}
+
+/** An open FTL's counters (native/src/ftl/ftl_device.h FtlStatsData). */
+export interface FtlStats {
+  uuid: string;
+  uri: string;
+  logical_bytes: number;
+  host_write_bytes: number;
+  host_read_bytes: number;
+  /** Data and record headers. */
+  cache_write_bytes: number;
+  /** Compaction: cache to base. */
+  base_write_bytes_host: number;
+  /** GC relocation: base to base. */
+  base_write_bytes_gc: number;
+  /** Band footers and padding. */
+  base_write_bytes_meta: number;
+  base_writes: number;
+  /** Base writes that began where the band's previous write ended. */
+  base_sequential_writes: number;
+  gc_relocated_blocks: number;
+  gc_victims: number;
+  /** Host writes that waited for a free cache chunk. */
+  throttle_events: number;
+  padded_band_closes: number;
+  band_count: number;
+  free_bands: number;
+  chunk_count: number;
+  free_chunks: number;
+  recovered_records: number;
+  recovered_bands: number;
+  /** Set once a cache or base write failed; every I/O fails from then on. */
+  failed_reason: string | null;
+}
+
 export interface ZoneReport {
   readonly zone_size_bytes: number;
   readonly block_size_bytes: number;
@@ -417,6 +457,17 @@ export interface NativeStorage {
   zoneManage(opts: { uri: string; action: ZoneAction; zone_start_bytes: number }): Promise<void>;
   /** Zone Append: writes `data` at the zone's write pointer and resolves with where it went. */
   zoneAppend(opts: { uri: string; zone_start_bytes: number; data: Buffer }): Promise<ZoneAppendResult>;
+
+  /**
+   * Formats a CSAL tiered device (FTL) over a cache and a base device, once: refuses devices
+   * holding data (or another FTL) unless `force`. Resolves with its ftl:// URI, which opens
+   * (loads, never formats) wherever a device URI is taken.
+   */
+  createFtl(opts: { cache_uri: string; base_uri: string; op_percent?: number; band_mib?: number; chunk_kib?: number; force?: boolean }): Promise<FtlCreated>;
+  /** Wipes both superblocks; refused while the FTL is open (a pool is on it). */
+  destroyFtl(opts: { uri: string }): Promise<void>;
+  /** FTLs open in this process, with their counters. */
+  listFtl(): Promise<FtlStats[]>;
 
   /** Benchmarks only: copies a range between two devices, `queue_depth` segments in flight (the raw-copy baseline of a rebuild). */
   copyDevice(opts: { src_uri: string; dst_uri: string; offset_bytes: number; length_bytes: number; segment_bytes: number; queue_depth: number }): Promise<BenchResult>;

@@ -252,6 +252,41 @@ Napi::Value to_js(Napi::Env env, const ZoneAppendData& a) {
   return o;
 }
 
+Napi::Value to_js(Napi::Env env, const FtlCreated& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uri", c.uri);
+  o.Set("uuid", c.uuid);
+  o.Set("size_bytes", num(env, c.size_bytes));
+  return o;
+}
+
+Napi::Value to_js(Napi::Env env, const FtlStatsData& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("uuid", s.uuid);
+  o.Set("uri", s.uri);
+  o.Set("logical_bytes", num(env, s.logical_bytes));
+  o.Set("host_write_bytes", num(env, s.host_write_bytes));
+  o.Set("host_read_bytes", num(env, s.host_read_bytes));
+  o.Set("cache_write_bytes", num(env, s.cache_write_bytes));
+  o.Set("base_write_bytes_host", num(env, s.base_write_bytes_host));
+  o.Set("base_write_bytes_gc", num(env, s.base_write_bytes_gc));
+  o.Set("base_write_bytes_meta", num(env, s.base_write_bytes_meta));
+  o.Set("base_writes", num(env, s.base_writes));
+  o.Set("base_sequential_writes", num(env, s.base_sequential_writes));
+  o.Set("gc_relocated_blocks", num(env, s.gc_relocated_blocks));
+  o.Set("gc_victims", num(env, s.gc_victims));
+  o.Set("throttle_events", num(env, s.throttle_events));
+  o.Set("padded_band_closes", num(env, s.padded_band_closes));
+  o.Set("band_count", num(env, s.band_count));
+  o.Set("free_bands", num(env, s.free_bands));
+  o.Set("chunk_count", num(env, s.chunk_count));
+  o.Set("free_chunks", num(env, s.free_chunks));
+  o.Set("recovered_records", num(env, s.recovered_records));
+  o.Set("recovered_bands", num(env, s.recovered_bands));
+  o.Set("failed_reason", str_or_null(env, s.failed_reason));
+  return o;
+}
+
 template <typename T>
 Napi::Value to_js(Napi::Env env, const std::vector<T>& items) {
   Napi::Array a = Napi::Array::New(env, items.size());
@@ -605,6 +640,34 @@ Napi::Value DeviceIo(const Napi::CallbackInfo& info) {
   });
 }
 
+// createFtl({cache_uri, base_uri, op_percent?, band_mib?, chunk_kib?, force?}),
+// destroyFtl({uri}), listFtl(): CSAL tiered devices (ftl/ftl_device.h).
+Napi::Value CreateFtl(const Napi::CallbackInfo& info) {
+  return async_call<FtlCreated>(info, default_to_js<FtlCreated>(), [&](const Napi::Object& o, auto done) {
+    FtlCreateOptions c;
+    c.cache_uri = get_string(o, "cache_uri");
+    c.base_uri = get_string(o, "base_uri");
+    auto small = [&](const char* key, uint32_t fallback) { return o.Has(key) && !o.Get(key).IsUndefined() ? uint32_t(std::min<uint64_t>(get_u64(o, key), UINT32_MAX)) : fallback; };
+    c.op_percent = small("op_percent", c.op_percent);
+    c.band_mib = small("band_mib", c.band_mib);
+    c.chunk_kib = small("chunk_kib", c.chunk_kib);
+    c.force = o.Has("force") && !o.Get("force").IsUndefined() && get_bool(o, "force");
+    Engine::instance().create_ftl(c, done);
+  });
+}
+
+Napi::Value DestroyFtl(const Napi::CallbackInfo& info) {
+  return async_call<Unit>(info, undefined_to_js(), [&](const Napi::Object& o, auto done) {
+    Engine::instance().destroy_ftl(get_string(o, "uri"), unit_done(done));
+  });
+}
+
+Napi::Value ListFtl(const Napi::CallbackInfo& info) {
+  return async_call<std::vector<FtlStatsData>>(info, default_to_js<std::vector<FtlStatsData>>(), [&](const Napi::Object&, auto done) {
+    Engine::instance().list_ftl(done);
+  });
+}
+
 // zoneReport({uri}), zoneManage({uri, action, zone_start_bytes}), zoneAppend({uri,
 // zone_start_bytes, data}): zoned devices, tests and tools only.
 Napi::Value ZoneReport(const Napi::CallbackInfo& info) {
@@ -813,6 +876,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceIo", Napi::Function::New(env, DeviceIo, "deviceIo"));
   exports.Set("copyDevice", Napi::Function::New(env, CopyDevice, "copyDevice"));
   exports.Set("zoneReport", Napi::Function::New(env, ZoneReport, "zoneReport"));
+  exports.Set("createFtl", Napi::Function::New(env, CreateFtl, "createFtl"));
+  exports.Set("destroyFtl", Napi::Function::New(env, DestroyFtl, "destroyFtl"));
+  exports.Set("listFtl", Napi::Function::New(env, ListFtl, "listFtl"));
   exports.Set("zoneManage", Napi::Function::New(env, ZoneManage, "zoneManage"));
   exports.Set("zoneAppend", Napi::Function::New(env, ZoneAppend, "zoneAppend"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));

@@ -703,6 +703,26 @@ void Engine::with_zones(const std::string& uri, std::function<void(Error)> faile
   });
 }
 
+void Engine::create_ftl(FtlCreateOptions options, Callback<FtlCreated> done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s.error());
+  }
+  control_->post([options, done] { done(strata::create_ftl(options)); });
+}
+
+void Engine::destroy_ftl(const std::string& uri, StatusCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (Status s = check_running(); !s.ok()) return done(s);
+  }
+  control_->post([uri, done] { done(strata::destroy_ftl(uri)); });
+}
+
+void Engine::list_ftl(Callback<std::vector<FtlStatsData>> done) {
+  control_->post([done] { done(list_ftl_stats()); });
+}
+
 void Engine::zone_report(const std::string& uri, Callback<ZoneReportData> done) {
   with_zones(uri, [done](Error e) { done(std::move(e)); }, [this, done](std::shared_ptr<Device> device, Zones& zones, Reactor&) {
     ZoneReportData report = zones.report();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "device/zones.h"
+#include "ftl/ftl_device.h"
 #include "nexus/nexus.h"
 #include "nvmf/initiator.h"
 #include "nvmf/target.h"
@@ -71,6 +72,13 @@ class Engine {
   // Resolves with where the data went.
   void zone_append(const std::string& uri, uint64_t zone_start_bytes, std::shared_ptr<AlignedBuffer> buffer, Callback<ZoneAppendData> done);
   void bench_replica(BenchOptions options, Callback<BenchResultData> done);
+
+  // CSAL tiered devices (ftl/ftl_device.h). create_ftl formats once; a pool opens the ftl:// URI.
+  // destroy_ftl wipes both superblocks, refused while the FTL is open (a pool is on it).
+  void create_ftl(FtlCreateOptions options, Callback<FtlCreated> done);
+  void destroy_ftl(const std::string& uri, StatusCallback done);
+  // The FTLs open in this process (a pool on each), with their counters.
+  void list_ftl(Callback<std::vector<FtlStatsData>> done);
 
   // NVMe/TCP target. start_nvmf binds both listeners (port 0 = any free port) and reports the
   // ports bound. A replica is shared as subsystem nqn.2026-11.io.strata:replica:<uuid> with

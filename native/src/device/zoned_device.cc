@@ -1,5 +1,6 @@
 #include "device/zoned_device.h"
 #include "device/uri.h"
+#include "util/bytes.h"
 
 #include <algorithm>
 #include <cassert>
@@ -92,35 +93,6 @@ constexpr const char* kZonedGrammar = "zoned://?base=<percent-encoded device URI
 constexpr uint64_t kMaxZoneMib = 1 << 16;   // 64 GiB zones: beyond any drive's
 constexpr uint64_t kMaxResources = 1 << 20;  // max_open / max_active
 
-Result<std::string> percent_decode(const std::string& in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); i++) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) || !std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-      return Error{ErrorCode::kInvalidArgument, str("base '", in, "' has a '%' not followed by two hex digits")};
-    }
-    out += static_cast<char>(std::strtol(in.substr(i + 1, 2).c_str(), nullptr, 16));
-    i += 2;
-  }
-  return out;
-}
-
-std::string percent_encode(const std::string& in) {
-  std::string out;
-  for (unsigned char c : in) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/' || c == ':') {
-      out += static_cast<char>(c);
-    } else {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
 
 std::string zoned_uri(const std::string& base_uri, const ZonedGeometry& g) {
   std::string uri = str("zoned://?base=", percent_encode(base_uri), "&zone_mib=", g.zone_size_bytes >> 20);
@@ -178,18 +150,6 @@ Result<std::unique_ptr<Device>> open_zoned_device(const std::string& uri, bool m
 // ---- the device -------------------------------------------------------------------------------
 
 namespace {
-void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }  // every supported host is little-endian
-void put_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
-uint32_t get_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
 uint32_t metadata_crc(const uint8_t* data, uint32_t length_bytes) {
   const uint8_t zero[4] = {0, 0, 0, 0};
   uint32_t crc = crc32c(0, data, zoned_format::kCrcOffset);

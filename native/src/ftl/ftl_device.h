@@ -1,0 +1,84 @@
+// The CSAL tiered device: a flash translation layer over a fast cache device and a large base
+// device (rules and layout: ftl/FORMAT.md; the plan it follows: ftl/DESIGN.md).
+//
+//   ftl://?cache=<percent-encoded URI>&base=<percent-encoded URI>
+//
+// Every host write is appended to the cache as a record (a header block naming the LBAs, the
+// sequence number and each block's CRC32C, then the data) and acknowledged once it is written
+// there, in sequence order. A background worker drains full cache chunks into base bands,
+// strictly sequentially within each band, and garbage-collects base bands greedily; relocated
+// (cold) and host (hot) data go to different open bands. Opening only loads: create_ftl formats.
+//
+// Threads: the FTL owns one reactor; its maps and queues live on that thread only. I/O from any
+// other reactor is posted to it and completes back on the caller's reactor; the *_sync calls
+// (control thread) post and wait.
+#pragma once
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device/device.h"
+#include "ftl/format.h"
+#include "util/aligned_buffer.h"
+
+namespace strata {
+
+struct FtlCreateOptions {
+  std::string cache_uri;
+  std::string base_uri;
+  uint32_t op_percent = 20;  // base band space kept spare for GC
+  uint32_t band_mib = 0;     // 0: 64 MiB on a conventional base, the zone on a zoned one
+  uint32_t chunk_kib = 1024;
+  bool force = false;        // format over devices that hold data (or another FTL)
+};
+
+struct FtlCreated {
+  std::string uri;   // ftl://?cache=…&base=…, what a pool takes as its disk
+  std::string uuid;
+  uint64_t size_bytes;
+};
+
+// Formats an FTL over two devices (nothing else may have them open). Refuses devices holding
+// data unless `force`; writes the superblocks last, so a crash in between leaves no FTL.
+Result<FtlCreated> create_ftl(const FtlCreateOptions& options);
+
+// Wipes both superblocks, so the devices hold no FTL; refused while the FTL is open here. An
+// FTL already gone (no superblock on either device) succeeds.
+Status destroy_ftl(const std::string& uri);
+
+// Parses an ftl:// URI and loads the FTL (never formats): checks both superblocks, then
+// rebuilds the maps from the band footers and the cache log.
+Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may_create);
+
+struct FtlStatsData {
+  std::string uuid;
+  std::string uri;
+  uint64_t logical_bytes = 0;
+  uint64_t host_write_bytes = 0;
+  uint64_t host_read_bytes = 0;
+  uint64_t cache_write_bytes = 0;       // data and record headers
+  uint64_t base_write_bytes_host = 0;   // compaction: cache → base
+  uint64_t base_write_bytes_gc = 0;     // GC relocation: base → base
+  uint64_t base_write_bytes_meta = 0;   // band footers and padding
+  uint64_t base_writes = 0;
+  uint64_t base_sequential_writes = 0;  // started where the band's previous write ended
+  uint64_t gc_relocated_blocks = 0;
+  uint64_t gc_victims = 0;
+  uint64_t throttle_events = 0;         // host writes that waited for a free cache chunk
+  uint64_t padded_band_closes = 0;
+  uint32_t band_count = 0;
+  uint32_t free_bands = 0;
+  uint32_t chunk_count = 0;
+  uint32_t free_chunks = 0;
+  uint64_t recovered_records = 0;       // at the last open
+  uint64_t recovered_bands = 0;
+  std::string failed_reason;            // non-empty once a cache or base write failed
+};
+
+// Stats of an FTL open in this process, by uuid; NOT_FOUND if none is.
+Result<FtlStatsData> ftl_stats(const std::string& uuid);
+std::vector<FtlStatsData> list_ftl_stats();
+
+}  // namespace strata

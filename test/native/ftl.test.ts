@@ -1,0 +1,204 @@
+// The CSAL tiered device (native/src/ftl): created once, loaded ever after, every byte read back
+// after overwrites that drive compaction and GC, after reopening, and over a zoned base that
+// refuses any write a ZNS drive would.
+import test, { ExecutionContext } from "ava";
+import { randomUUID } from "node:crypto";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { FtlStats, NativeStorage } from "../../native";
+import { seededRandom } from "../helpers/random";
+import { expectCode, MiB, native, tempDisk } from "./helpers";
+
+const BLOCK = 4096;
+
+interface Ftl {
+  n: NativeStorage;
+  uri: string;
+  uuid: string;
+  size: number;
+  cachePath: string;
+  basePath: string;
+  cacheUri: string;
+  baseUri: string;
+}
+
+/** An FTL over two fresh sparse files (a zoned base when zoneMiB is given). */
+async function makeFtl(t: ExecutionContext, opts: { cacheMiB?: number; baseMiB?: number; bandMiB?: number; zoneMiB?: number; maxOpen?: number; op?: number } = {}): Promise<Ftl> {
+  const n = native();
+  const cache = tempDisk(t, opts.cacheMiB ?? 16);
+  const base = tempDisk(t, opts.baseMiB ?? 96);
+  const baseUri = opts.zoneMiB
+    ? `zoned://?base=${encodeURIComponent(base.uri)}&zone_mib=${opts.zoneMiB}${opts.maxOpen ? `&max_open=${opts.maxOpen}&max_active=${opts.maxOpen}` : ""}`
+    : base.uri;
+  const created = await n.createFtl({ cache_uri: cache.uri, base_uri: baseUri, band_mib: opts.zoneMiB ? undefined : opts.bandMiB ?? 2, chunk_kib: 256, op_percent: opts.op });
+  return { n, uri: created.uri, uuid: created.uuid, size: created.size_bytes, cachePath: cache.path, basePath: base.path, cacheUri: cache.uri, baseUri };
+}
+
+/** A shadow of what the device must hold, and a random overwrite workload that keeps it. */
+class Shadow {
+  readonly bytes: Buffer;
+  constructor(size: number) {
+    this.bytes = Buffer.alloc(size);
+  }
+  write(offset: number, data: Buffer): void {
+    data.copy(this.bytes, offset);
+  }
+  trim(offset: number, length: number): void {
+    this.bytes.fill(0, offset, offset + length);
+  }
+}
+
+async function devWrite(f: Ftl, offset: number, data: Buffer) {
+  await f.n.deviceIo({ uri: f.uri, kind: "write", offset_bytes: offset, length_bytes: data.length, data });
+}
+
+/** A pool on the FTL with one thick replica over most of it: the user's path to the device. */
+async function poolOn(f: Ftl, t: ExecutionContext) {
+  const pool = await f.n.createPool({ uuid: randomUUID(), name: `ftl-${randomUUID().slice(0, 8)}`, device_uri: f.uri, cluster_size_bytes: MiB, force: false });
+  const size = pool.capacity_bytes - 2 * MiB;
+  const replica = await f.n.createReplica({ uuid: randomUUID(), pool_uuid: pool.uuid, name: "r", size_bytes: size, thin: false });
+  t.teardown(async () => {
+    if ((await f.n.listPools()).some((p) => p.uuid === pool.uuid)) await f.n.exportPool({ uuid: pool.uuid });
+  });
+  return { pool, replica, size };
+}
+
+async function stats(f: Ftl): Promise<FtlStats> {
+  const s = (await f.n.listFtl()).find((x) => x.uuid === f.uuid);
+  if (!s) throw new Error(`FTL ${f.uuid} is not open`);
+  return s;
+}
+
+/** Random overwrites (4 KiB to 128 KiB) of `total` bytes, a trim now and then, with a shadow. */
+async function overwrite(f: Ftl, replicaUuid: string, size: number, shadow: Shadow, total: number, seed: number, queue = 8) {
+  const rnd = seededRandom(seed);
+  let written = 0;
+  const one = async () => {
+    while (written < total) {
+      const blocks = rnd() < 0.7 ? 1 : 1 + Math.floor(rnd() * 32);
+      const offset = Math.floor(rnd() * (size / BLOCK - blocks)) * BLOCK;
+      const length = blocks * BLOCK;
+      written += length;
+      if (rnd() < 0.02) {
+        shadow.trim(offset, length);
+        await f.n.replicaDeallocate({ uuid: replicaUuid, offset_bytes: offset, length_bytes: length });
+      } else {
+        const data = Buffer.alloc(length);
+        for (let i = 0; i < length; i += 8) data.writeDoubleLE(rnd(), i);
+        shadow.write(offset, data);
+        await f.n.replicaWrite({ uuid: replicaUuid, offset_bytes: offset, data });
+      }
+    }
+  };
+  // Writers never overlap in flight on one range here: each awaits its own I/O, and the shadow
+  // is updated before the write is issued, so overlapping writers would race. Keep them apart.
+  await Promise.all(Array.from({ length: queue }, () => one()));
+}
+
+async function verify(t: ExecutionContext, f: Ftl, replicaUuid: string, shadow: Shadow, size: number) {
+  const step = 4 * MiB;
+  for (let off = 0; off < size; off += step) {
+    const len = Math.min(step, size - off);
+    const got = await f.n.replicaRead({ uuid: replicaUuid, offset_bytes: off, length_bytes: len });
+    if (!got.equals(shadow.bytes.subarray(off, off + len))) {
+      let bad = 0;
+      while (got[bad] === shadow.bytes[off + bad]) bad++;
+      t.fail(`bytes differ at ${off + bad}`);
+      return;
+    }
+  }
+  t.pass();
+}
+
+test.serial("created once: reads zeros, keeps writes across reopening, and never formats on open", async (t) => {
+  const f = await makeFtl(t);
+  t.regex(f.uri, /^ftl:\/\/\?cache=.*&base=/);
+  t.true(f.size > 50 * MiB, `logical size ${f.size}`);
+  const zeros = await f.n.deviceIo({ uri: f.uri, kind: "read", offset_bytes: 0, length_bytes: 65536, data: null });
+  t.true(zeros!.equals(Buffer.alloc(65536)));
+  const data = Buffer.alloc(3 * BLOCK, 0x5a);
+  await devWrite(f, 8 * BLOCK, data);
+  const back = await f.n.deviceIo({ uri: f.uri, kind: "read", offset_bytes: 8 * BLOCK, length_bytes: data.length, data: null });
+  t.true(back!.equals(data));
+  // A second create over the same devices is refused, naming the FTL; force formats anew.
+  await expectCode(t, f.n.createFtl({ cache_uri: f.cacheUri, base_uri: f.baseUri, band_mib: 2, chunk_kib: 256 }), "FAILED_PRECONDITION", new RegExp(`belongs to FTL ${f.uuid}`));
+  const again = await f.n.createFtl({ cache_uri: f.cacheUri, base_uri: f.baseUri, band_mib: 2, chunk_kib: 256, force: true });
+  t.not(again.uuid, f.uuid);
+  const wiped = await f.n.deviceIo({ uri: again.uri, kind: "read", offset_bytes: 8 * BLOCK, length_bytes: data.length, data: null });
+  t.true(wiped!.equals(Buffer.alloc(data.length)));
+});
+
+test.serial("a swapped or foreign device is refused naming it; a corrupt superblock is DATA_LOSS", async (t) => {
+  const a = await makeFtl(t);
+  const b = await makeFtl(t);
+  const mixed = `ftl://?cache=${encodeURIComponent(a.cacheUri)}&base=${encodeURIComponent(b.baseUri)}`;
+  await expectCode(t, a.n.deviceIo({ uri: mixed, kind: "read", offset_bytes: 0, length_bytes: BLOCK, data: null }), "FAILED_PRECONDITION",
+    new RegExp(`belongs to FTL ${a.uuid} but base device .* to FTL ${b.uuid}`));
+  const swapped = `ftl://?cache=${encodeURIComponent(a.baseUri)}&base=${encodeURIComponent(a.cacheUri)}`;
+  await expectCode(t, a.n.deviceIo({ uri: swapped, kind: "read", offset_bytes: 0, length_bytes: BLOCK, data: null }), "FAILED_PRECONDITION", /is the base device of FTL .* given as the cache/);
+  const blank = tempDisk(t, 16);
+  const noFtl = `ftl://?cache=${encodeURIComponent(blank.uri)}&base=${encodeURIComponent(a.baseUri)}`;
+  await expectCode(t, a.n.deviceIo({ uri: noFtl, kind: "read", offset_bytes: 0, length_bytes: BLOCK, data: null }), "FAILED_PRECONDITION", /holds no FTL superblock.*opening never formats/);
+  // Data on a device: create refuses without force.
+  const used = tempDisk(t, 16);
+  const fd = openSync(used.path, "r+");
+  writeSync(fd, Buffer.from("someone's filesystem"), 0, 20, 4096);
+  closeSync(fd);
+  await expectCode(t, a.n.createFtl({ cache_uri: used.uri, base_uri: tempDisk(t, 96).uri, band_mib: 2, chunk_kib: 256 }), "FAILED_PRECONDITION", /cache device .* holds data; pass force/);
+  // One flipped byte in the cache superblock.
+  const cfd = openSync(a.cachePath, "r+");
+  const byte = Buffer.alloc(1);
+  readSync(cfd, byte, 0, 1, 70);
+  byte[0] ^= 0xff;
+  writeSync(cfd, byte, 0, 1, 70);
+  closeSync(cfd);
+  await expectCode(t, a.n.deviceIo({ uri: a.uri, kind: "read", offset_bytes: 0, length_bytes: BLOCK, data: null }), "DATA_LOSS", /superblock on cache device .* CRC32C/);
+});
+
+test.serial("a pool on the FTL: 3x its capacity of random overwrites and trims drive compaction and GC; every byte reads back, also after reopening", async (t) => {
+  const f = await makeFtl(t);
+  const { pool, replica, size } = await poolOn(f, t);
+  const shadow = new Shadow(size);
+  await overwrite(f, replica.uuid, size, shadow, 3 * f.size, 11);
+  const s = await stats(f);
+  t.log(JSON.stringify(s));
+  t.is(s.failed_reason, null);
+  t.true(s.gc_victims > 0, "GC ran");
+  t.true(s.base_write_bytes_host > 0);
+  t.is(s.base_sequential_writes, s.base_writes, "every base write is sequential within its band");
+  await verify(t, f, replica.uuid, shadow, size);
+  await f.n.exportPool({ uuid: pool.uuid });
+  await f.n.importPool({ device_uri: f.uri });
+  const after = await stats(f);
+  t.true(after.recovered_bands > 0 || after.recovered_records > 0);
+  await verify(t, f, replica.uuid, shadow, size);
+  // More overwrites on the recovered maps, then reopen again.
+  await overwrite(f, replica.uuid, size, shadow, f.size, 12);
+  await f.n.exportPool({ uuid: pool.uuid });
+  await f.n.importPool({ device_uri: f.uri });
+  await verify(t, f, replica.uuid, shadow, size);
+});
+
+test.serial("on a zoned base (max 2 open zones) the FTL issues no write the zoned device refuses", async (t) => {
+  const f = await makeFtl(t, { zoneMiB: 2, maxOpen: 2 });
+  const { pool, replica, size } = await poolOn(f, t);
+  const shadow = new Shadow(size);
+  await overwrite(f, replica.uuid, size, shadow, 2 * f.size, 21);
+  const s = await stats(f);
+  t.log(JSON.stringify(s));
+  t.is(s.failed_reason, null, "no write was refused");
+  t.true(s.gc_victims > 0);
+  await verify(t, f, replica.uuid, shadow, size);
+  await f.n.exportPool({ uuid: pool.uuid });
+  await f.n.importPool({ device_uri: f.uri });
+  await verify(t, f, replica.uuid, shadow, size);
+});
+
+test.serial("destroying an FTL a pool is on is refused; after the pool goes, it wipes both superblocks", async (t) => {
+  const f = await makeFtl(t);
+  const { pool } = await poolOn(f, t);
+  await expectCode(t, f.n.destroyFtl({ uri: f.uri }), "FAILED_PRECONDITION", /is open \(a pool is on it\)/);
+  await f.n.destroyPool({ uuid: pool.uuid });
+  await f.n.destroyFtl({ uri: f.uri });
+  await f.n.destroyFtl({ uri: f.uri }); // gone already: succeeds
+  await expectCode(t, f.n.deviceIo({ uri: f.uri, kind: "read", offset_bytes: 0, length_bytes: BLOCK, data: null }), "FAILED_PRECONDITION", /holds no FTL superblock/);
+});
