@@ -4,6 +4,8 @@
 // value is fine, or a reason that names the rule ("must be ..."), never throws.
 
 import { crc32 } from "node:zlib";
+// Mutual: csal-rules builds on checkDeviceUri; both only call each other at run time.
+import { checkFtlUri } from "./csal-rules";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
@@ -69,6 +71,7 @@ export function checkClusterSizeBytes(value: unknown): string | null {
  */
 export function checkDeviceUri(value: unknown): string | null {
   if (typeof value !== "string" || value.length === 0) return `must be a device URI string, got ${describe(value)}`;
+  if (value.startsWith("ftl:")) return checkFtlUri(value);  // a CSAL device
   let url: URL;
   try {
     url = new URL(value);

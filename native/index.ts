@@ -320,9 +320,23 @@ export interface NativeNexusRules {
   readonly node_nqn_prefix: string;
 }
 
+/** The CSAL device limits as C++ enforces them (native/src/ftl/format.h); copy: common/csal-rules.ts. */
+export interface NativeFtlRules {
+  readonly op_percent_min: number;
+  readonly op_percent_max: number;
+  readonly op_percent_default: number;
+  readonly band_mib_max: number;
+  readonly band_mib_default: number;
+  readonly chunk_kib_min: number;
+  readonly chunk_kib_max: number;
+  readonly chunk_kib_default: number;
+}
+
 export interface NativeStorage {
   /** The nexus rules compiled into the addon. Synchronous, and callable before `start`. */
   nexusRules(): NativeNexusRules;
+  /** The CSAL device limits compiled into the addon. Synchronous. */
+  ftlRules(): NativeFtlRules;
   /**
    * Starts `cores` reactor threads. Must be called once before any other call.
    * `fault_injection` (tests only) wraps nexus children so injectFault works.
@@ -463,7 +477,16 @@ export interface NativeStorage {
    * holding data (or another FTL) unless `force`. Resolves with its ftl:// URI, which opens
    * (loads, never formats) wherever a device URI is taken.
    */
-  createFtl(opts: { cache_uri: string; base_uri: string; op_percent?: number; band_mib?: number; chunk_kib?: number; force?: boolean }): Promise<FtlCreated>;
+  createFtl(opts: {
+    cache_uri: string;
+    base_uri: string;
+    op_percent?: number;
+    band_mib?: number;
+    chunk_kib?: number;
+    force?: boolean;
+    /** The FTL's uuid; with it, a create repeated over devices holding this FTL returns it unformatted. */
+    uuid?: string;
+  }): Promise<FtlCreated>;
   /** Wipes both superblocks; refused while the FTL is open (a pool is on it). */
   destroyFtl(opts: { uri: string }): Promise<void>;
   /** FTLs open in this process, with their counters. */

@@ -652,6 +652,7 @@ Napi::Value CreateFtl(const Napi::CallbackInfo& info) {
     c.band_mib = small("band_mib", c.band_mib);
     c.chunk_kib = small("chunk_kib", c.chunk_kib);
     c.force = o.Has("force") && !o.Get("force").IsUndefined() && get_bool(o, "force");
+    if (o.Has("uuid") && !o.Get("uuid").IsUndefined()) c.uuid = get_string(o, "uuid");
     Engine::instance().create_ftl(c, done);
   });
 }
@@ -841,8 +842,24 @@ Napi::Value NexusRules(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The CSAL device limits C++ enforces (ftl/format.h); their TypeScript copy is common/csal-rules.ts.
+Napi::Value FtlRules(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("op_percent_min", num(env, ftl_format::kOpPercentMin));
+  o.Set("op_percent_max", num(env, ftl_format::kOpPercentMax));
+  o.Set("op_percent_default", num(env, ftl_format::kOpPercentDefault));
+  o.Set("band_mib_max", num(env, ftl_format::kBandMibMax));
+  o.Set("band_mib_default", num(env, ftl_format::kBandMibDefault));
+  o.Set("chunk_kib_min", num(env, ftl_format::kChunkKibMin));
+  o.Set("chunk_kib_max", num(env, ftl_format::kChunkKibMax));
+  o.Set("chunk_kib_default", num(env, ftl_format::kChunkKibDefault));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nexusRules", Napi::Function::New(env, NexusRules, "nexusRules"));
+  exports.Set("ftlRules", Napi::Function::New(env, FtlRules, "ftlRules"));
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("probeDevice", Napi::Function::New(env, ProbeDevice, "probeDevice"));

@@ -662,15 +662,19 @@ void Engine::device_io(const std::string& uri, IoKind kind, uint64_t offset_byte
   control_->post([this, uri, kind, offset_bytes, length_bytes, buffer, done] {
     auto dev = open_any_device(uri);
     if (!dev.ok()) return done(Status(dev.error()));
-    std::shared_ptr<Device> device = std::move(dev.value());
-    Reactor* reactor = home_reactor(*device, reactors_[0].get());
-    auto finish = [this, device, buffer, done, uri](int res) {
-      control_->post([device, done, res, uri] {
+    // The device closes on this thread before the caller hears back (so the next call may open
+    // it again, e.g. an FTL, which has one opener at a time): the I/O path holds only `holder`.
+    auto holder = std::make_shared<std::shared_ptr<Device>>(std::move(dev.value()));
+    Reactor* reactor = home_reactor(**holder, reactors_[0].get());
+    auto finish = [this, holder, buffer, done, uri](int res) {
+      control_->post([holder, done, res, uri] {
+        holder->reset();
         if (res < 0) return done(Status(io_result_code(res), str("I/O on ", uri, res == -ETIMEDOUT ? " timed out" : " failed", ": ", io_result_text(res))));
         done(Status());
       });
     };
-    reactor->post([device, reactor, kind, offset_bytes, length_bytes, buffer, finish] {
+    reactor->post([holder, reactor, kind, offset_bytes, length_bytes, buffer, finish] {
+      Device* device = holder->get();
       uint8_t* data = buffer ? buffer->data() : nullptr;
       auto len = static_cast<uint32_t>(length_bytes);
       switch (kind) {

@@ -12,6 +12,12 @@ namespace strata::ftl_format {
 constexpr uint32_t kBlockBytes = 4096;
 constexpr uint32_t kVersion = 1;
 
+// What a create accepts (the control plane's copy: common/csal-rules.ts, kept equal by
+// test/native/csal-rules.test.ts through the addon's ftlRules()).
+constexpr uint32_t kOpPercentMin = 5, kOpPercentMax = 90, kOpPercentDefault = 20;
+constexpr uint32_t kBandMibMax = 4096, kBandMibDefault = 64;
+constexpr uint32_t kChunkKibMin = 64, kChunkKibMax = 65536, kChunkKibDefault = 1024;
+
 // ---- superblock: block 0 of both devices ---------------------------------------------------------
 constexpr char kSuperblockMagic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'F', 'T'};
 enum class Role : uint32_t { kCache = 1, kBase = 2 };

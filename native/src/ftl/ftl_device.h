@@ -28,10 +28,14 @@ namespace strata {
 struct FtlCreateOptions {
   std::string cache_uri;
   std::string base_uri;
-  uint32_t op_percent = 20;  // base band space kept spare for GC
-  uint32_t band_mib = 0;     // 0: 64 MiB on a conventional base, the zone on a zoned one
-  uint32_t chunk_kib = 1024;
+  uint32_t op_percent = ftl_format::kOpPercentDefault;  // base band space kept spare for GC
+  uint32_t band_mib = 0;  // 0: kBandMibDefault on a conventional base, the zone on a zoned one
+  uint32_t chunk_kib = ftl_format::kChunkKibDefault;
   bool force = false;        // format over devices that hold data (or another FTL)
+  // The FTL's uuid (empty: random). With it, create is idempotent: devices that already hold
+  // this FTL with the same geometry are returned as they are, never formatted again, and a
+  // create of it interrupted half-way is finished without `force`.
+  std::string uuid;
 };
 
 struct FtlCreated {

@@ -18,7 +18,8 @@ using namespace ftl_format;
 
 namespace {
 
-constexpr const char* kFtlGrammar = "ftl://?cache=<percent-encoded device URI>&base=<percent-encoded device URI>";
+constexpr const char* kFtlGrammar =
+    "ftl://?cache=<percent-encoded device URI>&base=<percent-encoded device URI>[&op_percent=N][&band_mib=N][&chunk_kib=N]";
 constexpr uint64_t kForeignProbeBytes = 1 << 20;
 
 // The FTLs open in this process: one opener per FTL, and a device under one cannot be formatted.
@@ -52,6 +53,8 @@ std::string ftl_uri(const std::string& cache_uri, const std::string& base_uri) {
 
 struct ParsedFtlUri {
   std::string cache, base;
+  // The geometry the opener expects; absent: whatever the superblock says.
+  std::optional<uint64_t> op_percent, band_mib, chunk_kib;
 };
 
 Result<ParsedFtlUri> parse_ftl_uri(const std::string& uri) {
@@ -59,6 +62,13 @@ Result<ParsedFtlUri> parse_ftl_uri(const std::string& uri) {
   if (uri.rfind(prefix, 0) != 0) return Error{ErrorCode::kInvalidArgument, str("FTL device URI '", uri, "' must look like ", kFtlGrammar)};
   ParsedFtlUri p;
   for (const auto& [key, value] : query_params(uri.substr(prefix.size()))) {
+    std::optional<uint64_t>* number = key == "op_percent" ? &p.op_percent : key == "band_mib" ? &p.band_mib : key == "chunk_kib" ? &p.chunk_kib : nullptr;
+    if (number != nullptr) {
+      auto n = parse_whole_number(value, 1, 1 << 20);
+      if (!n || number->has_value()) return Error{ErrorCode::kInvalidArgument, str(key, " in '", uri, "' must be given once, as a whole number, got '", value, "'")};
+      *number = n;
+      continue;
+    }
     std::string* slot = key == "cache" ? &p.cache : key == "base" ? &p.base : nullptr;
     if (slot == nullptr) return Error{ErrorCode::kInvalidArgument, str("FTL device URI '", uri, "' has unknown parameter '", key, "'; the grammar is ", kFtlGrammar)};
     if (!slot->empty()) return Error{ErrorCode::kInvalidArgument, str("FTL device URI '", uri, "' names ", key, " twice")};
@@ -143,11 +153,11 @@ uint32_t ftl_reserved_bands(uint32_t band_count) { return ftl_gc_threshold_bands
 
 Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
   if (Status s = check_inner(o.cache_uri, o.base_uri); !s.ok()) return s.error();
-  if (o.op_percent < 5 || o.op_percent > 90) {
-    return Error{ErrorCode::kInvalidArgument, str("over-provisioning ", o.op_percent, "% is outside 5..90%")};
+  if (o.op_percent < kOpPercentMin || o.op_percent > kOpPercentMax) {
+    return Error{ErrorCode::kInvalidArgument, str("over-provisioning ", o.op_percent, "% is outside ", kOpPercentMin, "..", kOpPercentMax, "%")};
   }
-  if (o.chunk_kib < 64 || o.chunk_kib > 65536 || o.chunk_kib % 4 != 0) {
-    return Error{ErrorCode::kInvalidArgument, str("chunk size ", o.chunk_kib, " KiB must be a multiple of 4 KiB from 64 KiB to 64 MiB")};
+  if (o.chunk_kib < kChunkKibMin || o.chunk_kib > kChunkKibMax || o.chunk_kib % 4 != 0) {
+    return Error{ErrorCode::kInvalidArgument, str("chunk size ", o.chunk_kib, " KiB must be a multiple of 4 KiB from ", kChunkKibMin, " to ", kChunkKibMax, " KiB")};
   }
   auto cache_or = open_device(o.cache_uri, /*may_create=*/true);
   if (!cache_or.ok()) return cache_or.error();
@@ -165,13 +175,26 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
       return Error{ErrorCode::kInvalidArgument, str("device ", d->description().uri, " has ", d->description().block_size_bytes, "-byte blocks; the FTL needs 4 KiB to be a whole number of them")};
     }
   }
-  // Devices holding data are formatted only when asked to.
+  std::optional<UuidBytes> wanted;
+  if (!o.uuid.empty()) {
+    wanted = parse_uuid(o.uuid);
+    if (!wanted) return Error{ErrorCode::kInvalidArgument, str("FTL uuid '", o.uuid, "' is not a uuid")};
+  }
+  // Devices holding data are formatted only when asked to; devices of this very FTL are ours.
+  std::optional<Superblock> existing[2];
+  int index = 0;
   for (auto [d, what] : {std::pair{cache.get(), "cache"}, std::pair{base.get(), "base"}}) {
     auto p = probe(*d);
     if (!p.ok()) return p.error();
+    const auto& found = p.value().superblock;
+    const int i = index++;
+    if (wanted && found && found->crc_ok && found->sb.ftl_uuid == *wanted) {
+      existing[i] = found->sb;
+      continue;
+    }
     if (o.force || p.value().zeros) continue;
-    if (p.value().superblock) {
-      return Error{ErrorCode::kFailedPrecondition, str(what, " device ", d->description().uri, " already belongs to FTL ", format_uuid(p.value().superblock->sb.ftl_uuid),
+    if (found) {
+      return Error{ErrorCode::kFailedPrecondition, str(what, " device ", d->description().uri, " already belongs to FTL ", format_uuid(found->sb.ftl_uuid),
                                                        "; open it with its ftl:// URI, or pass force to format over it")};
     }
     return Error{ErrorCode::kFailedPrecondition, str(what, " device ", d->description().uri, " holds data; pass force to format over it")};
@@ -197,8 +220,8 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
     sb.band_start_block = sb.band_blocks;  // zone 0 holds the superblock
     sb.zoned_base = 1;
   } else {
-    const uint32_t band_mib = o.band_mib ? o.band_mib : 64;
-    if (band_mib > 4096) return Error{ErrorCode::kInvalidArgument, str("band size ", band_mib, " MiB exceeds 4096 MiB")};
+    const uint32_t band_mib = o.band_mib ? o.band_mib : kBandMibDefault;
+    if (band_mib > kBandMibMax) return Error{ErrorCode::kInvalidArgument, str("band size ", band_mib, " MiB exceeds ", kBandMibMax, " MiB")};
     sb.band_blocks = band_mib * 256;
     sb.band_start_block = 256;  // the superblock's MiB
   }
@@ -214,12 +237,28 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
   sb.logical_blocks = uint64_t(sb.band_count - reserved) * bg.data_blocks * (100 - o.op_percent) / 100;
   sb.cache_size_bytes = cache->size_bytes();
   sb.base_size_bytes = base->size_bytes();
-  for (size_t i = 0; i < 16; i += 8) {
-    const uint64_t r = random_u64();
-    std::memcpy(sb.ftl_uuid.data() + i, &r, 8);
+  if (wanted) {
+    sb.ftl_uuid = *wanted;
+  } else {
+    for (size_t i = 0; i < 16; i += 8) {
+      const uint64_t r = random_u64();
+      std::memcpy(sb.ftl_uuid.data() + i, &r, 8);
+    }
+    sb.ftl_uuid[6] = (sb.ftl_uuid[6] & 0x0F) | 0x40;  // version 4
+    sb.ftl_uuid[8] = (sb.ftl_uuid[8] & 0x3F) | 0x80;
   }
-  sb.ftl_uuid[6] = (sb.ftl_uuid[6] & 0x0F) | 0x40;  // version 4
-  sb.ftl_uuid[8] = (sb.ftl_uuid[8] & 0x3F) | 0x80;
+  // Created already (a retried create): both superblocks name this FTL with this geometry.
+  if (existing[0] && existing[1]) {
+    Superblock mine = sb;
+    mine.role = existing[0]->role;
+    if (same_geometry(*existing[0], mine) && same_geometry(*existing[1], mine)) {
+      return FtlCreated{ftl_uri(cache->description().uri, base->description().uri), format_uuid(sb.ftl_uuid), sb.logical_blocks * kBlockBytes};
+    }
+    if (!o.force) {
+      return Error{ErrorCode::kAlreadyExists, str("FTL ", format_uuid(sb.ftl_uuid), " exists on these devices with another geometry (over-provisioning ", existing[0]->op_percent,
+                                                  "%, ", existing[0]->band_blocks / 256, " MiB bands, ", existing[0]->chunk_blocks * 4, " KiB chunks); pass force to format it anew")};
+    }
+  }
 
   // Erase the base (old footers would otherwise look like closed bands) and the old
   // superblocks, then write the superblocks: base first, cache last.
@@ -363,6 +402,15 @@ Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may
                                                      format_uuid(sb.ftl_uuid), " was created on")};
   }
   const std::string uuid = format_uuid(sb.ftl_uuid);
+  const ParsedFtlUri& want = parsed.value();
+  const std::pair<std::optional<uint64_t>, uint64_t> geometry[] = {
+      {want.op_percent, sb.op_percent}, {want.band_mib, sb.band_blocks / 256}, {want.chunk_kib, uint64_t(sb.chunk_blocks) * 4}};
+  const char* names[] = {"op_percent", "band_mib", "chunk_kib"};
+  for (int i = 0; i < 3; i++) {
+    if (geometry[i].first && *geometry[i].first != geometry[i].second) {
+      return Error{ErrorCode::kFailedPrecondition, str("FTL ", uuid, " was created with ", names[i], "=", geometry[i].second, ", the URI '", uri, "' says ", *geometry[i].first)};
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(registry_mutex);
     if (registry().count(uuid)) return Error{ErrorCode::kFailedPrecondition, str("FTL ", uuid, " is open already in this engine (a pool or another user holds it)")};
