@@ -4,6 +4,7 @@ import { mkdirSync } from "node:fs";
 import { loadNative } from "../native";
 import { ConfigError, parseFlags, USAGE } from "./config";
 import { createLogger } from "./log";
+import { CsalService } from "./csal-service";
 import { NexusService } from "./nexus-service";
 import { startServer } from "./server";
 import { EngineService, hostNqnOf } from "./service";
@@ -55,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const advertised = config.nvmf_advertise_host;
   const nvmfAddress = `${advertised.includes(":") ? `[${advertised}]` : advertised}:${nvmfPorts.listen_port}`;
   service.setNvmfAddress(nvmfAddress);
+  const csal = new CsalService(native, new StateStore(config.data_dir), config.node, log, () => service.poolDevices());
   const nexus = new NexusService(native, new StateStore(config.data_dir), config.node, config.enable_fault_injection, log);
   nexus.setNvmfAddress(nvmfAddress);
   if (config.dhchap_secret) {
@@ -68,7 +70,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   await nexus.restore();
   let server;
   try {
-    server = await startServer(service, nexus, config.grpc_listen, config.token, log, config.enable_fault_injection);
+    server = await startServer(service, nexus, csal, config.grpc_listen, config.token, log, config.enable_fault_injection);
   } catch (err) {
     log.error("cannot listen", { grpc_listen: config.grpc_listen, reason: (err as Error).message });
     await service.shutdown();

@@ -5,6 +5,7 @@ import { engineDefinition } from "../common/client";
 import { tokenMatches } from "./auth";
 import { toGrpcError } from "./errors";
 import type { Logger } from "./log";
+import type { CsalService } from "./csal-service";
 import type { NexusService } from "./nexus-service";
 import type { EngineService } from "./service";
 
@@ -19,6 +20,7 @@ export interface EngineServer {
 export async function startServer(
   service: EngineService,
   nexus: NexusService,
+  csal: CsalService,
   listen: string,
   token: string,
   log: Logger,
@@ -66,7 +68,13 @@ export async function startServer(
     SetReplicaThin: unary("SetReplicaThin", (r: { uuid: string; thin: boolean }) => service.setReplicaThin(r)),
     DestroyReplica: unary("DestroyReplica", async (r: { uuid: string }) => (await service.destroyReplica(r.uuid), {})),
     ListReplicas: unary("ListReplicas", async (r: { pool: string }) => ({ replicas: await service.listReplicas(r.pool) })),
-    GetStats: unary("GetStats", (r: { uuid: string }) => service.getStats(r.uuid)),
+    GetStats: unary("GetStats", async (r: { uuid: string }) => {
+      const csalStats = await csal.statsOf(r.uuid);
+      return csalStats ? { uuid: r.uuid, csal: csalStats } : service.getStats(r.uuid);
+    }),
+    CreateCsalDevice: unary("CreateCsalDevice", (r: Parameters<CsalService["createCsalDevice"]>[0]) => csal.createCsalDevice(r)),
+    DestroyCsalDevice: unary("DestroyCsalDevice", async (r: { uuid: string }) => (await csal.destroyCsalDevice(r.uuid), {})),
+    ListCsalDevices: unary("ListCsalDevices", async () => ({ devices: await csal.listCsalDevices() })),
     ShareReplica: unary("ShareReplica", (r: Parameters<EngineService["shareReplica"]>[0]) => service.shareReplica(r)),
     UnshareReplica: unary("UnshareReplica", async (r: { uuid: string }) => (await service.unshareReplica(r.uuid), {})),
     ListSubsystems: unary("ListSubsystems", async () => ({ subsystems: await service.listSubsystems() })),

@@ -559,6 +559,11 @@ export class EngineService {
       .sort((a, b) => (a.name ?? "").localeCompare(b.name ?? ""));
   }
 
+  /** Every pool's device URI, by pool uuid (missing pools included: their device is still taken). */
+  poolDevices(): Map<string, string> {
+    return new Map([...this.pools.values()].map((e) => [e.record.uuid, e.record.device_uri]));
+  }
+
   async getStats(uuid: string): Promise<IoStats> {
     checkField(uuid, "uuid", checkUuid);
     const stats = await this.native.getStats({ uuid });
@@ -605,8 +610,8 @@ export class EngineService {
       allowed_host_nqns: spec.allowed,
       ...(spec.secrets.length > 0 ? { host_secrets: spec.secrets } : {}),
     }));
-    // Nexus records belong to NexusService; keep them as they are on disk.
-    this.store.save({ version: 1, pools: [...this.pools.values()].map((e) => e.record), shares, nexuses: this.store.load().nexuses ?? [] });
+    // Nexus and CSAL records belong to their services; keep them as they are on disk.
+    this.store.save({ ...this.store.load(), version: 1, pools: [...this.pools.values()].map((e) => e.record), shares });
   }
 
   private toPool(info: PoolInfo, record: PoolRecord): Pool {

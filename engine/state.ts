@@ -43,6 +43,21 @@ export interface NexusRecord {
   readonly frontend_dhchap_ctrl_secret?: string;
 }
 
+/** A CSAL tiered device this engine formatted: a pool opens it by `uri` (its FTL uuid is `uuid`). */
+export interface CsalRecord {
+  readonly uuid: string;
+  readonly name: string;
+  readonly cache_device_uri: string;
+  readonly base_device_uri: string;
+  readonly overprovision_percent: number;
+  /** The band size; on a zoned base, its zone size. */
+  readonly band_mib: number;
+  readonly chunk_kib: number;
+  /** ftl://?cache=…&base=…&op_percent=…: what pools take as their device_uri. */
+  readonly uri: string;
+  readonly size_bytes: number;
+}
+
 export interface EngineState {
   readonly version: number;
   readonly pools: readonly PoolRecord[];
@@ -50,6 +65,8 @@ export interface EngineState {
   readonly shares?: readonly ShareRecord[];
   /** Absent in files written before the nexus existed (still version 1). */
   readonly nexuses?: readonly NexusRecord[];
+  /** Absent in files written before CSAL devices existed (still version 1). */
+  readonly csal_devices?: readonly CsalRecord[];
 }
 
 export class StateStore {
