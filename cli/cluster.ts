@@ -93,6 +93,12 @@ async function waitReady(target: EngineTarget, pid: number, logFile: string): Pr
   throw new Error(`engine ${target.node} did not answer at ${target.endpoint} within ${READY_TIMEOUT_MS} ms; see ${logFile}`);
 }
 
+/** The first node's CSAL device files (stack config `strata:csal`: node, cacheDevice, baseDevice). */
+const CSAL_CACHE_FILE = "csal-cache.img";
+const CSAL_BASE_FILE = "csal-base.img";
+const CSAL_CACHE_MIB = 128;
+const CSAL_BASE_MIB = 1024;
+
 export interface ClusterUpOptions {
   readonly nodes: number;
   readonly basePort: number;
@@ -124,11 +130,15 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
     const logFile = join(dataDir, "engine.log");
     const labels = { zone: ZONES[i % ZONES.length] };
     mkdirSync(dataDir, { recursive: true });
-    if (!existsSync(diskPath)) {
-      // Sparse: the file takes no space until written.
-      closeSync(openSync(diskPath, "w"));
-      const { truncateSync } = await import("node:fs");
-      truncateSync(diskPath, opts.diskMib * 1024 * 1024);
+    const { truncateSync } = await import("node:fs");
+    // Sparse: the files take no space until written.
+    const files: [string, number][] = [[diskPath, opts.diskMib]];
+    // The first node also gets a CSAL device's cache and base (the quickstart's tiered pool).
+    if (i === 0) files.push([join(dataDir, CSAL_CACHE_FILE), CSAL_CACHE_MIB], [join(dataDir, CSAL_BASE_FILE), CSAL_BASE_MIB]);
+    for (const [path, mib] of files) {
+      if (existsSync(path)) continue;
+      closeSync(openSync(path, "w"));
+      truncateSync(path, mib * 1024 * 1024);
     }
     if (old && alive(old.pid)) {
       opts.log(`${node}: already running (pid ${old.pid}) at ${endpoint}`);
@@ -165,7 +175,7 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
   saveCluster(record, opts.home);
   if (opts.stack) {
     await writeStackConfig(record, token, opts.stack);
-    opts.log(`stack config updated: strata:endpoints, strata:disks, strata:token (secret)`);
+    opts.log(`stack config updated: strata:endpoints, strata:disks, strata:csal, strata:token (secret)`);
   }
   return record;
 }
@@ -183,6 +193,12 @@ async function writeStackConfig(record: ClusterRecord, token: string, stackOpts:
     config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
     config[`strata:disks.${n.node}`] = { value: `${n.disk_uri}` };
   }
+  const first = record.nodes[0];
+  if (first && existsSync(join(first.data_dir, CSAL_BASE_FILE))) {
+    config["strata:csal.node"] = { value: first.node };
+    config["strata:csal.cacheDevice"] = { value: `file://${join(first.data_dir, CSAL_CACHE_FILE)}` };
+    config["strata:csal.baseDevice"] = { value: `file://${join(first.data_dir, CSAL_BASE_FILE)}` };
+  }
   await stack.setAllConfig(config, true);
 }
 
@@ -197,6 +213,24 @@ export interface NodeStatus {
   readonly capacity_bytes: number;
   readonly replicas: number;
   readonly pid: number | null;
+  /** The node's CSAL tiered devices, with their write amplification and background work. */
+  readonly csal: CsalStatus[];
+}
+
+export interface CsalStatus {
+  readonly name: string;
+  readonly node: string;
+  readonly size_bytes: number;
+  /** The pool on it, "" when none. */
+  readonly pool: string;
+  /** Base bytes written / host bytes written; 0 before the first write or while no pool holds it open. */
+  readonly write_amplification: number;
+  readonly host_write_bytes: number;
+  readonly cache_fill: number;
+  readonly free_bands: number;
+  readonly band_count: number;
+  readonly gc_relocated_blocks: number;
+  readonly throttle_events: number;
 }
 
 export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> {
@@ -205,15 +239,17 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
   const token = readToken(record);
   return Promise.all(
     record.nodes.map(async (n): Promise<NodeStatus> => {
-      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0 };
+      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0, csal: [] };
       if (!alive(n.pid)) return { ...base, state: "stopped", pid: null };
       const engine = connectEngine({ node: n.node, endpoint: n.endpoint, token });
       try {
-        const [info, { pools }, { replicas }] = await Promise.all([
+        const [info, { pools }, { replicas }, { devices }] = await Promise.all([
           engine.call("GetInfo", {}, 3_000),
           engine.call("ListPools", {}, 3_000),
           engine.call("ListReplicas", { pool: "" }, 3_000),
+          engine.call("ListCsalDevices", {}, 3_000),
         ]);
+        const poolNames = new Map(pools.map((p) => [p.uuid, p.name]));
         return {
           ...base,
           state: "running",
@@ -223,6 +259,19 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
           used_bytes: pools.reduce((s, p) => s + p.used_bytes, 0),
           capacity_bytes: pools.reduce((s, p) => s + p.capacity_bytes, 0),
           replicas: replicas.length,
+          csal: devices.map((d) => ({
+            name: d.name,
+            node: n.node,
+            size_bytes: Number(d.size_bytes),
+            pool: poolNames.get(d.in_use_by) ?? d.in_use_by,
+            write_amplification: d.stats?.write_amplification ?? 0,
+            host_write_bytes: Number(d.stats?.host_write_bytes ?? 0),
+            cache_fill: d.stats?.cache_fill ?? 0,
+            free_bands: d.stats?.free_bands ?? 0,
+            band_count: d.stats?.band_count ?? 0,
+            gc_relocated_blocks: Number(d.stats?.gc_relocated_blocks ?? 0),
+            throttle_events: Number(d.stats?.throttle_events ?? 0),
+          })),
         };
       } catch {
         return { ...base, state: "unreachable", pid: n.pid };

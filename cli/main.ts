@@ -169,6 +169,27 @@ export async function main(argv: string[]): Promise<number> {
               ]),
             ]),
           );
+          const csal = rows.flatMap((r) => r.csal);
+          if (csal.length > 0) {
+            print("");
+            print(
+              formatTable([
+                ["CSAL DEVICE", "NODE", "SIZE", "POOL", "HOST WRITTEN", "WAF", "CACHE FILL", "FREE BANDS", "GC MOVED", "THROTTLED"],
+                ...csal.map((c) => [
+                  c.name,
+                  c.node,
+                  formatBytes(c.size_bytes),
+                  c.pool || "-",
+                  formatBytes(c.host_write_bytes),
+                  c.host_write_bytes > 0 ? c.write_amplification.toFixed(2) : "-",
+                  `${Math.round(c.cache_fill * 100)}%`,
+                  `${c.free_bands}/${c.band_count}`,
+                  formatBytes(c.gc_relocated_blocks * 4096),
+                  String(c.throttle_events),
+                ]),
+              ]),
+            );
+          }
           return rows.every((r) => r.state === "running") ? 0 : 1;
         }
         case "down":

@@ -94,6 +94,7 @@ const RESOURCE_UUID_NAMESPACES = {
   Volume: "6f1d3a52-8c1e-4b0e-9d55-0c2f5e3b7a41",
   Replica: "2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60",
   Nexus: "c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27",
+  CsalDevice: "9e4b2d71-3c85-4f06-a1d9-5b7e0c3f8a26",
 } as const;
 
 /**

@@ -4,6 +4,7 @@
 // the reservations of the ones before: ten new volumes spread out instead of stacking on the
 // emptiest pool, and a preview and an `up` of the same program on the same cluster compute the
 // same answer (same inventory, same order), whatever the `up` creates meanwhile.
+import { csalSizeBytes, parseFtlUri } from "../common/csal-rules";
 import type { ClusterConfig } from "./connection";
 import { CALL_DEADLINE_MS, inventory, Inventory, onNode, REPLICA_SLOTS } from "./cluster";
 import { PlacementLedger, PlacementRequest, PlacedReplica, PoolCandidate, placeVolume, VolumePlacement } from "./placement";
@@ -49,19 +50,32 @@ function planFor(cluster: ClusterConfig): Plan {
 
 const MIB = 1024 * 1024;
 
+
 /**
  * The size of a declared pool's disk, as its node's engine probes it (the URI's size_mib for a
  * file it would create). 0 when the node cannot tell: placement then refuses the pool, naming it.
  */
 async function diskSizeBytes(cluster: ClusterConfig, pool: DeclaredPool): Promise<number> {
+  // A CSAL device's size follows from its base and geometry (the URI carries both), also before it exists.
+  if (pool.disk.startsWith("ftl:")) {
+    const { base, geometry } = parseFtlUri(pool.disk);
+    const zoned = base.startsWith("zoned:") ? new URLSearchParams(base.slice("zoned://?".length)) : null;
+    const baseBytes = await deviceSizeBytes(cluster, pool.node, zoned ? zoned.get("base") ?? "" : base);
+    return csalSizeBytes({ bytes: baseBytes, zoneMib: zoned ? Number(zoned.get("zone_mib")) : undefined }, geometry);
+  }
+  return deviceSizeBytes(cluster, pool.node, pool.disk);
+}
+
+/** A device's size as its node's engine probes it, or the URI's size_mib for a file it would create; 0 when neither tells. */
+async function deviceSizeBytes(cluster: ClusterConfig, node: string, uri: string): Promise<number> {
   try {
-    const { devices } = await onNode(cluster, pool.node, (e) => e.call("ListDevices", { probe_uris: [pool.disk] }, CALL_DEADLINE_MS));
-    const size = Number(devices.find((d) => d.uri === pool.disk)?.size_bytes ?? 0);
+    const { devices } = await onNode(cluster, node, (e) => e.call("ListDevices", { probe_uris: [uri] }, CALL_DEADLINE_MS));
+    const size = Number(devices.find((d) => d.uri === uri)?.size_bytes ?? 0);
     if (size > 0) return size;
   } catch {
     // An engine that cannot probe the disk yet (a file the pool will create): use the URI's size.
   }
-  return Number(/[?&]size_mib=([0-9]+)/.exec(pool.disk)?.[1] ?? 0) * MIB;
+  return Number(/[?&]size_mib=([0-9]+)/.exec(uri)?.[1] ?? 0) * MIB;
 }
 
 /** What placement can know of a declared pool before it exists: node, name, labels, and its disk's size. */

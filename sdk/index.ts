@@ -14,6 +14,7 @@ import { PoolProvider, PoolState } from "../provider/pool";
 import { VolumeProvider } from "../provider/volume";
 import { ReplicaProvider, ReplicaResourceState } from "../provider/replica";
 import { NexusResourceProvider } from "../provider/nexus-resource";
+import { CsalDeviceProvider, CsalDeviceStats } from "../provider/csal-device";
 import { clusterConfigFrom, ENDPOINTS_KEY, TOKEN_KEY } from "../provider/connection";
 import { resourceUuidFor } from "../provider/cluster";
 import type { PlacedReplica } from "../provider/placement";
@@ -34,6 +35,7 @@ export { MIB, GIB } from "../common/validate";
 export { NEXUS_LABEL_REGION_BYTES } from "../common/nexus-rules";
 export type {
   ChildState,
+  CsalDeviceStats,
   NexusChildStatus,
   NexusHealth,
   NexusStatus,
@@ -55,6 +57,7 @@ const POOL_PROVIDER = new PoolProvider();
 const VOLUME_PROVIDER = new VolumeProvider();
 const REPLICA_PROVIDER = new ReplicaProvider();
 const NEXUS_PROVIDER = new NexusResourceProvider();
+const CSAL_DEVICE_PROVIDER = new CsalDeviceProvider();
 
 /** The module part of every Strata resource type: `pulumi-nodejs:dynamic/strata:<Type>`. */
 const MODULE = "strata";
@@ -163,6 +166,76 @@ export class Pool extends pulumi.dynamic.Resource {
 
   static override isInstance(obj: unknown): obj is Pool {
     return obj instanceof pulumi.Resource && (obj as unknown as { __pulumiType?: string }).__pulumiType === POOL_TYPE;
+  }
+}
+
+export interface CsalDeviceArgs {
+  /** The node (a key of `strata:endpoints`) whose engine owns both devices. */
+  readonly node: pulumi.Input<string>;
+  /** The fast device that takes every write (Optane/SLC class): `file://`, `uring://` or `malloc://`. */
+  readonly cacheDevice: pulumi.Input<string>;
+  /** The large device that receives only whole sequential bands (QLC, ZNS): a plain URI or `zoned://?base=…&zone_mib=N`. */
+  readonly baseDevice: pulumi.Input<string>;
+  /** Name on its node; defaults to the resource name. */
+  readonly name?: pulumi.Input<string>;
+  /** Base band space kept spare for garbage collection, 5 to 90 percent. Default 20. */
+  readonly overprovisionPercent?: pulumi.Input<number>;
+  /** Band size in MiB on a conventional base (default 64); leave out on a zoned base, where a band is a zone. */
+  readonly bandMib?: pulumi.Input<number>;
+  /** Cache chunk size in KiB, a multiple of 4 from 64 to 65536. Default 1024. */
+  readonly chunkKib?: pulumi.Input<number>;
+}
+
+/**
+ * A CSAL tiered device: a flash translation layer that appends every write to `cacheDevice` and
+ * moves data to `baseDevice` only in whole sequential bands. Formatted once at create; engine
+ * restarts load it. A Pool takes its `uri` as `disk`. Changing a device or the geometry replaces
+ * it (formats it anew); destroying it while a pool is on it is refused. Its id is its uuid.
+ *
+ *   const csal = new strata.CsalDevice("tier", { node: "node-a", cacheDevice: "file:///fast.img?size_mib=1024", baseDevice: "file:///big.img?size_mib=16384" });
+ *   const pool = new strata.Pool("pool-a", { node: "node-a", disk: csal.uri });
+ */
+export class CsalDevice extends pulumi.dynamic.Resource {
+  declare readonly uuid: pulumi.Output<string>;
+  declare readonly node: pulumi.Output<string>;
+  declare readonly cacheDevice: pulumi.Output<string>;
+  declare readonly baseDevice: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  declare readonly overprovisionPercent: pulumi.Output<number>;
+  declare readonly bandMib: pulumi.Output<number>;
+  declare readonly chunkKib: pulumi.Output<number>;
+  /** `ftl://?cache=…&base=…`: a Pool's `disk`. Known at the first preview. */
+  declare readonly uri: pulumi.Output<string>;
+  /** What the host sees: the base's band space less over-provisioning and GC's reserve. */
+  declare readonly sizeBytes: pulumi.Output<number>;
+  /** The pool on it, "" when none. */
+  declare readonly inUseBy: pulumi.Output<string>;
+  /** Write amplification and background work, as of the last create or `pulumi refresh`. */
+  declare readonly stats: pulumi.Output<CsalDeviceStats>;
+
+  constructor(name: string, args: CsalDeviceArgs, opts?: pulumi.CustomResourceOptions) {
+    requireClusterConfig();
+    super(
+      CSAL_DEVICE_PROVIDER,
+      name,
+      {
+        node: args.node,
+        cacheDevice: args.cacheDevice,
+        baseDevice: args.baseDevice,
+        name: args.name ?? name,
+        overprovisionPercent: args.overprovisionPercent ?? 0,
+        bandMib: args.bandMib ?? 0,
+        chunkKib: args.chunkKib ?? 0,
+        uuid: derivedUuid("CsalDevice", name),
+        uri: undefined,
+        sizeBytes: undefined,
+        inUseBy: undefined,
+        stats: undefined,
+      },
+      opts,
+      MODULE,
+      "CsalDevice",
+    );
   }
 }
 

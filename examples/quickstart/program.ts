@@ -39,7 +39,27 @@ export function quickstart() {
     frontendHostNqn: Object.keys(endpoints).length >= 2 ? frontendHostNqn : undefined,
   });
 
+  // A CSAL tiered device on the first node (`strata:csal`, written by `cluster up`): every write
+  // lands on the fast cache file; the base file receives only whole sequential bands. A pool
+  // on it, and a volume on that pool.
+  const csal = config.getObject<{ node: string; cacheDevice: string; baseDevice: string }>("csal");
+  let tiered: strata.Volume | undefined;
+  let tier: strata.CsalDevice | undefined;
+  if (csal) {
+    tier = new strata.CsalDevice("tier", { node: csal.node, cacheDevice: csal.cacheDevice, baseDevice: csal.baseDevice, bandMib: 16 });
+    const tierPool = new strata.Pool("pool-tier", { node: csal.node, disk: tier.uri, labels: { class: "csal" } });
+    // `pulumi config set tieredFrontendHostNqn <host NQN>` publishes it to that host.
+    const tieredFrontend = new pulumi.Config().get("tieredFrontendHostNqn");
+    tiered = new strata.Volume("tiered", { sizeBytes: 256 * strata.MIB, pools: [tierPool], frontendHostNqn: tieredFrontend });
+  }
+
   return {
+    tieredUuid: tiered?.uuid,
+    tieredConnect: tiered?.nexus.apply((n) => (n && n.nqn ? `-a ${n.host} -s ${n.port} -n ${n.nqn}` : "")),
+    tieredDhchapSecret: tiered?.frontendDhchapSecret,
+    tierUri: tier?.uri,
+    tierSizeBytes: tier?.sizeBytes,
+    tierWriteAmplification: tier?.stats.writeAmplification,
     volumeUuid: volume.uuid,
     volumeNode: volume.node,
     volumePool: volume.pool,

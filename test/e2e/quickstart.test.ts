@@ -37,9 +37,9 @@ async function volumeOutputs(name = "quickstart"): Promise<Record<string, unknow
 }
 
 let replicatedUuids: string[] = [];
-/** The replicas of the single-replica "quickstart" volume (the replicated volume's are set apart). */
+/** The replicas of the single-replica "quickstart" volume (the replicated and tiered volumes' are set apart). */
 async function replicas() {
-  return (await allReplicas()).filter((r) => !replicatedUuids.includes(r.uuid));
+  return (await allReplicas()).filter((r) => !replicatedUuids.includes(r.uuid) && r.pool_name !== "pool-tier");
 }
 
 test.serial("cluster status shows three running nodes", async (t) => {
@@ -70,14 +70,15 @@ test.serial("preview prints every replica it will place, as markdown for a pull 
     volumes: { name: string; uuid: string; replicas: { replicaUuid: string; before: null; after: { node: string; pool: string }; reason: string; copyBytes: number; change: string }[] }[];
     summary: { placed: number; moving: number; leaving: number; copyBytes: number };
   };
-  t.deepEqual(plan.volumes.map((v) => [v.name, v.replicas.length]), [["quickstart", 1], ["replicated", 3]]);
+  t.deepEqual(plan.volumes.map((v) => [v.name, v.replicas.length]), [["quickstart", 1], ["replicated", 3], ["tiered", 1]]);
   for (const v of plan.volumes)
     for (const r of v.replicas) {
       t.like(r, { change: "new", before: null, copyBytes: v.name === "quickstart" ? GiB : 256 * 1024 * 1024 });
-      t.regex(`${r.after.node}/${r.after.pool}`, /^node-[abc]\/pool-node-[abc]$/);
+      // The tiered volume lands on the pool on the CSAL device, known before either exists.
+      t.regex(`${r.after.node}/${r.after.pool}`, v.name === "tiered" ? /^node-a\/pool-tier$/ : /^node-[abc]\/pool-node-[abc]$/);
       t.true(r.reason.length > 0);
     }
-  t.like(plan.summary, { placed: 4, moving: 0, leaving: 0, copyBytes: GiB + 3 * 256 * 1024 * 1024 });
+  t.like(plan.summary, { placed: 5, moving: 0, leaving: 0, copyBytes: GiB + 4 * 256 * 1024 * 1024 });
 
   const md = await cluster.strata("preview", "--format", "markdown");
   t.is(md.code, 0, md.stderr);
@@ -93,11 +94,12 @@ test.serial("preview prints every replica it will place, as markdown for a pull 
       t.is(cells[4], r.reason.replace(/\|/g, "\\|"));
       t.is(cells[5], v.name === "quickstart" ? "1 GiB" : "256 MiB");
     }
-  t.regex(md.stdout, /4 replicas placed, 0 moving, 0 leaving, 1\.8 GiB to copy/);
+  t.regex(md.stdout, /5 replicas placed, 0 moving, 0 leaving, 2(\.0)? GiB to copy/);
 
   const table = await cluster.strata("preview");
   t.is(table.code, 0, table.stderr);
-  t.regex(table.stdout, /Previewing update[\s\S]*VOLUME\s+REPLICA\s+BEFORE\s+AFTER\s+REASON\s+COPY\n(.*\n){4}\n4 replicas placed/);
+  t.regex(table.stdout, /Previewing update[\s\S]*VOLUME\s+REPLICA\s+BEFORE\s+AFTER\s+REASON\s+COPY\n(.*\n){5}\n5 replicas placed/);
+  t.regex(table.stdout, /\+\s+pulumi-nodejs:dynamic\/strata:CsalDevice\s+tier\s+create/, "the preview shows the CSAL device");
 });
 
 test.serial("up creates a pool on each node, one volume and one replicated volume, and prints where they are", async (t) => {
@@ -106,8 +108,9 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   t.regex(up.stdout, /volumeUuid: "[0-9a-f-]{36}"/);
   const node = /volumeNode: "(node-[a-c])"/.exec(up.stdout)?.[1];
   t.truthy(node);
-  const pools = (await cluster.eachNode((e) => e.call("ListPools", {}))).map((r) => r.pools);
-  t.deepEqual(pools.map((p) => p.length), [1, 1, 1]);
+  const all_pools = (await cluster.eachNode((e) => e.call("ListPools", {}))).map((r) => r.pools);
+  t.deepEqual(all_pools.map((p) => p.length), [2, 1, 1], "a file pool on each node, and the tier pool on node-a");
+  const pools = all_pools.map((p) => p.filter((x) => x.name !== "pool-tier"));
   for (const [i, p] of pools.entries()) {
     t.is(p[0].name, `pool-node-${"abc".charAt(i)}`);
     t.is(p[0].state, "POOL_STATE_ONLINE");
@@ -124,7 +127,16 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   // The replicated volume: three replicas on three nodes, a nexus online and published.
   t.is(replicated.health, "online");
   t.deepEqual(new Set((replicated.placement as { node: string }[]).map((p) => p.node)).size, 3);
-  t.is((await allReplicas()).length, 4);
+  t.is((await allReplicas()).length, 5);
+  // The CSAL device on node-a, formatted once, with the tier pool on it holding the tiered volume's replica.
+  const tierPool = all_pools[0].find((x) => x.name === "pool-tier")!;
+  t.is(tierPool.state, "POOL_STATE_ONLINE");
+  const [csal] = (await cluster.connect("node-a").call("ListCsalDevices", {})).devices;
+  t.like(csal, { name: "tier", in_use_by: tierPool.uuid, uri: tierPool.device_uri, overprovision_percent: 20, band_mib: 16 });
+  t.regex(up.stdout, /tierUri: "ftl:\/\/\?cache=/);
+  t.is((await allReplicas()).filter((r) => r.pool_name === "pool-tier").length, 1);
+  const status = await cluster.strata("cluster", "status");
+  t.regex(status.stdout, /CSAL DEVICE\s+NODE\s+SIZE\s+POOL\s+HOST WRITTEN\s+WAF\s+CACHE FILL\s+FREE BANDS\s+GC MOVED\s+THROTTLED\n(tier)\s+node-a\s+\S+ \S+\s+pool-tier\s/);
   t.regex(
     up.stdout,
     /replicatedConnect: "nvme connect -t tcp -a 127\.0\.0\.1 -s \d+ -n nqn\.2026-11\.io\.strata:nexus:[0-9a-f-]{36} --hostnqn nqn\.2026-11\.io\.strata:frontend:quickstart --dhchap-secret \\"\$\(npx strata output replicatedDhchapSecret\)\\""/,
@@ -134,7 +146,7 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   t.is(secret.code, 0, secret.stderr);
   t.regex(secret.stdout.trim(), /^DHHC-1:00:[A-Za-z0-9+/]{48}:$/, "strata output shows the secret, ready for nvme connect");
   const nexuses = (await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses);
-  t.is(nexuses.length, 2, "every volume is a nexus");
+  t.is(nexuses.length, 3, "every volume is a nexus");
   const three = nexuses.find((n) => n.children.length === 3)!;
   t.deepEqual(three.children.map((c) => c.state), ["online", "online", "online"]);
 });
@@ -195,4 +207,5 @@ test.serial("destroy leaves the engines empty", async (t) => {
   t.is((await allReplicas()).length, 0);
   t.deepEqual((await cluster.eachNode((e) => e.call("ListNexus", {}))).flatMap((r) => r.nexuses), []);
   t.deepEqual((await cluster.eachNode((e) => e.call("ListSubsystems", {}))).flatMap((r) => r.subsystems), []);
+  t.deepEqual((await cluster.eachNode((e) => e.call("ListCsalDevices", {}))).flatMap((r) => r.devices), []);
 });

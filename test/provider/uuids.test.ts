@@ -22,7 +22,7 @@ test("replica uuids: the same volume and slot always give the same uuid; slots a
 });
 
 test("resource uuids derive from project, stack and name, per kind; the namespaces never change (state names these uuids)", (t) => {
-  const kinds = ["Pool", "Volume", "Replica", "Nexus"] as const;
+  const kinds = ["Pool", "Volume", "Replica", "Nexus", "CsalDevice"] as const;
   const all = kinds.flatMap((k) => [resourceUuidFor(k, "proj", "dev", "a"), resourceUuidFor(k, "proj", "prod", "a"), resourceUuidFor(k, "proj", "dev", "b")]);
   t.is(new Set(all).size, all.length);
   t.is(resourceUuidFor("Volume", "proj", "dev", "a"), resourceUuidFor("Volume", "proj", "dev", "a"));
@@ -31,6 +31,7 @@ test("resource uuids derive from project, stack and name, per kind; the namespac
   t.is(resourceUuidFor("Pool", "proj", "dev", "a"), uuidV5("3c0b9e27-5d4f-4a8e-b1c6-7e2d9f4a0b53", "proj/dev/a"));
   t.is(resourceUuidFor("Replica", "proj", "dev", "a"), uuidV5("2b8e6f0c-5d47-4a51-8f3e-9c1a7d2e4b60", "proj/dev/a"));
   t.is(resourceUuidFor("Nexus", "proj", "dev", "a"), uuidV5("c7a94e13-0f2b-4d86-b5e1-3a6d8f9c0e27", "proj/dev/a"));
+  t.is(resourceUuidFor("CsalDevice", "proj", "dev", "a"), uuidV5("9e4b2d71-3c85-4f06-a1d9-5b7e0c3f8a26", "proj/dev/a"));
 });
 
 const GiB = 1024 ** 3;
