@@ -20,6 +20,17 @@ export interface ModelConfig {
   readonly gcFreeBands: number;
   /** GC-relocated blocks go to their own open band (cold), apart from host writes (hot). */
   readonly separateHotCold: boolean;
+  /**
+   * How GC picks its victim: "greedy" (fewest valid blocks; the default) or "cost-benefit"
+   * (LFS: most (1 - u) * age / (1 + u), u the valid fraction, age the writes since the band
+   * closed), which leaves recently written (hot) bands to invalidate further.
+   */
+  readonly victimPolicy?: "greedy" | "cost-benefit";
+  /**
+   * With separateHotCold: how many GC streams relocated blocks are split into by age (a block
+   * relocated from a band of stream k goes to stream min(k + 1, gcStreams)); default 1.
+   */
+  readonly gcStreams?: number;
   readonly seed: number;
 }
 
@@ -53,10 +64,15 @@ export function simulateGreedy(config: ModelConfig, workload: Workload): ModelRe
   const p2l = new Int32Array(bands * bandBlocks).fill(NONE);
   const valid = new Int32Array(bands);
   const closed = new Uint8Array(bands);
+  const closedAt = new Float64Array(bands);
+  let clock = 0;
   const free: number[] = [];
   for (let b = bands - 1; b >= 0; b--) free.push(b);
-  const open = { hot: { band: free.pop()!, fill: 0 }, cold: { band: NONE, fill: 0 } };
-  if (config.separateHotCold) open.cold.band = free.pop()!;
+  const streams = config.separateHotCold ? Math.max(1, config.gcStreams ?? 1) : 0;
+  // Stream 0 takes host writes; streams 1..n what GC relocates (without separation, stream 0 too).
+  const open = Array.from({ length: streams + 1 }, () => ({ band: free.pop()!, fill: 0 }));
+  const streamOf = new Int32Array(bands);
+  open.forEach((stream, i) => (streamOf[stream.band] = i));
   let hostBlocks = 0;
   let relocatedBlocks = 0;
   let gcRuns = 0;
@@ -65,10 +81,12 @@ export function simulateGreedy(config: ModelConfig, workload: Workload): ModelRe
   const append = (stream: { band: number; fill: number }, logical: number) => {
     if (stream.fill === bandBlocks) {
       closed[stream.band] = 1;
+      closedAt[stream.band] = clock;
       const next = free.pop();
       if (next === undefined) throw new Error("out of free bands: the GC threshold is too low for this geometry");
       stream.band = next;
       stream.fill = 0;
+      streamOf[next] = open.indexOf(stream);
     }
     const old = l2p[logical];
     if (old !== NONE) {
@@ -84,10 +102,20 @@ export function simulateGreedy(config: ModelConfig, workload: Workload): ModelRe
   const collect = () => {
     while (free.length <= config.gcFreeBands) {
       let victim = NONE;
-      for (let b = 0; b < bands; b++) if (closed[b] && (victim === NONE || valid[b] < valid[victim])) victim = b;
+      if (config.victimPolicy === "cost-benefit") {
+        let best = -1;
+        for (let b = 0; b < bands; b++) {
+          if (!closed[b]) continue;
+          const u = valid[b] / bandBlocks;
+          const score = ((1 - u) * (clock - closedAt[b] + 1)) / (1 + u);
+          if (score > best) [best, victim] = [score, b];
+        }
+      } else {
+        for (let b = 0; b < bands; b++) if (closed[b] && (victim === NONE || valid[b] < valid[victim])) victim = b;
+      }
       if (victim === NONE) throw new Error("no closed band to collect");
       gcRuns++;
-      const target = config.separateHotCold ? open.cold : open.hot;
+      const target = streams === 0 ? open[0] : open[Math.min(streamOf[victim] + 1, streams)];
       for (let off = 0; off < bandBlocks && valid[victim] > 0; off++) {
         const logical = p2l[victim * bandBlocks + off];
         if (logical === NONE) continue;
@@ -107,13 +135,14 @@ export function simulateGreedy(config: ModelConfig, workload: Workload): ModelRe
   };
   // Fill sequentially first (a fresh device), then overwrite at random.
   for (let l = 0; l < logicalBlocks; l++) {
-    append(open.hot, l);
+    append(open[0], l);
     collect();
   }
   const total = (workload.warmupPasses + workload.measuredPasses) * logicalBlocks;
   for (let i = 0; i < total; i++) {
     counting = i >= workload.warmupPasses * logicalBlocks;
-    append(open.hot, Math.min(pick(), logicalBlocks - 1));
+    clock++;
+    append(open[0], Math.min(pick(), logicalBlocks - 1));
     if (counting) hostBlocks++;
     collect();
   }

@@ -115,5 +115,8 @@ if [ $KERNEL_AUTH = 1 ]; then
   rm -f $CFG/ports/2/subsystems/$KNQN 2>/dev/null
 fi
 
+# A CSAL tiered device declared in Pulumi, serving a volume to this host (frontends authenticate).
+if [ $KERNEL_AUTH = 1 ]; then bash "$ROOT/test/interop/csal.sh" || FAILED=1; fi
+
 [ $FAILED = 0 ] && echo "INTEROP AUTH PASS" || { echo "INTEROP AUTH FAIL"; echo "--- engine log tail"; tail -n 30 $WORK/engine.log; }
 exit $FAILED

@@ -109,6 +109,7 @@ class FtlDevice final : public Device {
     int drain_band = -1;          // victims: the cold band that must close before the erase
     bool erase_when_unread = false;
     uint64_t last_write_end = 0;  // for the sequential-write statistic
+    uint64_t closed_at = 0;       // host blocks written when it closed: its age for GC
   };
   // A block (or trim) copied into an open band, and where it came from.
   struct Pending {
@@ -175,6 +176,9 @@ class FtlDevice final : public Device {
   void kick();
   void step_done();
   bool gc_needed() const;
+  // Cost-benefit (LFS): the closed band with the most (1 - u) * age / (1 + u), u its valid
+  // fraction. Unlike greedy it leaves young bands, whose blocks are still being overwritten,
+  // to lose more of them first: under skew, fewer hot blocks are copied only to die.
   int pick_victim() const;
   void gc_step();
   void compact_step(int chunk);

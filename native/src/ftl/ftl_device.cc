@@ -465,12 +465,19 @@ void FtlDevice::do_read(uint64_t lba, uint64_t blocks, uint8_t* out, IoCallback 
 bool FtlDevice::gc_needed() const { return free_bands_.size() < gc_threshold_bands_; }
 
 int FtlDevice::pick_victim() const {
+  const double now = double(stats_.host_write_bytes / kBlockBytes);
   int best = -1;
+  double best_score = -1;
   for (int b = 0; b < int(bands_.size()); b++) {
-    if (bands_[b].state != BandState::kClosed) continue;
-    if (best < 0 || bands_[b].valid_blocks < bands_[best].valid_blocks) best = b;
+    const Band& band = bands_[b];
+    if (band.state != BandState::kClosed || band.valid_blocks >= geo_.band.data_blocks) continue;  // a full band frees nothing
+    const double u = double(band.valid_blocks) / geo_.band.data_blocks;
+    const double score = (1 - u) * (now - double(band.closed_at) + 1) / (1 + u);
+    if (score > best_score) {
+      best_score = score;
+      best = b;
+    }
   }
-  if (best >= 0 && bands_[best].valid_blocks >= geo_.band.data_blocks) return -1;  // nothing to gain
   return best;
 }
 
@@ -499,14 +506,12 @@ void FtlDevice::kick() {
   //    one: close the band early (padded).
   if (!waiting_.empty() && hot_.band >= 0 && !hot_.feeders.empty() && full_chunks_.empty()) {
     worker_busy_ = true;
-    stats_.padded_band_closes++;
     return close_band(hot_, true, [this] { step_done(); });
   }
   // 4. Compaction is out of bands, GC has no victim left (they all wait for the cold band):
   //    close the cold band early so they can be erased.
   if (free_bands_.size() <= kGcReserveBands && cold_.band >= 0 && !cold_.feeders.empty() && victim_.band < 0 && pick_victim() < 0) {
     worker_busy_ = true;
-    stats_.padded_band_closes++;
     return close_band(cold_, true, [this] { step_done(); });
   }
 }
@@ -753,6 +758,7 @@ void FtlDevice::close_band(OpenBand& ob, bool padded, std::function<void()> done
           }
         }
         set_band_state(b, BandState::kClosed);
+        bands_[b].closed_at = stats_.host_write_bytes / kBlockBytes;
         const std::vector<int> feeders = std::move(band->feeders);
         const bool cold = band->cold;
         *band = OpenBand{};
@@ -772,7 +778,11 @@ void FtlDevice::close_band(OpenBand& ob, bool padded, std::function<void()> done
     if (r < 0) return write_footer(r);
     base_->flush(*reactor_, write_footer);
   };
-  if (padded && band->data_blocks < geo_.band.data_blocks) {
+  // Padded up to the footer's fixed place whenever the data stops short (an early close, or
+  // the entries ran out first), so every base write lands where the previous one ended.
+  (void)padded;
+  if (band->data_blocks < geo_.band.data_blocks) {
+    stats_.padded_band_closes++;
     const uint64_t at = first + band->data_blocks;
     const uint64_t pad = geo_.band.data_blocks - band->data_blocks;
     stats_.base_writes++;
