@@ -1,5 +1,5 @@
 // The CSAL tiered device: a flash translation layer over a fast cache device and a large base
-// device (rules and layout: ftl/FORMAT.md; the plan it follows: ftl/DESIGN.md).
+// device (rules and layout: ftl/FORMAT.md).
 //
 //   ftl://?cache=<percent-encoded URI>&base=<percent-encoded URI>
 //
