@@ -258,6 +258,8 @@ export interface FtlStats {
   free_chunks: number;
   recovered_records: number;
   recovered_bands: number;
+  /** The last open loaded the clean-shutdown checkpoint instead of scanning bands and cache. */
+  loaded_from_checkpoint: boolean;
   /** Set once a cache or base write failed; every I/O fails from then on. */
   failed_reason: string | null;
 }

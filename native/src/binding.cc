@@ -283,6 +283,7 @@ Napi::Value to_js(Napi::Env env, const FtlStatsData& s) {
   o.Set("free_chunks", num(env, s.free_chunks));
   o.Set("recovered_records", num(env, s.recovered_records));
   o.Set("recovered_bands", num(env, s.recovered_bands));
+  o.Set("loaded_from_checkpoint", Napi::Boolean::New(env, s.loaded_from_checkpoint));
   o.Set("failed_reason", str_or_null(env, s.failed_reason));
   return o;
 }

@@ -303,6 +303,7 @@ void Engine::close_pool(const std::string& uuid, bool destroy, StatusCallback do
       if (!closed.ok()) return done(closed);
       control_->post([this, pool, destroy, done] {
         Status s = destroy ? pool->finish_destroy_sync() : pool->finish_export_sync();
+        pool->release_device();
         {
           std::lock_guard<std::mutex> lock(mutex_);
           pools_.erase(pool->uuid());

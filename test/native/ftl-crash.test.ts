@@ -17,6 +17,8 @@ const SEED = Number(process.env.STRATA_FTL_KILL_SEED ?? Date.now() % 1_000_000);
 
 interface RunResult {
   acked: number;
+  /** The child opened the FTL from the checkpoint the parent's clean close left. */
+  fromCheckpoint: boolean;
   gcActiveAtKill: boolean;
   victims: number;
 }
@@ -57,6 +59,7 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
       let stderr = "";
       let ackedCount = 0;
       let victims = 0;
+      let fromCheckpoint = false;
       let gcBytes = 0;
       let gcMovedAt = 0;
       const ops = new Map<number, { first: number; count: number; trim: boolean }>();
@@ -67,7 +70,10 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
         while ((nl = buffered.indexOf("\n")) >= 0) {
           const [kind, a, b, c] = buffered.slice(0, nl).split(" ");
           buffered = buffered.slice(nl + 1);
-          if (kind === "READY") setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+          if (kind === "READY") {
+            fromCheckpoint = a === "1";
+            setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+          }
           else if (kind === "W" || kind === "T") {
             const op = { first: Number(b), count: Number(c), trim: kind === "T" };
             ops.set(Number(a), op);
@@ -88,7 +94,7 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
       });
       p.on("exit", (code, signal) => {
         if (signal !== "SIGKILL") return reject(new Error(`child exited ${code}: ${stderr}`));
-        resolve({ acked: ackedCount, gcActiveAtKill: Date.now() - gcMovedAt < 150, victims });
+        resolve({ acked: ackedCount, fromCheckpoint, gcActiveAtKill: Date.now() - gcMovedAt < 150, victims });
       });
     });
 
@@ -99,8 +105,12 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
     const r = await runOnce(Math.floor(rnd() * 1e9), firstId, 50 + Math.floor(rnd() * 900));
     totalAcked += r.acked;
     if (r.gcActiveAtKill) killsWithGc++;
-    // Recover and judge every block.
+    if (!r.fromCheckpoint) t.fail(`kill ${kill}: the child did not open from the checkpoint the clean export left`);
+    // Recover and judge every block. The child invalidated the checkpoint when it opened it,
+    // so this open must scan (a stale checkpoint would lose everything the child wrote).
     await n.importPool({ device_uri: ftl.uri });
+    const opened = (await n.listFtl()).find((x) => x.uuid === ftl.uuid)!;
+    if (opened.loaded_from_checkpoint) t.fail(`kill ${kill}: the open after a crash used a checkpoint`);
     const step = 256;
     for (let first = 0; first < blocks; first += step) {
       const count = Math.min(step, blocks - first);

@@ -169,7 +169,8 @@ test.serial("a pool on the FTL: 3x its capacity of random overwrites and trims d
   await f.n.exportPool({ uuid: pool.uuid });
   await f.n.importPool({ device_uri: f.uri });
   const after = await stats(f);
-  t.true(after.recovered_bands > 0 || after.recovered_records > 0);
+  t.true(after.loaded_from_checkpoint, "a clean close leaves a checkpoint the next open loads without a scan");
+  t.is(after.recovered_records, 0);
   await verify(t, f, replica.uuid, shadow, size);
   // More overwrites on the recovered maps, then reopen again.
   await overwrite(f, replica.uuid, size, shadow, f.size, 12);
@@ -201,6 +202,25 @@ test.serial("trim-heavy overwrites on a zoned base: bands whose footer fills wit
   const s = await stats(f);
   t.is(s.failed_reason, null, "no write was refused");
   t.is(s.base_sequential_writes, s.base_writes);
+  await verify(t, f, replica.uuid, shadow, size);
+});
+
+test.serial("a checkpoint that fails its CRC is not used: the open scans, and every byte is still there", async (t) => {
+  const f = await makeFtl(t);
+  const { pool, replica, size } = await poolOn(f, t);
+  const shadow = new Shadow(size);
+  await overwrite(f, replica.uuid, size, shadow, f.size, 41);
+  await f.n.exportPool({ uuid: pool.uuid });
+  const fd = openSync(f.cachePath, "r+");
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, 2 * BLOCK + 1000);
+  byte[0] ^= 0x40;
+  writeSync(fd, byte, 0, 1, 2 * BLOCK + 1000);
+  closeSync(fd);
+  await f.n.importPool({ device_uri: f.uri });
+  const s = await stats(f);
+  t.false(s.loaded_from_checkpoint);
+  t.true(s.recovered_records > 0 || s.recovered_bands > 0);
   await verify(t, f, replica.uuid, shadow, size);
 });
 

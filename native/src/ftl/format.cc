@@ -22,7 +22,8 @@ uint32_t crc_with_hole(const uint8_t* data, size_t length, size_t crc_offset) {
 // Superblock, little-endian: magic[8] @0, version u32 @8, crc32c u32 @12 (over the block),
 // role u32 @16, block_bytes u32 @20, ftl_uuid[16] @24, chunk_blocks u32 @40, band_blocks u32 @44,
 // op_percent u32 @48, band_count u32 @52, chunk_count u32 @56, zoned_base u32 @60,
-// logical_blocks u64 @64, band_start_block u64 @72, cache_size_bytes u64 @80, base_size_bytes u64 @88.
+// logical_blocks u64 @64, band_start_block u64 @72, cache_size_bytes u64 @80, base_size_bytes u64 @88,
+// chunk_start_block u64 @96, checkpoint_blocks u32 @104.
 void encode_superblock(const Superblock& sb, uint8_t* b) {
   std::memset(b, 0, kBlockBytes);
   std::memcpy(b, kSuperblockMagic, 8);
@@ -40,6 +41,8 @@ void encode_superblock(const Superblock& sb, uint8_t* b) {
   put_u64(b + 72, sb.band_start_block);
   put_u64(b + 80, sb.cache_size_bytes);
   put_u64(b + 88, sb.base_size_bytes);
+  put_u64(b + 96, sb.chunk_start_block);
+  put_u32(b + 104, sb.checkpoint_blocks);
   put_u32(b + 12, crc_with_hole(b, kBlockBytes, 12));
 }
 
@@ -61,7 +64,34 @@ std::optional<DecodedSuperblock> decode_superblock(const uint8_t* b) {
   sb.band_start_block = get_u64(b + 72);
   sb.cache_size_bytes = get_u64(b + 80);
   sb.base_size_bytes = get_u64(b + 88);
+  sb.chunk_start_block = get_u64(b + 96);
+  sb.checkpoint_blocks = get_u32(b + 104);
   return d;
+}
+
+// Checkpoint header: magic[8] @0, crc32c u32 @8 (over the block), body_crc u32 @12, ftl_uuid[16]
+// @16, next_seq u64 @32, host_blocks u64 @40, body_bytes u64 @48.
+void encode_checkpoint_header(const CheckpointHeader& h, uint8_t* b) {
+  std::memset(b, 0, kBlockBytes);
+  std::memcpy(b, kCheckpointMagic, 8);
+  put_u32(b + 12, h.body_crc);
+  std::memcpy(b + 16, h.ftl_uuid.data(), 16);
+  put_u64(b + 32, h.next_seq);
+  put_u64(b + 40, h.host_blocks);
+  put_u64(b + 48, h.body_bytes);
+  put_u32(b + 8, crc_with_hole(b, kBlockBytes, 8));
+}
+
+std::optional<CheckpointHeader> decode_checkpoint_header(const uint8_t* b, const UuidBytes& ftl_uuid) {
+  if (std::memcmp(b, kCheckpointMagic, 8) != 0 || get_u32(b + 8) != crc_with_hole(b, kBlockBytes, 8)) return std::nullopt;
+  if (std::memcmp(b + 16, ftl_uuid.data(), 16) != 0) return std::nullopt;
+  CheckpointHeader h;
+  h.ftl_uuid = ftl_uuid;
+  h.body_crc = get_u32(b + 12);
+  h.next_seq = get_u64(b + 32);
+  h.host_blocks = get_u64(b + 40);
+  h.body_bytes = get_u64(b + 48);
+  return h;
 }
 
 // Record header: magic[8] @0, crc32c u32 @8 (over the block), kind u32 @12, ftl_uuid[16] @16,

@@ -36,6 +36,8 @@ struct Superblock {
   uint64_t cache_size_bytes = 0;  // the devices as created (they may grow, never shrink)
   uint64_t base_size_bytes = 0;
   uint32_t zoned_base = 0;
+  uint32_t checkpoint_blocks = 0;  // cache blocks 1.. hold the clean-shutdown checkpoint
+  uint64_t chunk_start_block = 1;  // the cache's first chunk: after the checkpoint area
 };
 void encode_superblock(const Superblock& sb, uint8_t* block);
 // nullopt: no superblock at all (no magic). A superblock with a bad CRC is returned with
@@ -45,6 +47,25 @@ struct DecodedSuperblock {
   bool crc_ok;
 };
 std::optional<DecodedSuperblock> decode_superblock(const uint8_t* block);
+
+// ---- checkpoint: cache block 1 (header), body from block 2 ------------------------------------
+// Written at clean shutdown, after everything else is durable; invalidated (zeroed) when the FTL
+// is opened from it, before any new write, so after a crash recovery never trusts an old one.
+constexpr char kCheckpointMagic[8] = {'S', 'T', 'R', 'F', 'T', 'L', 'C', 'P'};
+struct CheckpointHeader {
+  UuidBytes ftl_uuid{};
+  uint64_t next_seq = 0;
+  uint64_t host_blocks = 0;  // host blocks written so far: the clock band ages are read against
+  uint64_t body_bytes = 0;
+  uint32_t body_crc = 0;
+};
+void encode_checkpoint_header(const CheckpointHeader& h, uint8_t* block);
+std::optional<CheckpointHeader> decode_checkpoint_header(const uint8_t* block, const UuidBytes& ftl_uuid);
+// The largest body: the map (8 bytes a logical block), 16 bytes a band, 24 a chunk, 16 a chunk
+// block (its LBA and seq) and, at worst, a 24-byte trim entry per chunk block.
+inline uint64_t checkpoint_max_body_bytes(uint64_t logical_blocks, uint64_t band_count, uint64_t chunk_count, uint64_t chunk_blocks) {
+  return 8 * logical_blocks + 16 * band_count + 24 * chunk_count + 40 * chunk_count * chunk_blocks;
+}
 
 // ---- cache records: a header block, then its data blocks ----------------------------------------
 constexpr char kRecordMagic[8] = {'S', 'T', 'R', 'F', 'T', 'L', 'R', 'C'};

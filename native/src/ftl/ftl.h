@@ -64,8 +64,11 @@ class FtlDevice final : public Device {
     };
     std::vector<ChunkFound> chunks;
     std::vector<bool> band_closed;
+    std::vector<uint64_t> band_closed_at;  // from a checkpoint; zeros after a scan
     uint64_t next_seq = 1;
     uint64_t records = 0;
+    uint64_t host_blocks = 0;       // from a checkpoint
+    bool from_checkpoint = false;
   };
   static constexpr uint64_t kNoLba = ~uint64_t{0};
 
@@ -191,8 +194,11 @@ class FtlDevice final : public Device {
   void unpin(Location where, uint32_t blocks);
   void pin(Location where, uint32_t blocks);
   uint64_t band_first_block(int band) const { return geo_.sb.band_start_block + uint64_t(band) * geo_.sb.band_blocks; }
-  uint64_t chunk_first_block(int chunk) const { return 1 + uint64_t(chunk) * geo_.sb.chunk_blocks; }
-  int chunk_of(uint64_t cache_block) const { return int((cache_block - 1) / geo_.sb.chunk_blocks); }
+  uint64_t chunk_first_block(int chunk) const { return geo_.sb.chunk_start_block + uint64_t(chunk) * geo_.sb.chunk_blocks; }
+  int chunk_of(uint64_t cache_block) const { return int((cache_block - geo_.sb.chunk_start_block) / geo_.sb.chunk_blocks); }
+  // Clean shutdown: the maps, band and chunk states as they are now, into the cache's
+  // checkpoint area (body, then header), so the next open needs no scan. Control thread, idle FTL.
+  void write_checkpoint();
   int band_of(uint64_t base_block) const { return int((base_block - geo_.sb.band_start_block) / geo_.sb.band_blocks); }
 
   void on_reactor(std::function<void()> task);
@@ -217,6 +223,7 @@ class FtlDevice final : public Device {
   uint64_t next_seq_ = 1;
   bool worker_busy_ = false;
   bool stopping_ = false;
+  bool installed_ = false;  // install() succeeded: the state is whole, a checkpoint of it is worth writing
   uint32_t gc_threshold_bands_ = 3;
   std::string failed_;
   FtlStatsData stats_;

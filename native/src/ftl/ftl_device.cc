@@ -76,6 +76,7 @@ FtlDevice::~FtlDevice() {
     if (idle.get_future().get()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  if (installed_) write_checkpoint();
   reactor_->stop();
 }
 
@@ -118,6 +119,8 @@ Status FtlDevice::install(Loaded loaded) {
   slot_seq_ = std::move(loaded.slot_seq);
   next_seq_ = loaded.next_seq;
   stats_.recovered_records = loaded.records;
+  stats_.loaded_from_checkpoint = loaded.from_checkpoint;
+  stats_.host_write_bytes = loaded.host_blocks * kBlockBytes;
   // Chunks that hold records are compacted again, oldest first; the rest are free.
   std::vector<int> found;
   for (int c = 0; c < int(chunks_.size()); c++) {
@@ -143,6 +146,7 @@ Status FtlDevice::install(Loaded loaded) {
   for (int b = 0; b < int(bands_.size()); b++) {
     if (loaded.band_closed[b]) {
       set_band_state(b, BandState::kClosed);
+      if (!loaded.band_closed_at.empty()) bands_[b].closed_at = loaded.band_closed_at[b];
       stats_.recovered_bands++;
     } else {
       to_erase.push_back(b);
@@ -164,6 +168,7 @@ Status FtlDevice::install(Loaded loaded) {
     }
   });
   if (result < 0) return Status(ErrorCode::kIoError, str("erasing the open bands of FTL ", uuid_text_, " on ", base_->description().uri, ": ", std::strerror(-result)));
+  installed_ = true;
   on_reactor([this] { kick(); });
   return Status();
 }
@@ -822,6 +827,73 @@ void FtlDevice::erase_band(int b) {
     free_bands_.push_back(b);
     kick();
   });
+}
+
+void FtlDevice::write_checkpoint() {
+  // Snapshot on the FTL's thread (an erase may still complete there), write from this one.
+  std::promise<std::shared_ptr<AlignedBuffer>> snapshot;
+  CheckpointHeader h;
+  on_reactor([&] {
+    if (!failed_.empty()) return snapshot.set_value(nullptr);  // a failed FTL is recovered by a scan
+    const uint64_t chunk_area = uint64_t(geo_.sb.chunk_count) * geo_.sb.chunk_blocks;
+    size_t trims = 0;
+    for (const Chunk& c : chunks_) trims += c.state == ChunkState::kFree ? 0 : c.trims.size();
+    h.body_bytes = 8 * l2p_.size() + 16 * bands_.size() + 24 * chunks_.size() + 16 * chunk_area + 24 * trims;
+    auto body = std::make_shared<AlignedBuffer>(h.body_bytes);
+    uint8_t* p = body->data();
+    auto put = [&p](uint64_t v) {
+      std::memcpy(p, &v, 8);
+      p += 8;
+    };
+    for (Location l : l2p_) put(l);
+    for (const Band& b : bands_) {
+      // Open and erasing bands are erased again at open; the maps never point into them.
+      const bool closed = b.state == BandState::kClosed || b.state == BandState::kVictim || b.state == BandState::kRelocated;
+      put(closed ? 1 : 0);
+      put(b.closed_at);
+    }
+    for (const Chunk& c : chunks_) {
+      const bool used = c.state != ChunkState::kFree;
+      put(used ? c.chunk_seq : 0);
+      put(used ? c.write_blocks : 0);
+      put(used ? c.trims.size() : 0);
+    }
+    for (uint64_t i = 0; i < chunk_area; i++) {
+      put(slot_lba_[geo_.sb.chunk_start_block + i]);
+      put(slot_seq_[geo_.sb.chunk_start_block + i]);
+    }
+    for (const Chunk& c : chunks_) {
+      if (c.state == ChunkState::kFree) continue;
+      for (const FooterEntry& t : c.trims) {
+        put(t.lba);
+        put(t.seq);
+        put(t.trim_blocks);
+      }
+    }
+    assert(p == body->data() + h.body_bytes);
+    h.ftl_uuid = geo_.sb.ftl_uuid;
+    h.next_seq = next_seq_;
+    h.host_blocks = stats_.host_write_bytes / kBlockBytes;
+    h.body_crc = crc32c(0, body->data(), h.body_bytes);
+    snapshot.set_value(body);
+  });
+  std::shared_ptr<AlignedBuffer> body = snapshot.get_future().get();
+  if (!body) return;
+  const uint64_t body_blocks = (h.body_bytes + kBlockBytes - 1) / kBlockBytes;
+  if (1 + body_blocks > geo_.sb.checkpoint_blocks) {
+    log_line(str("ftl ", uuid_text_, ": checkpoint of ", h.body_bytes, " bytes exceeds its area; the next open scans"));
+    return;
+  }
+  // The body, durable; then the header that vouches for it.
+  if (Status s = cache_->write_sync(2 * uint64_t(kBlockBytes), body_blocks * kBlockBytes, body->data()); !s.ok()) {
+    log_line(str("ftl ", uuid_text_, ": checkpoint not written (", s.error().message, "); the next open scans"));
+    return;
+  }
+  AlignedBuffer header(kBlockBytes);
+  encode_checkpoint_header(h, header.data());
+  if (Status s = cache_->write_sync(kBlockBytes, kBlockBytes, header.data()); !s.ok()) {
+    log_line(str("ftl ", uuid_text_, ": checkpoint header not written (", s.error().message, "); the next open scans"));
+  }
 }
 
 FtlStatsData FtlDevice::stats() {

@@ -1,5 +1,5 @@
 // The CSAL tiered device: a flash translation layer over a fast cache device and a large base
-// device (rules and layout: ftl/FORMAT.md; the plan it follows: ftl/DESIGN.md).
+// device (rules and layout: ftl/FORMAT.md).
 //
 //   ftl://?cache=<percent-encoded URI>&base=<percent-encoded URI>
 //
@@ -78,6 +78,7 @@ struct FtlStatsData {
   uint32_t free_chunks = 0;
   uint64_t recovered_records = 0;       // at the last open
   uint64_t recovered_bands = 0;
+  bool loaded_from_checkpoint = false;  // the last open read the clean-shutdown checkpoint, no scan
   std::string failed_reason;            // non-empty once a cache or base write failed
 };
 

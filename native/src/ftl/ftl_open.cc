@@ -137,7 +137,8 @@ Result<Superblock> read_superblock(Device& device, Role role, const char* what) 
 bool same_geometry(const Superblock& a, const Superblock& b) {
   return a.chunk_blocks == b.chunk_blocks && a.band_blocks == b.band_blocks && a.op_percent == b.op_percent && a.band_count == b.band_count &&
          a.chunk_count == b.chunk_count && a.logical_blocks == b.logical_blocks && a.band_start_block == b.band_start_block &&
-         a.cache_size_bytes == b.cache_size_bytes && a.base_size_bytes == b.base_size_bytes && a.zoned_base == b.zoned_base;
+         a.cache_size_bytes == b.cache_size_bytes && a.base_size_bytes == b.base_size_bytes && a.zoned_base == b.zoned_base &&
+         a.checkpoint_blocks == b.checkpoint_blocks && a.chunk_start_block == b.chunk_start_block;
 }
 
 }  // namespace
@@ -204,12 +205,6 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
   const uint64_t cache_blocks = cache->size_bytes() / kBlockBytes;
   const uint64_t base_blocks = base->size_bytes() / kBlockBytes;
   sb.chunk_blocks = o.chunk_kib / 4;
-  const uint64_t chunks = cache_blocks > 1 ? (cache_blocks - 1) / sb.chunk_blocks : 0;
-  if (chunks < 4) {
-    return Error{ErrorCode::kInvalidArgument, str("cache device ", o.cache_uri, " (", cache->size_bytes(), " bytes) holds ", chunks, " chunks of ", o.chunk_kib,
-                                                  " KiB; at least 4 are needed")};
-  }
-  sb.chunk_count = uint32_t(std::min<uint64_t>(chunks, UINT32_MAX));
   Zones* zones = base->zoned();
   if (zones) {
     const uint64_t zone = zones->zone_size_bytes();
@@ -235,6 +230,18 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
   sb.op_percent = o.op_percent;
   const BandGeometry bg = band_geometry(sb.band_blocks);
   sb.logical_blocks = uint64_t(sb.band_count - reserved) * bg.data_blocks * (100 - o.op_percent) / 100;
+  // The cache: superblock, the checkpoint area (sized for the most chunks the cache could
+  // hold, so it always fits), then the chunks.
+  const uint64_t most_chunks = cache_blocks > 1 ? (cache_blocks - 1) / sb.chunk_blocks : 0;
+  const uint64_t checkpoint_blocks = 1 + (checkpoint_max_body_bytes(sb.logical_blocks, sb.band_count, most_chunks, sb.chunk_blocks) + kBlockBytes - 1) / kBlockBytes;
+  const uint64_t chunks = cache_blocks > 1 + checkpoint_blocks ? (cache_blocks - 1 - checkpoint_blocks) / sb.chunk_blocks : 0;
+  if (chunks < 4) {
+    return Error{ErrorCode::kInvalidArgument, str("cache device ", o.cache_uri, " (", cache->size_bytes(), " bytes) holds ", chunks, " chunks of ", o.chunk_kib,
+                                                  " KiB after its ", checkpoint_blocks * kBlockBytes / 1024, " KiB checkpoint area; at least 4 are needed")};
+  }
+  sb.chunk_count = uint32_t(std::min<uint64_t>(chunks, UINT32_MAX));
+  sb.checkpoint_blocks = uint32_t(checkpoint_blocks);
+  sb.chunk_start_block = 1 + checkpoint_blocks;
   sb.cache_size_bytes = cache->size_bytes();
   sb.base_size_bytes = base->size_bytes();
   if (wanted) {
@@ -369,6 +376,83 @@ struct Newest {
 
 }  // namespace
 
+namespace {
+
+// The checkpoint, when a valid one is there (nullopt: none, or not whole: scan instead), already
+// invalidated on the device.
+Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Superblock& sb, const FtlDevice::Geometry& geo) {
+  (void)geo;
+  if (sb.checkpoint_blocks < 2) return std::optional<FtlDevice::Loaded>();
+  AlignedBuffer header(kBlockBytes);
+  if (Status s = cache.read_sync(kBlockBytes, kBlockBytes, header.data()); !s.ok()) return s.error();
+  auto h = decode_checkpoint_header(header.data(), sb.ftl_uuid);
+  if (!h) return std::optional<FtlDevice::Loaded>();
+  const uint64_t chunk_area = uint64_t(sb.chunk_count) * sb.chunk_blocks;
+  const uint64_t fixed = 8 * sb.logical_blocks + 16 * uint64_t(sb.band_count) + 24 * uint64_t(sb.chunk_count) + 16 * chunk_area;
+  const uint64_t body_blocks = (h->body_bytes + kBlockBytes - 1) / kBlockBytes;
+  if (h->body_bytes < fixed || (h->body_bytes - fixed) % 24 != 0 || 1 + body_blocks > sb.checkpoint_blocks) return std::optional<FtlDevice::Loaded>();
+  AlignedBuffer body(body_blocks * kBlockBytes);
+  if (Status s = cache.read_sync(2 * uint64_t(kBlockBytes), body_blocks * kBlockBytes, body.data()); !s.ok()) return s.error();
+  if (crc32c(0, body.data(), h->body_bytes) != h->body_crc) return std::optional<FtlDevice::Loaded>();
+  const uint8_t* p = body.data();
+  auto get = [&p] {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    p += 8;
+    return v;
+  };
+  FtlDevice::Loaded loaded;
+  loaded.from_checkpoint = true;
+  loaded.next_seq = h->next_seq;
+  loaded.host_blocks = h->host_blocks;
+  loaded.l2p.resize(sb.logical_blocks);
+  const uint64_t cache_end = sb.chunk_start_block + chunk_area;
+  const uint64_t base_end = sb.band_start_block + uint64_t(sb.band_count) * sb.band_blocks;
+  for (Location& l : loaded.l2p) {
+    l = get();
+    // Checked again on the way in: a map entry must point into the chunks or the bands.
+    const bool fits = l == kUnmapped || (in_cache(l) && block_of(l) >= sb.chunk_start_block && block_of(l) < cache_end) ||
+                      (in_base(l) && block_of(l) >= sb.band_start_block && block_of(l) < base_end);
+    if (!fits) return Error{ErrorCode::kDataLoss, str("the checkpoint of FTL ", format_uuid(sb.ftl_uuid), " on ", cache.description().uri, " maps a block outside the device")};
+  }
+  loaded.band_closed.resize(sb.band_count);
+  loaded.band_closed_at.resize(sb.band_count);
+  for (uint32_t b = 0; b < sb.band_count; b++) {
+    loaded.band_closed[b] = get() != 0;
+    loaded.band_closed_at[b] = get();
+  }
+  loaded.chunks.resize(sb.chunk_count);
+  std::vector<uint64_t> trim_counts(sb.chunk_count);
+  uint64_t trims_total = 0;
+  for (uint32_t c = 0; c < sb.chunk_count; c++) {
+    loaded.chunks[c].chunk_seq = get();
+    loaded.chunks[c].write_blocks = uint32_t(std::min<uint64_t>(get(), sb.chunk_blocks));
+    trims_total += trim_counts[c] = get();
+  }
+  if (trims_total * 24 != h->body_bytes - fixed) return Error{ErrorCode::kDataLoss, str("the checkpoint of FTL ", format_uuid(sb.ftl_uuid), " is inconsistent")};
+  loaded.slot_lba.assign(cache_end, FtlDevice::kNoLba);
+  loaded.slot_seq.assign(cache_end, 0);
+  for (uint64_t i = 0; i < chunk_area; i++) {
+    loaded.slot_lba[sb.chunk_start_block + i] = get();
+    loaded.slot_seq[sb.chunk_start_block + i] = get();
+  }
+  for (uint32_t c = 0; c < sb.chunk_count; c++) {
+    for (uint64_t t = 0; t < trim_counts[c]; t++) {
+      FooterEntry e;
+      e.lba = get();
+      e.seq = get();
+      e.trim_blocks = get();
+      loaded.chunks[c].trims.push_back(e);
+    }
+  }
+  // Used once: from now on only a new clean shutdown may leave one.
+  AlignedBuffer zeros(kBlockBytes);
+  if (Status s = cache.write_sync(kBlockBytes, kBlockBytes, zeros.data()); !s.ok()) return s.error();
+  return std::optional<FtlDevice::Loaded>(std::move(loaded));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may_create) {
   (void)may_create;  // opening never creates: create_ftl does
   auto parsed = parse_ftl_uri(uri);
@@ -418,81 +502,90 @@ Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may
 
   FtlDevice::Geometry geo{sb, band_geometry(sb.band_blocks)};
   FtlDevice::Loaded loaded;
-  Newest newest{std::vector<Location>(sb.logical_blocks, kUnmapped), std::vector<uint64_t>(sb.logical_blocks, 0)};
-  uint64_t max_seq = 0;
-  loaded.band_closed.assign(sb.band_count, false);
-  // 1. Closed bands: their footers.
+  // A clean shutdown left a checkpoint: load it (no scan), and invalidate it before anything is
+  // written, so a crash from here on is recovered by the scan, never from this stale picture.
   {
-    AlignedBuffer buf(size_t(geo.band.footer_blocks) * kBlockBytes);
-    for (uint32_t b = 0; b < sb.band_count; b++) {
-      const uint64_t first = sb.band_start_block + uint64_t(b) * sb.band_blocks;
-      if (Status s = base->read_sync((first + geo.band.data_blocks) * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
-      auto footer = decode_footer(buf.data(), geo.band.footer_blocks, sb.ftl_uuid, b);
-      if (!footer) continue;
-      uint64_t index = 0;
-      for (const FooterEntry& e : footer->entries) {
-        if (e.lba >= sb.logical_blocks || e.trim_blocks > sb.logical_blocks - e.lba || index > footer->data_blocks) {
-          return Error{ErrorCode::kDataLoss, str("band ", b, " footer on ", base->description().uri, " names blocks beyond FTL ", uuid, "'s ", sb.logical_blocks)};
-        }
-        max_seq = std::max(max_seq, e.seq);
-        if (e.trim_blocks) {
-          newest.trim(e.lba, e.trim_blocks, e.seq);
-        } else {
-          newest.data(e.lba, e.seq, kBaseTag | (first + index++));
-        }
-      }
-      max_seq = std::max(max_seq, footer->close_seq);
-      loaded.band_closed[b] = true;
-    }
+    auto from = load_checkpoint(*cache, sb, geo);
+    if (!from.ok()) return from.error();
+    if (from.value()) loaded = std::move(*from.value());
   }
-  // 2. The cache log, chunk by chunk: each chunk's records from its start while they are whole
-  //    and of this use of the chunk. Records are acknowledged in seq order, so every
-  //    acknowledged record precedes the first that fails these checks.
-  loaded.slot_lba.assign(1 + uint64_t(sb.chunk_count) * sb.chunk_blocks, FtlDevice::kNoLba);
-  loaded.slot_seq.assign(loaded.slot_lba.size(), 0);
-  loaded.chunks.resize(sb.chunk_count);
-  {
-    AlignedBuffer buf(size_t(sb.chunk_blocks) * kBlockBytes);
-    for (uint32_t c = 0; c < sb.chunk_count; c++) {
-      const uint64_t first = 1 + uint64_t(c) * sb.chunk_blocks;
-      if (Status s = cache->read_sync(first * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
-      auto& found = loaded.chunks[c];
-      uint32_t pos = 0;
-      uint64_t chunk_seq = 0, prev_seq = 0;
-      while (pos < sb.chunk_blocks) {
-        auto h = decode_record_header(buf.data() + size_t(pos) * kBlockBytes, sb.ftl_uuid);
-        if (!h) break;
-        if (pos == 0 ? h->chunk_seq != h->seq : (h->chunk_seq != chunk_seq || h->seq <= prev_seq)) break;
-        const uint64_t data_blocks = h->kind == RecordKind::kData ? h->block_count : 0;
-        if (pos + 1 + data_blocks > sb.chunk_blocks || h->lba >= sb.logical_blocks || h->block_count > sb.logical_blocks - h->lba) break;
-        bool whole = true;
-        for (uint64_t i = 0; i < data_blocks && whole; i++) {
-          whole = crc32c(0, buf.data() + size_t(pos + 1 + i) * kBlockBytes, kBlockBytes) == h->data_crcs[i];
-        }
-        if (!whole) break;  // torn: never acknowledged
-        if (pos == 0) chunk_seq = h->seq;
-        prev_seq = h->seq;
-        max_seq = std::max(max_seq, h->seq);
-        loaded.records++;
-        if (h->kind == RecordKind::kData) {
-          for (uint64_t i = 0; i < data_blocks; i++) {
-            const uint64_t block = first + pos + 1 + i;
-            newest.data(h->lba + i, h->seq, kCacheTag | block);
-            loaded.slot_lba[block] = h->lba + i;
-            loaded.slot_seq[block] = h->seq;
+  if (!loaded.from_checkpoint) {
+    Newest newest{std::vector<Location>(sb.logical_blocks, kUnmapped), std::vector<uint64_t>(sb.logical_blocks, 0)};
+    uint64_t max_seq = 0;
+    loaded.band_closed.assign(sb.band_count, false);
+    // 1. Closed bands: their footers.
+    {
+      AlignedBuffer buf(size_t(geo.band.footer_blocks) * kBlockBytes);
+      for (uint32_t b = 0; b < sb.band_count; b++) {
+        const uint64_t first = sb.band_start_block + uint64_t(b) * sb.band_blocks;
+        if (Status s = base->read_sync((first + geo.band.data_blocks) * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
+        auto footer = decode_footer(buf.data(), geo.band.footer_blocks, sb.ftl_uuid, b);
+        if (!footer) continue;
+        uint64_t index = 0;
+        for (const FooterEntry& e : footer->entries) {
+          if (e.lba >= sb.logical_blocks || e.trim_blocks > sb.logical_blocks - e.lba || index > footer->data_blocks) {
+            return Error{ErrorCode::kDataLoss, str("band ", b, " footer on ", base->description().uri, " names blocks beyond FTL ", uuid, "'s ", sb.logical_blocks)};
           }
-        } else {
-          newest.trim(h->lba, h->block_count, h->seq);
-          found.trims.push_back({h->lba, h->seq, h->block_count});
+          max_seq = std::max(max_seq, e.seq);
+          if (e.trim_blocks) {
+            newest.trim(e.lba, e.trim_blocks, e.seq);
+          } else {
+            newest.data(e.lba, e.seq, kBaseTag | (first + index++));
+          }
         }
-        pos += uint32_t(1 + data_blocks);
+        max_seq = std::max(max_seq, footer->close_seq);
+        loaded.band_closed[b] = true;
       }
-      found.chunk_seq = chunk_seq;
-      found.write_blocks = pos;
     }
+    // 2. The cache log, chunk by chunk: each chunk's records from its start while they are whole
+    //    and of this use of the chunk. Records are acknowledged in seq order, so every
+    //    acknowledged record precedes the first that fails these checks.
+    loaded.slot_lba.assign(sb.chunk_start_block + uint64_t(sb.chunk_count) * sb.chunk_blocks, FtlDevice::kNoLba);
+    loaded.slot_seq.assign(loaded.slot_lba.size(), 0);
+    loaded.chunks.resize(sb.chunk_count);
+    {
+      AlignedBuffer buf(size_t(sb.chunk_blocks) * kBlockBytes);
+      for (uint32_t c = 0; c < sb.chunk_count; c++) {
+        const uint64_t first = sb.chunk_start_block + uint64_t(c) * sb.chunk_blocks;
+        if (Status s = cache->read_sync(first * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
+        auto& found = loaded.chunks[c];
+        uint32_t pos = 0;
+        uint64_t chunk_seq = 0, prev_seq = 0;
+        while (pos < sb.chunk_blocks) {
+          auto h = decode_record_header(buf.data() + size_t(pos) * kBlockBytes, sb.ftl_uuid);
+          if (!h) break;
+          if (pos == 0 ? h->chunk_seq != h->seq : (h->chunk_seq != chunk_seq || h->seq <= prev_seq)) break;
+          const uint64_t data_blocks = h->kind == RecordKind::kData ? h->block_count : 0;
+          if (pos + 1 + data_blocks > sb.chunk_blocks || h->lba >= sb.logical_blocks || h->block_count > sb.logical_blocks - h->lba) break;
+          bool whole = true;
+          for (uint64_t i = 0; i < data_blocks && whole; i++) {
+            whole = crc32c(0, buf.data() + size_t(pos + 1 + i) * kBlockBytes, kBlockBytes) == h->data_crcs[i];
+          }
+          if (!whole) break;  // torn: never acknowledged
+          if (pos == 0) chunk_seq = h->seq;
+          prev_seq = h->seq;
+          max_seq = std::max(max_seq, h->seq);
+          loaded.records++;
+          if (h->kind == RecordKind::kData) {
+            for (uint64_t i = 0; i < data_blocks; i++) {
+              const uint64_t block = first + pos + 1 + i;
+              newest.data(h->lba + i, h->seq, kCacheTag | block);
+              loaded.slot_lba[block] = h->lba + i;
+              loaded.slot_seq[block] = h->seq;
+            }
+          } else {
+            newest.trim(h->lba, h->block_count, h->seq);
+            found.trims.push_back({h->lba, h->seq, h->block_count});
+          }
+          pos += uint32_t(1 + data_blocks);
+        }
+        found.chunk_seq = chunk_seq;
+        found.write_blocks = pos;
+      }
+    }
+    loaded.l2p = std::move(newest.where);
+    loaded.next_seq = max_seq + 1;
   }
-  loaded.l2p = std::move(newest.where);
-  loaded.next_seq = max_seq + 1;
 
   DeviceDescription d;
   d.uri = ftl_uri(cache->description().uri, base->description().uri);

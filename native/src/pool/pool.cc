@@ -114,7 +114,7 @@ const char* pool_state_name(PoolState state) {
   return "faulted";
 }
 
-Pool::Pool(std::unique_ptr<Device> device, const Layout& layout) : device_(std::move(device)), layout_(layout) {}
+Pool::Pool(std::unique_ptr<Device> device, const Layout& layout) : device_(std::move(device)), device_description_(device_->description()), layout_(layout) {}
 
 void Pool::set_state(PoolState next) {
   switch (next) {
@@ -349,7 +349,7 @@ PoolInfoData Pool::info() const {
     committed += r->size_bytes;
     count++;
   }
-  return PoolInfoData{uuid_, name_, device_->description().uri, pool_state_name(state_), layout_.cluster_size_bytes,
+  return PoolInfoData{uuid_, name_, device_description_.uri, pool_state_name(state_), layout_.cluster_size_bytes,
                       cluster_count_ * layout_.cluster_size_bytes, (cluster_count_ - free_clusters_) * layout_.cluster_size_bytes,
                       committed, count, kFormatVersion};
 }

@@ -99,7 +99,11 @@ class Pool : public std::enable_shared_from_this<Pool> {
   Reactor& reactor() const { return *reactor_; }
   const std::string& uuid() const { return uuid_; }
   const std::string& name() const { return name_; }
-  const DeviceDescription& device_description() const { return device_->description(); }
+  const DeviceDescription& device_description() const { return device_description_; }
+  // After finish_export_sync / finish_destroy_sync (control thread): closes the device now, so
+  // whoever is told the pool is gone can open it again (an FTL has one opener, and writes its
+  // checkpoint as it closes), instead of whenever the last reference to the pool goes.
+  void release_device() { device_.reset(); }
   std::vector<std::string> replica_uuids_at_import() const;
 
   // Reactor thread.
@@ -173,6 +177,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void fault(const std::string& why);
 
   std::unique_ptr<Device> device_;
+  DeviceDescription device_description_;  // kept past release_device()
   Reactor* reactor_ = nullptr;
   PoolState state_ = PoolState::kOnline;
   std::string uuid_;
