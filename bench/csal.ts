@@ -11,7 +11,8 @@
 // background compaction and GC have settled. Prints a table and, as the last line, one JSON object.
 //
 // Knobs (env): STRATA_CSAL_CACHE_MIB (64), STRATA_CSAL_BASE_MIB (512), STRATA_CSAL_BAND_MIB (8),
-// STRATA_CSAL_OP_PERCENT (20), STRATA_CSAL_WARMUP_PASSES (2), STRATA_CSAL_MEASURED_PASSES (2),
+// STRATA_CSAL_OP_PERCENT (20), STRATA_CSAL_WARMUP_PASSES (2), STRATA_CSAL_SKEWED_WARMUP_PASSES (3),
+// STRATA_CSAL_MEASURED_PASSES (2),
 // STRATA_CSAL_IOPS_S (4, per round), STRATA_CSAL_ROUNDS (2), STRATA_CSAL_DIR (a fresh temp dir).
 import { randomUUID } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, truncateSync } from "node:fs";
@@ -30,6 +31,8 @@ const BAND_MIB = env("STRATA_CSAL_BAND_MIB", 8);
 const OP_PERCENT = env("STRATA_CSAL_OP_PERCENT", 20);
 const WARMUP_PASSES = env("STRATA_CSAL_WARMUP_PASSES", 2);
 const MEASURED_PASSES = env("STRATA_CSAL_MEASURED_PASSES", 2);
+// The skewed phase starts from the uniform steady state: a longer warm-up to reach its own.
+const SKEWED_WARMUP_PASSES = env("STRATA_CSAL_SKEWED_WARMUP_PASSES", 3);
 const IOPS_S = env("STRATA_CSAL_IOPS_S", 4);
 const ROUNDS = env("STRATA_CSAL_ROUNDS", 2);
 const QD = 32;
@@ -123,9 +126,9 @@ function overwrite(n: NativeStorage, replica: string, size: number, passes: numb
 }
 
 /** Warm up, then measure: counters around the measured passes. */
-async function wafPhase(n: NativeStorage, ftl: string, replica: string, size: number, name: string, skew?: { hot_write_fraction: number; hot_space_fraction: number }) {
-  log(`${name}: warm-up, ${WARMUP_PASSES}× the replica`);
-  await overwrite(n, replica, size, WARMUP_PASSES, skew);
+async function wafPhase(n: NativeStorage, ftl: string, replica: string, size: number, name: string, warmupPasses: number, skew?: { hot_write_fraction: number; hot_space_fraction: number }) {
+  log(`${name}: warm-up, ${warmupPasses}× the replica`);
+  await overwrite(n, replica, size, warmupPasses, skew);
   const before = await settled(n, ftl);
   log(`${name}: measuring, ${MEASURED_PASSES}× the replica`);
   const io = await overwrite(n, replica, size, MEASURED_PASSES, skew);
@@ -158,7 +161,7 @@ async function main(): Promise<void> {
     log(`replica ${(onFtl.size / MiB).toFixed(0)} MiB written end to end; ${filled.band_count} bands, ${filled.free_bands} free`);
 
     // ---- 1. uniform WAF ----
-    const uniform = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "uniform");
+    const uniform = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "uniform", WARMUP_PASSES);
 
     // ---- 4. random-write IOPS at QD 32: FTL (uniform steady state) against a pool on a plain file ----
     const plain = await poolWithReplica(n, sparseFile(join(dir, "plain.img"), BASE_MIB));
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
     rmSync(join(dir, "plain.img"), { force: true });
 
     // ---- 2. skewed WAF (the FTL comes from the uniform steady state; the warm-up re-shapes it) ----
-    const skewed = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "skewed 80/20", { hot_write_fraction: HOT_WRITE, hot_space_fraction: HOT_SPACE });
+    const skewed = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "skewed 80/20", SKEWED_WARMUP_PASSES, { hot_write_fraction: HOT_WRITE, hot_space_fraction: HOT_SPACE });
     const stats = skewed.after;
 
     // ---- the greedy model of the same geometry ----
