@@ -93,6 +93,8 @@ export interface BenchResult {
   readonly mib_per_s: number;
   readonly lat_p50_us: number;
   readonly lat_p99_us: number;
+  /** benchReplica only (benchDevice reports 0). */
+  readonly lat_p999_us: number;
 }
 
 /** The ports the NVMe/TCP target bound (useful when 0 asked for any free port). */
@@ -409,6 +411,11 @@ export interface NativeStorage {
     queue_depth: number;
     duration_ms: number;
     span_bytes: number;
+    /** Skewed random patterns: this fraction of I/Os (e.g. 0.8) go to the first `hot_space_fraction` of the span (e.g. 0.2). Default 1 and 1: uniform. */
+    hot_write_fraction?: number;
+    hot_space_fraction?: number;
+    /** Stop after this many I/Os (e.g. exactly one pass of a sequential write); duration_ms still bounds the run. */
+    max_ops?: number;
   }): Promise<BenchResult>;
 
   /**

@@ -129,6 +129,7 @@ Napi::Value to_js(Napi::Env env, const BenchResultData& b) {
   o.Set("mib_per_s", Napi::Number::New(env, b.mib_per_s));
   o.Set("lat_p50_us", num(env, b.lat_p50_us));
   o.Set("lat_p99_us", num(env, b.lat_p99_us));
+  o.Set("lat_p999_us", num(env, b.lat_p999_us));
   return o;
 }
 
@@ -504,6 +505,13 @@ Napi::Value BenchReplica(const Napi::CallbackInfo& info) {
     else throw ArgumentError{str("pattern '", pattern, "' must be randread, randwrite, read or write")};
     BenchOptions opts{get_string(o, "uuid"), p, get_u64(o, "block_size_bytes"),
                       static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "queue_depth"), 1 << 20)), get_u64(o, "duration_ms"), get_u64(o, "span_bytes")};
+    for (auto [key, field] : {std::pair{"hot_write_fraction", &opts.hot_write_fraction}, std::pair{"hot_space_fraction", &opts.hot_space_fraction}}) {
+      Napi::Value v = o.Get(key);
+      if (v.IsUndefined() || v.IsNull()) continue;
+      if (!v.IsNumber()) throw ArgumentError{str(key, " must be a number")};
+      *field = v.As<Napi::Number>().DoubleValue();
+    }
+    if (!o.Get("max_ops").IsUndefined()) opts.max_ops = get_u64(o, "max_ops");
     Engine::instance().bench_replica(std::move(opts), done);
   });
 }

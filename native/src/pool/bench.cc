@@ -25,14 +25,20 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
   }
   if (o.queue_depth == 0 || o.queue_depth > 1024) return done(Error{ErrorCode::kInvalidArgument, "bench queue_depth must be 1 to 1024"});
   if (o.duration_ms == 0 || o.duration_ms > 3600 * 1000) return done(Error{ErrorCode::kInvalidArgument, "bench duration_ms must be 1 to 3600000"});
+  if (!(o.hot_write_fraction >= 0 && o.hot_write_fraction <= 1) || !(o.hot_space_fraction > 0 && o.hot_space_fraction <= 1)) {
+    return done(Error{ErrorCode::kInvalidArgument, str("bench hot_write_fraction ", o.hot_write_fraction, " must be 0 to 1 and hot_space_fraction ",
+                                                       o.hot_space_fraction, " above 0 to 1")});
+  }
 
   struct Run {
     BenchOptions options;
     uint64_t blocks;
+    uint64_t hot_blocks;  // the first hot_blocks take hot_write_fraction of random I/Os
     bool write, random;
     std::vector<AlignedBuffer> buffers;
     std::mt19937_64 rng{std::random_device{}()};
     uint64_t next_block = 0;
+    uint64_t issued = 0;
     uint64_t start_ns = 0, deadline_ns = 0;
     uint32_t inflight = 0;
     BenchResultData result;
@@ -44,6 +50,7 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
   auto run = std::make_shared<Run>();
   run->options = o;
   run->blocks = span / o.block_size_bytes;
+  run->hot_blocks = std::clamp<uint64_t>(static_cast<uint64_t>(static_cast<double>(run->blocks) * o.hot_space_fraction), 1, run->blocks);
   run->write = o.pattern == BenchPattern::kRandWrite || o.pattern == BenchPattern::kWrite;
   run->random = o.pattern == BenchPattern::kRandRead || o.pattern == BenchPattern::kRandWrite;
   for (uint32_t i = 0; i < o.queue_depth; i++) {
@@ -59,7 +66,7 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
     auto run = weak.lock();
     if (!run) return;
     uint64_t now = steady_ns();
-    if (now >= run->deadline_ns || !run->error.ok()) {
+    if (now >= run->deadline_ns || !run->error.ok() || (run->options.max_ops != 0 && run->issued >= run->options.max_ops)) {
       if (run->inflight == 0) {
         run->result.elapsed_us = (now - run->start_ns) / 1000;
         auto& lat = run->latencies_us;
@@ -67,6 +74,7 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
           std::sort(lat.begin(), lat.end());
           run->result.lat_p50_us = lat[lat.size() / 2];
           run->result.lat_p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+          run->result.lat_p999_us = lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)];
         }
         double seconds = std::max<double>(1e-9, static_cast<double>(run->result.elapsed_us) / 1e6);
         run->result.iops = static_cast<double>(run->result.ops) / seconds;
@@ -80,8 +88,18 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
       }
       return;
     }
-    uint64_t block = run->random ? run->rng() % run->blocks : run->next_block++ % run->blocks;
+    uint64_t block;
+    if (!run->random) {
+      block = run->next_block++ % run->blocks;
+    } else if (run->hot_blocks == run->blocks) {
+      block = run->rng() % run->blocks;
+    } else if (std::uniform_real_distribution<double>(0, 1)(run->rng) < run->options.hot_write_fraction) {
+      block = run->rng() % run->hot_blocks;
+    } else {
+      block = run->hot_blocks + run->rng() % (run->blocks - run->hot_blocks);
+    }
     run->inflight++;
+    run->issued++;
     uint64_t issued = now;
     self->io(run->options.uuid, run->write ? IoKind::kWrite : IoKind::kRead, block * run->options.block_size_bytes, run->options.block_size_bytes,
              run->buffers[slot].data(), [run, slot, issued](Status s) {

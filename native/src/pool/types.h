@@ -75,12 +75,19 @@ struct BenchOptions {
   uint32_t queue_depth;
   uint64_t duration_ms;
   uint64_t span_bytes;  // 0 = the whole replica
+  // Skew (benchReplica's random patterns): hot_write_fraction of the I/Os go to the first
+  // hot_space_fraction of the span, the rest to the remainder. 1 and 1 = uniform.
+  double hot_write_fraction = 1.0;
+  double hot_space_fraction = 1.0;
+  // benchReplica: stop issuing after this many I/Os (0 = no limit; duration_ms still bounds the run).
+  uint64_t max_ops = 0;
 };
 
 struct BenchResultData {
   uint64_t ops = 0, bytes = 0, elapsed_us = 0;
   double iops = 0, mib_per_s = 0;
   uint64_t lat_p50_us = 0, lat_p99_us = 0;
+  uint64_t lat_p999_us = 0;  // benchReplica only (benchDevice leaves 0)
 };
 
 enum class IoKind { kRead, kWrite, kFlush, kDeallocate, kWriteZeroes };
