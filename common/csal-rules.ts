@@ -153,6 +153,11 @@ function bandDataBlocks(bandBlocks: number): number {
   return 0;
 }
 
+/** The FTL's map takes 8 bytes a 4 KiB logical block, resident (native/src/ftl/FORMAT.md). */
+export function csalMapBytes(sizeBytes: number): number {
+  return (sizeBytes / BLOCK_BYTES) * 8;
+}
+
 /** Bands GC keeps free plus the two open ones: not part of the logical space. */
 export function csalReservedBands(bandCount: number): number {
   return Math.floor((bandCount * 5) / 100) + 3 + 2;

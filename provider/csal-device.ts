@@ -14,12 +14,14 @@ import {
   checkOverprovisionPercent,
   CSAL_CHUNK_KIB_DEFAULT,
   CSAL_OP_PERCENT_DEFAULT,
+  csalMapBytes,
   ftlUri,
 } from "../common/csal-rules";
 import { checkName, checkUuid } from "../common/validate";
 import type { CsalDevice__Output } from "../engine/generated/strata/engine/v1/CsalDevice";
 import type { CsalStats__Output } from "../engine/generated/strata/engine/v1/CsalStats";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
+import { ftlSizeBytes } from "./plan";
 import { ConfiguredProvider } from "./connection";
 import { isUnknown } from "./unknown";
 
@@ -34,6 +36,11 @@ export interface CsalDeviceInputs {
   readonly bandMib: number;
   /** 0: the default (1024 KiB). */
   readonly chunkKib: number;
+  /**
+   * The most memory the FTL's map may take, MiB; 0 = no limit. The map is resident (8 bytes a
+   * 4 KiB block): a device whose map needs more is refused at preview (paging it is not built).
+   */
+  readonly mapMemoryLimitMib: number;
   /** Derived by the SDK from project, stack and resource name; also the FTL's uuid on the devices. */
   readonly uuid: string;
   /** Computed in check from the devices and geometry, so a Pool on it shows in the first preview. */
@@ -64,6 +71,7 @@ export interface CsalDeviceOutputs extends CsalDeviceInputs {
 }
 
 const REPLACE_ON_CHANGE = ["node", "cacheDevice", "baseDevice", "name", "overprovisionPercent", "bandMib", "chunkKib"] as const;
+// mapMemoryLimitMib changes in place: it only bounds what the next preview accepts.
 
 export function csalStatsOutput(s: CsalStats__Output | null | undefined): CsalDeviceStats {
   return {
@@ -114,12 +122,21 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
         fail("bandMib", "must be left out on a zoned base: a band is one zone");
     }
     if (!isUnknown(inputs.chunkKib)) fail("chunkKib", checkChunkKib(inputs.chunkKib));
+    if (inputs.mapMemoryLimitMib === undefined) inputs.mapMemoryLimitMib = 0;
+    if (!isUnknown(inputs.mapMemoryLimitMib) && !(Number.isInteger(inputs.mapMemoryLimitMib) && inputs.mapMemoryLimitMib >= 0))
+      fail("mapMemoryLimitMib", `must be a whole number of MiB (0: no limit), got ${JSON.stringify(inputs.mapMemoryLimitMib)}`);
     if (this.cluster === null) fail("node", this.configError);
     const known = [inputs.cacheDevice, inputs.baseDevice, inputs.overprovisionPercent, inputs.bandMib, inputs.chunkKib].every((v) => !isUnknown(v));
     if (failures.length === 0 && known) {
       const zoned = inputs.baseDevice.startsWith("zoned:");
       const bandMib = zoned ? 0 : inputs.bandMib || 64;
       inputs.uri = ftlUri(inputs.cacheDevice, inputs.baseDevice, { overprovisionPercent: inputs.overprovisionPercent, bandMib, chunkKib: inputs.chunkKib });
+    }
+    if (failures.length === 0 && inputs.uri && inputs.mapMemoryLimitMib > 0 && !isUnknown(inputs.node) && this.cluster) {
+      const size = await ftlSizeBytes(this.cluster, inputs.node, inputs.uri);
+      const mapMib = Math.ceil(csalMapBytes(size) / (1024 * 1024));
+      if (size > 0 && mapMib > inputs.mapMemoryLimitMib)
+        fail("mapMemoryLimitMib", `the map of this ${Math.floor(size / (1024 * 1024))} MiB device takes ${mapMib} MiB resident, more than the ${inputs.mapMemoryLimitMib} MiB limit; paging the map below its size is not built yet: raise the limit or use a smaller base`);
     }
     // A node that is down or refuses our token is reported now, at preview.
     if (failures.length === 0 && !isUnknown(inputs.node) && olds.node === undefined) {
@@ -131,7 +148,7 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
   async diff(_id: string, olds: CsalDeviceOutputs, news: CsalDeviceInputs): Promise<dynamic.DiffResult> {
     const replaces = REPLACE_ON_CHANGE.filter((k) => olds[k] !== news[k]);
     return {
-      changes: replaces.length > 0,
+      changes: replaces.length > 0 || (olds.mapMemoryLimitMib ?? 0) !== news.mapMemoryLimitMib,
       replaces: [...replaces],
       // The new device may take the same cache and base: the old one goes first.
       deleteBeforeReplace: replaces.length > 0,
@@ -156,6 +173,10 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
       ),
     );
     return { id: d.uuid, outs: outputsOf(inputs, d) };
+  }
+
+  async update(_id: string, olds: CsalDeviceOutputs, news: CsalDeviceInputs): Promise<dynamic.UpdateResult> {
+    return { outs: { ...olds, mapMemoryLimitMib: news.mapMemoryLimitMib } };
   }
 
   async read(id: string, props: CsalDeviceOutputs): Promise<dynamic.ReadResult> {

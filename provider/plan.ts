@@ -57,13 +57,16 @@ const MIB = 1024 * 1024;
  */
 async function diskSizeBytes(cluster: ClusterConfig, pool: DeclaredPool): Promise<number> {
   // A CSAL device's size follows from its base and geometry (the URI carries both), also before it exists.
-  if (pool.disk.startsWith("ftl:")) {
-    const { base, geometry } = parseFtlUri(pool.disk);
-    const zoned = base.startsWith("zoned:") ? new URLSearchParams(base.slice("zoned://?".length)) : null;
-    const baseBytes = await deviceSizeBytes(cluster, pool.node, zoned ? zoned.get("base") ?? "" : base);
-    return csalSizeBytes({ bytes: baseBytes, zoneMib: zoned ? Number(zoned.get("zone_mib")) : undefined }, geometry);
-  }
+  if (pool.disk.startsWith("ftl:")) return ftlSizeBytes(cluster, pool.node, pool.disk);
   return deviceSizeBytes(cluster, pool.node, pool.disk);
+}
+
+/** The logical size of the CSAL device an ftl:// URI names, from its base's size and its geometry (0 when the base's size is unknown). */
+export async function ftlSizeBytes(cluster: ClusterConfig, node: string, uri: string): Promise<number> {
+  const { base, geometry } = parseFtlUri(uri);
+  const zoned = base.startsWith("zoned:") ? new URLSearchParams(base.slice("zoned://?".length)) : null;
+  const baseBytes = await deviceSizeBytes(cluster, node, zoned ? zoned.get("base") ?? "" : base);
+  return csalSizeBytes({ bytes: baseBytes, zoneMib: zoned ? Number(zoned.get("zone_mib")) : undefined }, geometry);
 }
 
 /** A device's size as its node's engine probes it, or the URI's size_mib for a file it would create; 0 when neither tells. */

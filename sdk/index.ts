@@ -184,6 +184,11 @@ export interface CsalDeviceArgs {
   readonly bandMib?: pulumi.Input<number>;
   /** Cache chunk size in KiB, a multiple of 4 from 64 to 65536. Default 1024. */
   readonly chunkKib?: pulumi.Input<number>;
+  /**
+   * The most memory the FTL's map may take, MiB (8 bytes a 4 KiB block, resident). A device
+   * whose map needs more is refused at preview; paging the map is not built yet. Default: no limit.
+   */
+  readonly mapMemoryLimitMib?: pulumi.Input<number>;
 }
 
 /**
@@ -204,6 +209,7 @@ export class CsalDevice extends pulumi.dynamic.Resource {
   declare readonly overprovisionPercent: pulumi.Output<number>;
   declare readonly bandMib: pulumi.Output<number>;
   declare readonly chunkKib: pulumi.Output<number>;
+  declare readonly mapMemoryLimitMib: pulumi.Output<number>;
   /** `ftl://?cache=…&base=…`: a Pool's `disk`. Known at the first preview. */
   declare readonly uri: pulumi.Output<string>;
   /** What the host sees: the base's band space less over-provisioning and GC's reserve. */
@@ -226,6 +232,7 @@ export class CsalDevice extends pulumi.dynamic.Resource {
         overprovisionPercent: args.overprovisionPercent ?? 0,
         bandMib: args.bandMib ?? 0,
         chunkKib: args.chunkKib ?? 0,
+        mapMemoryLimitMib: args.mapMemoryLimitMib ?? 0,
         uuid: derivedUuid("CsalDevice", name),
         uri: undefined,
         sizeBytes: undefined,
