@@ -51,7 +51,9 @@ CONNECT=$(strata output tieredConnect 2>/dev/null)
 SECRET=$(strata output tieredDhchapSecret 2>/dev/null)
 NQN=${CONNECT##*-n }
 echo "    $CONNECT"
-step "the engine formatted the CSAL device and the tier pool is on it" bash -c "strata cluster status | tee /dev/stderr | grep -E '^tier +node-a .* pool-tier '"
+status_shows() { strata cluster status | tee /dev/stderr | grep -E "$1"; }
+step "the engine formatted the CSAL device and the tier pool is on it" status_shows '^tier +node-a .* pool-tier '
+
 step "nvme connect --dhchap-secret to the tiered volume" connect
 echo "    device: ${DEV:-none}"
 step "fio verify 4K on the CSAL-backed volume, 2 jobs, iodepth 16" fio_verify 4k
@@ -66,7 +68,7 @@ step "nvme connect after the crash" connect
 step "the marker reads back" bash -c "cmp -n $((8 << 20)) $WORK/marker <(dd if=$DEV bs=1M skip=100 count=8 iflag=direct 2>/dev/null)"
 step "fio verify 4K after the crash" fio_verify 4k
 step "nvme disconnect" disconnect
-step "cluster status reports the CSAL device's write amplification" bash -c "strata cluster status | tee /dev/stderr | grep -E '^tier +node-a .* pool-tier +[0-9.]+ [KMG]iB +[0-9]+\.[0-9]{2} '"
+step "cluster status reports the CSAL device's write amplification" status_shows '^tier +node-a .* pool-tier +[0-9.]+ [KMG]iB +[0-9]+\.[0-9]{2} '
 # (No destroy here: the VM is thrown away, and test/e2e/quickstart.test.ts destroys the same
 # program on the host; under software emulation it would cost minutes.)
 [ $FAILED = 0 ] && echo "INTEROP CSAL PASS" || echo "INTEROP CSAL FAIL"
