@@ -99,7 +99,7 @@ test.serial("preview prints every replica it will place, as markdown for a pull 
   const table = await cluster.strata("preview");
   t.is(table.code, 0, table.stderr);
   t.regex(table.stdout, /Previewing update[\s\S]*VOLUME\s+REPLICA\s+BEFORE\s+AFTER\s+REASON\s+COPY\n(.*\n){5}\n5 replicas placed/);
-  t.regex(table.stdout, /\+\s+pulumi-nodejs:dynamic\/strata:CsalDevice\s+tier\s+create/, "the preview shows the CSAL device");
+  t.regex(table.stdout, /\+ pulumi-nodejs:dynamic\/strata:CsalDevice: \(create\)\s+\[urn=[^\]]*::tier\]/, "the preview shows the CSAL device");
 });
 
 test.serial("up creates a pool on each node, one volume and one replicated volume, and prints where they are", async (t) => {
