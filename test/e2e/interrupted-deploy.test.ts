@@ -215,7 +215,11 @@ test.serial(`${KILL_POINTS} SIGKILLs of the Pulumi CLI during ups that create, c
     phase("killed");
     if (killed.pending.length > 0) interrupted++;
     const what = `#${i} ${JSON.stringify(state)} +${delayMs} ms: ${killed.finished ? "finished first" : killed.pending.join(", ") || "between steps"}`;
-    t.is(killed.repairs.filter((r) => r.includes("lock")).length, killed.finished ? 0 : 1, `#${i}: the killed CLI's lock is recognised as stale and cleared`);
+    // A CLI that finished leaves no lock to clear; a killed one leaves at most one, and none when
+    // the kill landed after it had released its lock but before it exited (CI caught that window).
+    // Either way the next `up` below must run: a stale lock left behind would fail it.
+    const lockRepairs = killed.repairs.filter((r) => r.includes("lock")).length;
+    t.true(lockRepairs <= (killed.finished ? 0 : 1), `#${i}: ${lockRepairs} locks cleared (${killed.finished ? "finished" : "killed"})`);
     if (killed.repairs.length > 1) t.log(`#${i}: ${killed.repairs.join("; ")}`);
     longestStepsMs = Math.max(longestStepsMs, await completes("up"));
     phase("up");
