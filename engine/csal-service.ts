@@ -10,6 +10,7 @@ import {
   checkCacheDeviceUri,
   checkChunkKib,
   checkOverprovisionPercent,
+  CSAL_BAND_MIB_DEFAULT,
   CSAL_CHUNK_KIB_DEFAULT,
   CSAL_OP_PERCENT_DEFAULT,
   ftlUri,
@@ -117,7 +118,7 @@ export class CsalService {
         force: req.force,
       });
       const zoned = req.base_device_uri.startsWith("zoned:");
-      const bandMib = zoned ? Number(/zone_mib(?:=|%3D)([0-9]+)/.exec(req.base_device_uri)?.[1] ?? 0) : req.band_mib || 64;
+      const bandMib = zoned ? Number(/zone_mib(?:=|%3D)([0-9]+)/.exec(req.base_device_uri)?.[1] ?? 0) : req.band_mib || CSAL_BAND_MIB_DEFAULT;
       const record: CsalRecord = {
         uuid: req.uuid,
         name: req.name,

@@ -12,6 +12,7 @@ import {
   checkCacheDeviceUri,
   checkChunkKib,
   checkOverprovisionPercent,
+  CSAL_BAND_MIB_DEFAULT,
   CSAL_CHUNK_KIB_DEFAULT,
   CSAL_OP_PERCENT_DEFAULT,
   csalMapBytes,
@@ -129,7 +130,7 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
     const known = [inputs.cacheDevice, inputs.baseDevice, inputs.overprovisionPercent, inputs.bandMib, inputs.chunkKib].every((v) => !isUnknown(v));
     if (failures.length === 0 && known) {
       const zoned = inputs.baseDevice.startsWith("zoned:");
-      const bandMib = zoned ? 0 : inputs.bandMib || 64;
+      const bandMib = zoned ? 0 : inputs.bandMib || CSAL_BAND_MIB_DEFAULT;
       inputs.uri = ftlUri(inputs.cacheDevice, inputs.baseDevice, { overprovisionPercent: inputs.overprovisionPercent, bandMib, chunkKib: inputs.chunkKib });
     }
     if (failures.length === 0 && inputs.uri && inputs.mapMemoryLimitMib > 0 && !isUnknown(inputs.node) && this.cluster) {

@@ -188,11 +188,16 @@ class FtlDevice final : public Device {
   bool open_band(OpenBand& band, bool cold);
   // Reads `sources` (cache or base blocks) and appends them to `band` with their entries, then `done`.
   void append_blocks(OpenBand& band, std::vector<Pending> blocks, bool gc, std::function<void()> done);
-  void close_band(OpenBand& band, bool padded, std::function<void()> done);
+  void close_band(OpenBand& band, std::function<void()> done);
   void free_chunk(int chunk);
   void erase_band(int band);
-  void unpin(Location where, uint32_t blocks);
-  void pin(Location where, uint32_t blocks);
+  // A read in flight on a chunk or band keeps it from being reused until it completes.
+  void unpin(Location where);
+  void pin(Location where);
+  // Whole 4 KiB blocks within the logical space: the one range check of every entry point.
+  bool in_blocks(uint64_t offset_bytes, uint64_t length_bytes) const {
+    return offset_bytes % ftl_format::kBlockBytes == 0 && length_bytes % ftl_format::kBlockBytes == 0 && offset_bytes + length_bytes <= size_bytes();
+  }
   uint64_t band_first_block(int band) const { return geo_.sb.band_start_block + uint64_t(band) * geo_.sb.band_blocks; }
   uint64_t chunk_first_block(int chunk) const { return geo_.sb.chunk_start_block + uint64_t(chunk) * geo_.sb.chunk_blocks; }
   int chunk_of(uint64_t cache_block) const { return int((cache_block - geo_.sb.chunk_start_block) / geo_.sb.chunk_blocks); }

@@ -183,7 +183,7 @@ IoCallback back_to(Reactor& caller, IoCallback done) {
 
 void FtlDevice::read(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, void* buffer, IoCallback done) {
   IoCallback back = back_to(reactor, std::move(done));
-  if (offset_bytes % kBlockBytes || length_bytes % kBlockBytes || offset_bytes + length_bytes > size_bytes()) return back(-EINVAL);
+  if (!in_blocks(offset_bytes, length_bytes)) return back(-EINVAL);
   on_reactor([this, offset_bytes, length_bytes, buffer, back] {
     do_read(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, static_cast<uint8_t*>(buffer), back);
   });
@@ -191,7 +191,7 @@ void FtlDevice::read(Reactor& reactor, uint64_t offset_bytes, uint32_t length_by
 
 void FtlDevice::write(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, const void* buffer, IoCallback done) {
   IoCallback back = back_to(reactor, std::move(done));
-  if (offset_bytes % kBlockBytes || length_bytes % kBlockBytes || offset_bytes + length_bytes > size_bytes()) return back(-EINVAL);
+  if (!in_blocks(offset_bytes, length_bytes)) return back(-EINVAL);
   on_reactor([this, offset_bytes, length_bytes, buffer, back] {
     submit_write(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, static_cast<const uint8_t*>(buffer), back);
   });
@@ -199,7 +199,7 @@ void FtlDevice::write(Reactor& reactor, uint64_t offset_bytes, uint32_t length_b
 
 void FtlDevice::write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
   IoCallback back = back_to(reactor, std::move(done));
-  if (offset_bytes % kBlockBytes || length_bytes % kBlockBytes || offset_bytes + length_bytes > size_bytes()) return back(-EINVAL);
+  if (!in_blocks(offset_bytes, length_bytes)) return back(-EINVAL);
   on_reactor([this, offset_bytes, length_bytes, back] { submit_write(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, nullptr, back); });
 }
 
@@ -214,7 +214,7 @@ void FtlDevice::flush(Reactor& reactor, IoCallback done) {
 }
 
 Status FtlDevice::read_sync(uint64_t offset_bytes, size_t length_bytes, void* buffer) {
-  if (offset_bytes % kBlockBytes || length_bytes % kBlockBytes || offset_bytes + length_bytes > size_bytes()) {
+  if (!in_blocks(offset_bytes, length_bytes)) {
     return Status(ErrorCode::kInvalidArgument, str("FTL read at ", offset_bytes, " of ", length_bytes, " bytes is not within 4 KiB blocks of the device"));
   }
   int r = run_sync([&](IoCallback done) { do_read(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, static_cast<uint8_t*>(buffer), done); });
@@ -223,7 +223,7 @@ Status FtlDevice::read_sync(uint64_t offset_bytes, size_t length_bytes, void* bu
 }
 
 Status FtlDevice::write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) {
-  if (offset_bytes % kBlockBytes || length_bytes % kBlockBytes || offset_bytes + length_bytes > size_bytes()) {
+  if (!in_blocks(offset_bytes, length_bytes)) {
     return Status(ErrorCode::kInvalidArgument, str("FTL write at ", offset_bytes, " of ", length_bytes, " bytes is not within 4 KiB blocks of the device"));
   }
   int r = run_sync([&](IoCallback done) {
@@ -406,14 +406,12 @@ void FtlDevice::set_l2p(uint64_t lba, Location next) {
   l2p_[lba] = next;
 }
 
-void FtlDevice::pin(Location where, uint32_t blocks) {
-  (void)blocks;
+void FtlDevice::pin(Location where) {
   if (in_cache(where)) chunks_[chunk_of(block_of(where))].readers++;
   if (in_base(where)) bands_[band_of(block_of(where))].readers++;
 }
 
-void FtlDevice::unpin(Location where, uint32_t blocks) {
-  (void)blocks;
+void FtlDevice::unpin(Location where) {
   if (in_cache(where)) {
     const int c = chunk_of(block_of(where));
     if (--chunks_[c].readers == 0 && chunks_[c].free_when_unread) free_chunk(c);
@@ -452,11 +450,11 @@ void FtlDevice::do_read(uint64_t lba, uint64_t blocks, uint8_t* out, IoCallback 
     if (first == kUnmapped) {
       std::memset(dst, 0, n * kBlockBytes);
     } else {
-      pin(first, uint32_t(n));
+      pin(first);
       op->left++;
       Device& dev = in_cache(first) ? *cache_ : *base_;
       dev.read(*reactor_, block_of(first) * kBlockBytes, uint32_t(n * kBlockBytes), dst, [this, first, n, finish_one](int r) {
-        unpin(first, uint32_t(n));
+        unpin(first);
         finish_one(r < 0 ? r : (uint64_t(r) == n * kBlockBytes ? 0 : -EIO));
       });
     }
@@ -511,13 +509,13 @@ void FtlDevice::kick() {
   //    one: close the band early (padded).
   if (!waiting_.empty() && hot_.band >= 0 && !hot_.feeders.empty() && full_chunks_.empty()) {
     worker_busy_ = true;
-    return close_band(hot_, true, [this] { step_done(); });
+    return close_band(hot_, [this] { step_done(); });
   }
   // 4. Compaction is out of bands, GC has no victim left (they all wait for the cold band):
   //    close the cold band early so they can be erased.
   if (free_bands_.size() <= kGcReserveBands && cold_.band >= 0 && !cold_.feeders.empty() && victim_.band < 0 && pick_victim() < 0) {
     worker_busy_ = true;
-    return close_band(cold_, true, [this] { step_done(); });
+    return close_band(cold_, [this] { step_done(); });
   }
 }
 
@@ -557,7 +555,7 @@ void FtlDevice::compact_step(int c) {
   }
   const uint32_t data_room = geo_.band.data_blocks - hot_.data_blocks;
   const size_t entry_room = geo_.band.entry_capacity - hot_.pending.size();
-  if (data_room == 0 || entry_room == 0) return close_band(hot_, false, [this] { step_done(); });
+  if (data_room == 0 || entry_room == 0) return close_band(hot_, [this] { step_done(); });
   std::vector<Pending> batch;
   uint32_t data = 0;
   const uint64_t base_block = chunk_first_block(c);
@@ -625,7 +623,7 @@ void FtlDevice::gc_step() {
   }
   const uint32_t data_room = geo_.band.data_blocks - cold_.data_blocks;
   const size_t entry_room = geo_.band.entry_capacity - cold_.pending.size();
-  if (data_room == 0 || entry_room == 0) return close_band(cold_, false, [this] { step_done(); });
+  if (data_room == 0 || entry_room == 0) return close_band(cold_, [this] { step_done(); });
   const int v = victim_.band;
   std::vector<Pending> batch;
   uint32_t data = 0;
@@ -720,7 +718,7 @@ void FtlDevice::append_blocks(OpenBand& ob, std::vector<Pending> blocks, bool gc
 
 // Closes an open band: (padding,) flush, footer, flush; only then do the maps point at it and
 // the chunks and victims it took blocks from go free.
-void FtlDevice::close_band(OpenBand& ob, bool padded, std::function<void()> done) {
+void FtlDevice::close_band(OpenBand& ob, std::function<void()> done) {
   OpenBand* band = &ob;
   const uint64_t first = band_first_block(band->band);
   auto write_footer = [this, band, first, done](int r) {
@@ -785,7 +783,6 @@ void FtlDevice::close_band(OpenBand& ob, bool padded, std::function<void()> done
   };
   // Padded up to the footer's fixed place whenever the data stops short (an early close, or
   // the entries ran out first), so every base write lands where the previous one ended.
-  (void)padded;
   if (band->data_blocks < geo_.band.data_blocks) {
     stats_.padded_band_closes++;
     const uint64_t at = first + band->data_blocks;

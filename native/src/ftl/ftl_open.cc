@@ -380,8 +380,7 @@ namespace {
 
 // The checkpoint, when a valid one is there (nullopt: none, or not whole: scan instead), already
 // invalidated on the device.
-Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Superblock& sb, const FtlDevice::Geometry& geo) {
-  (void)geo;
+Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Superblock& sb) {
   if (sb.checkpoint_blocks < 2) return std::optional<FtlDevice::Loaded>();
   AlignedBuffer header(kBlockBytes);
   if (Status s = cache.read_sync(kBlockBytes, kBlockBytes, header.data()); !s.ok()) return s.error();
@@ -505,7 +504,7 @@ Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may
   // A clean shutdown left a checkpoint: load it (no scan), and invalidate it before anything is
   // written, so a crash from here on is recovered by the scan, never from this stale picture.
   {
-    auto from = load_checkpoint(*cache, sb, geo);
+    auto from = load_checkpoint(*cache, sb);
     if (!from.ok()) return from.error();
     if (from.value()) loaded = std::move(*from.value());
   }
