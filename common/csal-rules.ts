@@ -14,6 +14,10 @@ export const CSAL_BAND_MIB_DEFAULT = 64;
 export const CSAL_CHUNK_KIB_MIN = 64;
 export const CSAL_CHUNK_KIB_MAX = 65536;
 export const CSAL_CHUNK_KIB_DEFAULT = 1024;
+/** The FTL's map: 8-byte entries in 4 KiB pages, paged below a memory limit. */
+export const CSAL_MAP_ENTRIES_PER_PAGE = 512;
+/** However low the limit, this much of the map stays resident (a read touches two pages). */
+export const CSAL_MAP_MIN_RESIDENT_BYTES = 8 * 4096;
 
 const ZONED_FORM = "zoned://?base=<percent-encoded device URI>&zone_mib=N[&max_open=N][&max_active=N]";
 const FTL_FORM = "ftl://?cache=<percent-encoded device URI>&base=<percent-encoded device URI>[&op_percent=N][&band_mib=N][&chunk_kib=N]";
@@ -153,9 +157,9 @@ function bandDataBlocks(bandBlocks: number): number {
   return 0;
 }
 
-/** The FTL's map takes 8 bytes a 4 KiB logical block, resident (native/src/ftl/FORMAT.md). */
+/** The FTL's whole map: 8 bytes a 4 KiB logical block, in whole 4 KiB pages (native/src/ftl/FORMAT.md). */
 export function csalMapBytes(sizeBytes: number): number {
-  return (sizeBytes / BLOCK_BYTES) * 8;
+  return Math.ceil(sizeBytes / BLOCK_BYTES / CSAL_MAP_ENTRIES_PER_PAGE) * BLOCK_BYTES;
 }
 
 /** Bands GC keeps free plus the two open ones: not part of the logical space. */

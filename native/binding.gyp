@@ -19,6 +19,7 @@
         "src/ftl/format.cc",
         "src/ftl/ftl_device.cc",
         "src/ftl/ftl_open.cc",
+        "src/ftl/l2p.cc",
         "src/nexus/label.cc",
         "src/nexus/nexus.cc",
         "src/nexus/rebuild.cc",

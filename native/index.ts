@@ -264,6 +264,15 @@ export interface FtlStats {
   loaded_from_checkpoint: boolean;
   /** Set once a cache or base write failed; every I/O fails from then on. */
   failed_reason: string | null;
+  /** The whole L2P map: 8 bytes a logical block, in 4 KiB pages. */
+  map_bytes: number;
+  /** The most of it kept resident (0: no limit, all of it may be). */
+  map_limit_bytes: number;
+  map_resident_bytes: number;
+  /** Map pages read back from the cache (misses). */
+  map_page_reads: number;
+  /** Changed map pages written home (evictions and the clean-shutdown checkpoint). */
+  map_page_writes: number;
 }
 
 export interface ZoneReport {
@@ -334,6 +343,8 @@ export interface NativeFtlRules {
   readonly chunk_kib_min: number;
   readonly chunk_kib_max: number;
   readonly chunk_kib_default: number;
+  readonly map_entries_per_page: number;
+  readonly map_min_resident_bytes: number;
 }
 
 export interface NativeStorage {
@@ -500,6 +511,11 @@ export interface NativeStorage {
   destroyFtl(opts: { uri: string }): Promise<void>;
   /** FTLs open in this process, with their counters. */
   listFtl(): Promise<FtlStats[]>;
+  /**
+   * The map memory limit of an FTL (0: all resident): applied now if it is open and whenever it
+   * opens in this process (recovery then rebuilds the map in windows of this size).
+   */
+  setFtlMapLimit(opts: { uuid: string; bytes: number }): void;
 
   /** Benchmarks only: copies a range between two devices, `queue_depth` segments in flight (the raw-copy baseline of a rebuild). */
   copyDevice(opts: { src_uri: string; dst_uri: string; offset_bytes: number; length_bytes: number; segment_bytes: number; queue_depth: number }): Promise<BenchResult>;

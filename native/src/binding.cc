@@ -286,6 +286,11 @@ Napi::Value to_js(Napi::Env env, const FtlStatsData& s) {
   o.Set("recovered_bands", num(env, s.recovered_bands));
   o.Set("loaded_from_checkpoint", Napi::Boolean::New(env, s.loaded_from_checkpoint));
   o.Set("failed_reason", str_or_null(env, s.failed_reason));
+  o.Set("map_bytes", num(env, s.map_bytes));
+  o.Set("map_limit_bytes", num(env, s.map_limit_bytes));
+  o.Set("map_resident_bytes", num(env, s.map_resident_bytes));
+  o.Set("map_page_reads", num(env, s.map_page_reads));
+  o.Set("map_page_writes", num(env, s.map_page_writes));
   return o;
 }
 
@@ -852,6 +857,23 @@ Napi::Value NexusRules(const Napi::CallbackInfo& info) {
 }
 
 // The CSAL device limits C++ enforces (ftl/format.h); their TypeScript copy is common/csal-rules.ts.
+// setFtlMapLimit({uuid, bytes}): the FTL's map memory limit, now if it is open and whenever it
+// opens (0: all resident). Synchronous: it only posts to the FTL's reactor.
+Napi::Value SetFtlMapLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "setFtlMapLimit takes {uuid, bytes}").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  try {
+    const Napi::Object o = info[0].As<Napi::Object>();
+    set_ftl_map_limit(get_string(o, "uuid"), get_u64(o, "bytes"));
+  } catch (const ArgumentError& e) {
+    Napi::TypeError::New(env, e.message).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Value FtlRules(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -863,6 +885,8 @@ Napi::Value FtlRules(const Napi::CallbackInfo& info) {
   o.Set("chunk_kib_min", num(env, ftl_format::kChunkKibMin));
   o.Set("chunk_kib_max", num(env, ftl_format::kChunkKibMax));
   o.Set("chunk_kib_default", num(env, ftl_format::kChunkKibDefault));
+  o.Set("map_entries_per_page", num(env, ftl_format::kL2pEntriesPerPage));
+  o.Set("map_min_resident_bytes", num(env, kMinMapPages * ftl_format::kBlockBytes));
   return o;
 }
 
@@ -905,6 +929,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createFtl", Napi::Function::New(env, CreateFtl, "createFtl"));
   exports.Set("destroyFtl", Napi::Function::New(env, DestroyFtl, "destroyFtl"));
   exports.Set("listFtl", Napi::Function::New(env, ListFtl, "listFtl"));
+  exports.Set("setFtlMapLimit", Napi::Function::New(env, SetFtlMapLimit, "setFtlMapLimit"));
   exports.Set("zoneManage", Napi::Function::New(env, ZoneManage, "zoneManage"));
   exports.Set("zoneAppend", Napi::Function::New(env, ZoneAppend, "zoneAppend"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));

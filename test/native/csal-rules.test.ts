@@ -15,6 +15,8 @@ test("the TypeScript CSAL limits equal the ones compiled into the addon", (t) =>
     chunk_kib_min: rules.CSAL_CHUNK_KIB_MIN,
     chunk_kib_max: rules.CSAL_CHUNK_KIB_MAX,
     chunk_kib_default: rules.CSAL_CHUNK_KIB_DEFAULT,
+    map_entries_per_page: rules.CSAL_MAP_ENTRIES_PER_PAGE,
+    map_min_resident_bytes: rules.CSAL_MAP_MIN_RESIDENT_BYTES,
   });
 });
 

@@ -13,6 +13,8 @@ import { BLOCK, blockContent, writeIdOf } from "./fixtures/ftl-crash-content";
 import { MiB, native, tempDisk } from "./helpers";
 
 const KILLS = Number(process.env.STRATA_FTL_KILLS ?? 100);
+// The children page the map (128 KiB here) through 32 KiB; recovery then runs in 4 windows.
+const MAP_LIMIT_BYTES = 32 * 1024;
 const SEED = Number(process.env.STRATA_FTL_KILL_SEED ?? Date.now() % 1_000_000);
 
 interface RunResult {
@@ -54,7 +56,7 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
   const child = join(__dirname, "fixtures", "ftl-crash-child.js");
   const runOnce = (seed: number, firstId: number, killAfterMs: number) =>
     new Promise<RunResult>((resolve, reject) => {
-      const p = spawn(process.execPath, [child, ftl.uri, replica.uuid, String(size), String(seed), String(firstId)], { stdio: ["ignore", "pipe", "pipe"] });
+      const p = spawn(process.execPath, [child, ftl.uri, replica.uuid, String(size), String(seed), String(firstId), ftl.uuid, String(MAP_LIMIT_BYTES)], { stdio: ["ignore", "pipe", "pipe"] });
       let buffered = "";
       let stderr = "";
       let ackedCount = 0;
@@ -101,6 +103,8 @@ test.serial(`${KILLS} SIGKILLs under random overwrites with GC active: every ack
   let totalAcked = 0;
   let killsWithGc = 0;
   for (let kill = 0; kill < KILLS; kill++) {
+    // Recovery here alternates between the whole map at once and windows of the paged limit.
+    n.setFtlMapLimit({ uuid: ftl.uuid, bytes: kill % 2 === 0 ? 0 : MAP_LIMIT_BYTES });
     const firstId = (kill + 1) * 10_000_000;
     const r = await runOnce(Math.floor(rnd() * 1e9), firstId, 50 + Math.floor(rnd() * 900));
     totalAcked += r.acked;

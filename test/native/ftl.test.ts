@@ -5,6 +5,7 @@ import test, { ExecutionContext } from "ava";
 import { randomUUID } from "node:crypto";
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { FtlStats, NativeStorage } from "../../native";
+import { csalMapBytes } from "../../common/csal-rules";
 import { seededRandom } from "../helpers/random";
 import { expectCode, MiB, native, tempDisk } from "./helpers";
 
@@ -60,6 +61,15 @@ async function poolOn(f: Ftl, t: ExecutionContext) {
     if ((await f.n.listPools()).some((p) => p.uuid === pool.uuid)) await f.n.exportPool({ uuid: pool.uuid });
   });
   return { pool, replica, size };
+}
+
+function flipByte(path: string, at: number) {
+  const fd = openSync(path, "r+");
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, at);
+  byte[0] ^= 0x40;
+  writeSync(fd, byte, 0, 1, at);
+  closeSync(fd);
 }
 
 async function stats(f: Ftl): Promise<FtlStats> {
@@ -210,18 +220,87 @@ test.serial("a checkpoint that fails its CRC is not used: the open scans, and ev
   const { pool, replica, size } = await poolOn(f, t);
   const shadow = new Shadow(size);
   await overwrite(f, replica.uuid, size, shadow, f.size, 41);
+  const mapPages = (await stats(f)).map_bytes / BLOCK;
   await f.n.exportPool({ uuid: pool.uuid });
-  const fd = openSync(f.cachePath, "r+");
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, 2 * BLOCK + 1000);
-  byte[0] ^= 0x40;
-  writeSync(fd, byte, 0, 1, 2 * BLOCK + 1000);
-  closeSync(fd);
+  // The body follows the header (block 1) and the map's pages (from block 2).
+  flipByte(f.cachePath, (2 + mapPages) * BLOCK + 1000);
   await f.n.importPool({ device_uri: f.uri });
   const s = await stats(f);
   t.false(s.loaded_from_checkpoint);
   t.true(s.recovered_records > 0 || s.recovered_bands > 0);
   await verify(t, f, replica.uuid, shadow, size);
+});
+
+test.serial("a map limited to 64 KiB pages through the cache: every byte reads back under GC, after a clean reopen and after a windowed scan", async (t) => {
+  const f = await makeFtl(t, { baseMiB: 256 });
+  const limit = 64 * 1024;
+  f.n.setFtlMapLimit({ uuid: f.uuid, bytes: limit });
+  const { pool, replica, size } = await poolOn(f, t);
+  const shadow = new Shadow(size);
+  await overwrite(f, replica.uuid, size, shadow, 2 * f.size, 51, 8, 0.05);
+  const s = await stats(f);
+  t.log(JSON.stringify(s));
+  t.is(s.failed_reason, null);
+  t.is(s.map_bytes, csalMapBytes(f.size), "the control plane's map size is the FTL's");
+  t.true(s.map_bytes >= 5 * limit, `the map (${s.map_bytes} bytes) is several times the limit`);
+  t.is(s.map_limit_bytes, limit);
+  t.true(s.map_resident_bytes <= limit, `resident ${s.map_resident_bytes} <= ${limit}`);
+  t.true(s.map_page_reads > 100 && s.map_page_writes > 100, "pages went out and came back");
+  t.true(s.gc_victims > 0, "GC ran on a paged map");
+  await verify(t, f, replica.uuid, shadow, size);
+  // Clean close: the checkpoint carries the page table; the pages stay where they are.
+  await f.n.exportPool({ uuid: pool.uuid });
+  await f.n.importPool({ device_uri: f.uri });
+  const clean = await stats(f);
+  t.true(clean.loaded_from_checkpoint);
+  t.true(clean.map_resident_bytes <= limit);
+  await verify(t, f, replica.uuid, shadow, size);
+  await overwrite(f, replica.uuid, size, shadow, f.size / 2, 52);
+  // No checkpoint (header zeroed, as after a crash): the scan rebuilds the map window by window.
+  await f.n.exportPool({ uuid: pool.uuid });
+  const fd = openSync(f.cachePath, "r+");
+  writeSync(fd, Buffer.alloc(BLOCK), 0, BLOCK, BLOCK);
+  closeSync(fd);
+  await f.n.importPool({ device_uri: f.uri });
+  const scanned = await stats(f);
+  t.false(scanned.loaded_from_checkpoint);
+  await verify(t, f, replica.uuid, shadow, size);
+  // Raising the limit applies to the open FTL at once.
+  f.n.setFtlMapLimit({ uuid: f.uuid, bytes: 0 });
+  await verify(t, f, replica.uuid, shadow, size);
+  const unlimited = await stats(f);
+  t.is(unlimited.map_limit_bytes, 0);
+  t.true(unlimited.map_resident_bytes > limit && unlimited.map_resident_bytes <= s.map_bytes, `every page read stays resident: ${unlimited.map_resident_bytes}`);
+  await f.n.exportPool({ uuid: pool.uuid });
+});
+
+test.serial("a map page that fails its CRC is caught when read back: I/O fails naming it, and a reopen rebuilds the map from the log", async (t) => {
+  const f = await makeFtl(t);
+  f.n.setFtlMapLimit({ uuid: f.uuid, bytes: 32 * 1024 });
+  const { pool, replica, size } = await poolOn(f, t);
+  const shadow = new Shadow(size);
+  await overwrite(f, replica.uuid, size, shadow, f.size, 61);
+  // A page in the middle of the replica's data (the pool's own metadata pages are left alone).
+  const page = Math.floor((await stats(f)).map_bytes / BLOCK / 2);
+  await f.n.exportPool({ uuid: pool.uuid });
+  flipByte(f.cachePath, (2 + page) * BLOCK + 8 * 100 + 2);
+  await f.n.importPool({ device_uri: f.uri });
+  t.true((await stats(f)).loaded_from_checkpoint);
+  const err = await t.throwsAsync(async () => {
+    for (let off = 0; off < size; off += 4 * MiB) await f.n.replicaRead({ uuid: replica.uuid, offset_bytes: off, length_bytes: Math.min(4 * MiB, size - off) });
+  });
+  t.regex(err!.message, /I\/O|EIO|input\/output/i);
+  t.regex((await stats(f)).failed_reason ?? "", new RegExp(`L2P page ${page} on .* fails its CRC32C check`));
+  // The log and the band footers are the truth: with no checkpoint left, the next open scans.
+  // (The export's clean-shutdown write fails on the failed FTL; the pool is let go regardless.)
+  await expectCode(t, f.n.exportPool({ uuid: pool.uuid }), "IO_ERROR", /FTL .* write/);
+  t.false((await f.n.listPools()).some((p) => p.uuid === pool.uuid));
+  await f.n.importPool({ device_uri: f.uri });
+  const s = await stats(f);
+  t.false(s.loaded_from_checkpoint);
+  t.is(s.failed_reason, null);
+  await verify(t, f, replica.uuid, shadow, size);
+  await f.n.exportPool({ uuid: pool.uuid });
 });
 
 test.serial("destroying an FTL a pool is on is refused; after the pool goes, it wipes both superblocks", async (t) => {

@@ -48,10 +48,12 @@ struct DecodedSuperblock {
 };
 std::optional<DecodedSuperblock> decode_superblock(const uint8_t* block);
 
-// ---- checkpoint: cache block 1 (header), body from block 2 ------------------------------------
+// ---- checkpoint: cache block 1 (header), the L2P pages from block 2, then the body -------------
 // Written at clean shutdown, after everything else is durable; invalidated (zeroed) when the FTL
 // is opened from it, before any new write, so after a crash recovery never trusts an old one.
-constexpr char kCheckpointMagic[8] = {'S', 'T', 'R', 'F', 'T', 'L', 'C', 'P'};
+// The L2P pages' blocks are also where the paged map (l2p.h) writes pages back at run time:
+// only a valid header vouches for them, through the page table in the body.
+constexpr char kCheckpointMagic[8] = {'S', 'T', 'R', 'F', 'T', 'L', 'C', '2'};
 struct CheckpointHeader {
   UuidBytes ftl_uuid{};
   uint64_t next_seq = 0;
@@ -61,10 +63,22 @@ struct CheckpointHeader {
 };
 void encode_checkpoint_header(const CheckpointHeader& h, uint8_t* block);
 std::optional<CheckpointHeader> decode_checkpoint_header(const uint8_t* block, const UuidBytes& ftl_uuid);
-// The largest body: the map (8 bytes a logical block), 16 bytes a band, 24 a chunk, 16 a chunk
-// block (its LBA and seq) and, at worst, a 24-byte trim entry per chunk block.
-inline uint64_t checkpoint_max_body_bytes(uint64_t logical_blocks, uint64_t band_count, uint64_t chunk_count, uint64_t chunk_blocks) {
-  return 8 * logical_blocks + 16 * band_count + 24 * chunk_count + 40 * chunk_count * chunk_blocks;
+// The L2P: 8 bytes a logical block, 512 entries a 4 KiB page.
+constexpr uint64_t kL2pEntriesPerPage = kBlockBytes / 8;
+inline uint64_t l2p_pages(uint64_t logical_blocks) { return (logical_blocks + kL2pEntriesPerPage - 1) / kL2pEntriesPerPage; }
+// Cache block of L2P page 0; the body follows the last page.
+constexpr uint64_t kL2pFirstBlock = 2;
+inline uint64_t checkpoint_body_block(uint64_t logical_blocks) { return kL2pFirstBlock + l2p_pages(logical_blocks); }
+// Bytes a body entry takes.
+constexpr uint64_t kCheckpointPageBytes = 8, kCheckpointBandBytes = 24, kCheckpointChunkBytes = 24, kCheckpointSlotBytes = 16,
+                   kCheckpointTrimBytes = 24;
+// The area after the header at its largest: the L2P pages, then the body: the page table (8
+// bytes a page: stored flag, CRC32C), 24 bytes a band (closed, age, valid blocks), 24 a chunk, 16
+// a chunk block (its LBA and seq) and, at worst, a 24-byte trim entry per chunk block.
+inline uint64_t checkpoint_max_area_bytes(uint64_t logical_blocks, uint64_t band_count, uint64_t chunk_count, uint64_t chunk_blocks) {
+  const uint64_t pages = l2p_pages(logical_blocks);
+  return pages * kBlockBytes + kCheckpointPageBytes * pages + kCheckpointBandBytes * band_count + kCheckpointChunkBytes * chunk_count +
+         (kCheckpointSlotBytes + kCheckpointTrimBytes) * chunk_count * chunk_blocks;
 }
 
 // ---- cache records: a header block, then its data blocks ----------------------------------------

@@ -8,19 +8,9 @@
 #include <vector>
 
 #include "ftl/ftl_device.h"
+#include "ftl/l2p.h"
 
 namespace strata {
-
-// A logical block's place: 0 = unmapped (reads zeros), else the device (top two bits) and the
-// block index on it.
-using Location = uint64_t;
-constexpr Location kUnmapped = 0;
-constexpr Location kCacheTag = uint64_t{1} << 62;
-constexpr Location kBaseTag = uint64_t{2} << 62;
-constexpr Location kIndexMask = (uint64_t{1} << 62) - 1;
-inline bool in_cache(Location l) { return (l & ~kIndexMask) == kCacheTag; }
-inline bool in_base(Location l) { return (l & ~kIndexMask) == kBaseTag; }
-inline uint64_t block_of(Location l) { return l & kIndexMask; }
 
 // GC starts when fewer bands than this are free; compaction leaves the last 2 to GC. One home
 // for the rule: the capacity computed at create keeps these bands (and the two open ones) out.
@@ -54,7 +44,8 @@ class FtlDevice final : public Device {
   };
   // What recovery found, handed to the constructor.
   struct Loaded {
-    std::vector<Location> l2p;
+    std::vector<L2pPage> l2p_pages;       // the map's page table: its pages are home already
+    std::vector<uint32_t> band_valid;     // per band: blocks the map points at
     std::vector<uint64_t> slot_lba;  // per cache block: the LBA its data holds, or kNoLba
     std::vector<uint64_t> slot_seq;
     struct ChunkFound {
@@ -69,6 +60,7 @@ class FtlDevice final : public Device {
     uint64_t records = 0;
     uint64_t host_blocks = 0;       // from a checkpoint
     bool from_checkpoint = false;
+    uint64_t map_limit_bytes = 0;   // 0: the whole map resident
   };
   static constexpr uint64_t kNoLba = ~uint64_t{0};
 
@@ -90,6 +82,8 @@ class FtlDevice final : public Device {
   uint32_t max_io_bytes() const override { return 1u << 20; }
 
   FtlStatsData stats();
+  // The map's memory limit (0: all of it resident); applies now. Any thread.
+  void set_map_limit_bytes(uint64_t bytes);
   const std::string& uuid_text() const { return uuid_text_; }
 
  private:
@@ -215,7 +209,7 @@ class FtlDevice final : public Device {
   std::unique_ptr<Reactor> reactor_;
 
   // Everything below: FTL reactor only.
-  std::vector<Location> l2p_;
+  std::unique_ptr<L2pMap> map_;
   std::vector<uint64_t> slot_lba_, slot_seq_;
   std::vector<Chunk> chunks_;
   std::vector<Band> bands_;

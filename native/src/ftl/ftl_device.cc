@@ -114,7 +114,11 @@ void FtlDevice::set_band_state(int band, BandState next) {
 // ---- installing what recovery found -----------------------------------------------------------
 
 Status FtlDevice::install(Loaded loaded) {
-  l2p_ = std::move(loaded.l2p);
+  const L2pBounds bounds{geo_.sb.chunk_start_block, chunk_first_block(int(chunks_.size())), geo_.sb.band_start_block, band_first_block(int(bands_.size()))};
+  map_ = std::make_unique<L2pMap>(*cache_, kL2pFirstBlock, geo_.sb.logical_blocks, std::move(loaded.l2p_pages), bounds);
+  map_->attach(*reactor_, [this](const std::string& why) { fail(why); });
+  map_->set_limit_pages(map_limit_pages(loaded.map_limit_bytes));
+  stats_.map_limit_bytes = map_->limit_pages() * kBlockBytes;
   slot_lba_ = std::move(loaded.slot_lba);
   slot_seq_ = std::move(loaded.slot_seq);
   next_seq_ = loaded.next_seq;
@@ -137,9 +141,7 @@ Status FtlDevice::install(Loaded loaded) {
   }
   std::sort(found.begin(), found.end(), [&](int a, int b) { return chunks_[a].chunk_seq < chunks_[b].chunk_seq; });
   full_chunks_.assign(found.begin(), found.end());
-  for (uint64_t lba = 0; lba < l2p_.size(); lba++) {
-    if (in_base(l2p_[lba])) bands_[band_of(block_of(l2p_[lba]))].valid_blocks++;
-  }
+  for (size_t b = 0; b < bands_.size(); b++) bands_[b].valid_blocks = loaded.band_valid[b];
   // Bands without a footer were open at the crash (their data is still in the cache, or still
   // in the victim GC copied it from): erase them before they are written again.
   std::vector<int> to_erase;
@@ -391,19 +393,19 @@ void FtlDevice::apply(Record& record) {
   } else {
     for (uint64_t i = 0; i < record.block_count; i++) set_l2p(record.lba + i, kUnmapped);
   }
+  if (!failed_.empty() && op.result == 0) op.result = -EIO;  // the map could not take it
   if (--op.records_left == 0) op.done(op.result < 0 ? op.result : int(std::min<uint64_t>(op.bytes, INT32_MAX)));
   if (ch.state == ChunkState::kFull && ch.writes_in_flight == 0) kick();
   if (!failed_.empty()) admit_waiting();
 }
 
 void FtlDevice::set_l2p(uint64_t lba, Location next) {
-  const Location prev = l2p_[lba];
+  const Location prev = map_->exchange(lba, next);
   if (in_base(prev)) {
     Band& b = bands_[band_of(block_of(prev))];
     assert(b.valid_blocks > 0);
     b.valid_blocks--;
   }
-  l2p_[lba] = next;
 }
 
 void FtlDevice::pin(Location where) {
@@ -440,11 +442,16 @@ void FtlDevice::do_read(uint64_t lba, uint64_t blocks, uint8_t* out, IoCallback 
   };
   uint64_t i = 0;
   while (i < blocks) {
-    const Location first = l2p_[lba + i];
+    const Location first = map_->get(lba + i);
     uint64_t n = 1;
-    while (i + n < blocks && n < kCopyBatchBlocks &&
-           (first == kUnmapped ? l2p_[lba + i + n] == kUnmapped : l2p_[lba + i + n] == first + n)) {
+    while (i + n < blocks && n < kCopyBatchBlocks) {
+      const Location next = map_->get(lba + i + n);
+      if (first == kUnmapped ? next != kUnmapped : next != first + n) break;
       n++;
+    }
+    if (!map_->ok()) {  // a map page could not be read: nothing it names is served
+      op->result = -EIO;
+      break;
     }
     uint8_t* dst = out + i * kBlockBytes;
     if (first == kUnmapped) {
@@ -534,9 +541,9 @@ bool FtlDevice::open_band(OpenBand& ob, bool cold) {
 namespace {
 // A trim entry still matters while some block of its range is unmapped: it shadows older
 // copies of that block in other bands. Once every block has newer data, it can go.
-bool trim_needed(const std::vector<Location>& l2p, const FooterEntry& e) {
+bool trim_needed(L2pMap& map, const FooterEntry& e) {
   for (uint64_t i = 0; i < e.trim_blocks; i++) {
-    if (l2p[e.lba + i] == kUnmapped) return true;
+    if (map.get(e.lba + i) == kUnmapped) return true;
   }
   return false;
 }
@@ -562,7 +569,7 @@ void FtlDevice::compact_step(int c) {
   auto take_trims_before = [&](uint64_t seq) {
     while (ch.compact_trim < ch.trims.size() && ch.trims[ch.compact_trim].seq < seq && batch.size() < entry_room) {
       const FooterEntry& t = ch.trims[ch.compact_trim++];
-      if (trim_needed(l2p_, t)) batch.push_back({t, kUnmapped});
+      if (trim_needed(*map_, t)) batch.push_back({t, kUnmapped});
     }
   };
   while (ch.compact_block < ch.write_blocks && data < std::min(data_room, kCopyBatchBlocks) && batch.size() < entry_room) {
@@ -571,7 +578,7 @@ void FtlDevice::compact_step(int c) {
     if (lba != kNoLba) {
       take_trims_before(slot_seq_[block]);
       if (batch.size() >= entry_room) break;
-      if (l2p_[lba] == (kCacheTag | block)) {
+      if (map_->get(lba) == (kCacheTag | block)) {
         batch.push_back({{lba, slot_seq_[block], 0}, kCacheTag | block});
         data++;
       }
@@ -630,11 +637,11 @@ void FtlDevice::gc_step() {
   while (victim_.next < victim_.entries.size() && data < std::min(data_room, kCopyBatchBlocks) && batch.size() < entry_room) {
     const FooterEntry& e = victim_.entries[victim_.next];
     if (e.trim_blocks > 0) {
-      if (trim_needed(l2p_, e)) batch.push_back({e, kUnmapped});
+      if (trim_needed(*map_, e)) batch.push_back({e, kUnmapped});
     } else {
       const Location at = kBaseTag | (band_first_block(v) + victim_.data_index);
       victim_.data_index++;
-      if (l2p_[e.lba] == at) {
+      if (map_->get(e.lba) == at) {
         batch.push_back({e, at});
         data++;
       }
@@ -755,7 +762,7 @@ void FtlDevice::close_band(OpenBand& ob, std::function<void()> done) {
         for (const Pending& p : band->pending) {
           if (p.entry.trim_blocks > 0) continue;
           const Location here = kBaseTag | (first + index++);
-          if (l2p_[p.entry.lba] == p.source) {
+          if (map_->get(p.entry.lba) == p.source) {
             set_l2p(p.entry.lba, here);
             bands_[b].valid_blocks++;
           }
@@ -827,27 +834,37 @@ void FtlDevice::erase_band(int b) {
 }
 
 void FtlDevice::write_checkpoint() {
+  // The map's changed pages go home first (flushed); the body's page table vouches for them.
+  if (run_sync([this](IoCallback done) {
+        if (!failed_.empty()) return done(-EIO);
+        map_->store_all(std::move(done));
+      }) < 0) {
+    return;  // a failed FTL (or map) is recovered by a scan
+  }
   // Snapshot on the FTL's thread (an erase may still complete there), write from this one.
   std::promise<std::shared_ptr<AlignedBuffer>> snapshot;
   CheckpointHeader h;
   on_reactor([&] {
-    if (!failed_.empty()) return snapshot.set_value(nullptr);  // a failed FTL is recovered by a scan
+    if (!failed_.empty()) return snapshot.set_value(nullptr);
     const uint64_t chunk_area = uint64_t(geo_.sb.chunk_count) * geo_.sb.chunk_blocks;
     size_t trims = 0;
     for (const Chunk& c : chunks_) trims += c.state == ChunkState::kFree ? 0 : c.trims.size();
-    h.body_bytes = 8 * l2p_.size() + 16 * bands_.size() + 24 * chunks_.size() + 16 * chunk_area + 24 * trims;
+    const std::vector<L2pPage> pages = map_->table();
+    h.body_bytes = kCheckpointPageBytes * pages.size() + kCheckpointBandBytes * bands_.size() + kCheckpointChunkBytes * chunks_.size() +
+                   kCheckpointSlotBytes * chunk_area + kCheckpointTrimBytes * trims;
     auto body = std::make_shared<AlignedBuffer>(h.body_bytes);
     uint8_t* p = body->data();
     auto put = [&p](uint64_t v) {
       std::memcpy(p, &v, 8);
       p += 8;
     };
-    for (Location l : l2p_) put(l);
+    for (const L2pPage& page : pages) put(page.state == L2pPageState::kStored ? (uint64_t{1} << 32) | page.crc : 0);
     for (const Band& b : bands_) {
       // Open and erasing bands are erased again at open; the maps never point into them.
       const bool closed = b.state == BandState::kClosed || b.state == BandState::kVictim || b.state == BandState::kRelocated;
       put(closed ? 1 : 0);
       put(b.closed_at);
+      put(closed ? b.valid_blocks : 0);
     }
     for (const Chunk& c : chunks_) {
       const bool used = c.state != ChunkState::kFree;
@@ -876,13 +893,14 @@ void FtlDevice::write_checkpoint() {
   });
   std::shared_ptr<AlignedBuffer> body = snapshot.get_future().get();
   if (!body) return;
+  const uint64_t body_block = checkpoint_body_block(geo_.sb.logical_blocks);
   const uint64_t body_blocks = (h.body_bytes + kBlockBytes - 1) / kBlockBytes;
-  if (1 + body_blocks > geo_.sb.checkpoint_blocks) {
+  if (body_block + body_blocks > 1 + uint64_t(geo_.sb.checkpoint_blocks)) {
     log_line(str("ftl ", uuid_text_, ": checkpoint of ", h.body_bytes, " bytes exceeds its area; the next open scans"));
     return;
   }
   // The body, durable; then the header that vouches for it.
-  if (Status s = cache_->write_sync(2 * uint64_t(kBlockBytes), body_blocks * kBlockBytes, body->data()); !s.ok()) {
+  if (Status s = cache_->write_sync(body_block * kBlockBytes, body_blocks * kBlockBytes, body->data()); !s.ok()) {
     log_line(str("ftl ", uuid_text_, ": checkpoint not written (", s.error().message, "); the next open scans"));
     return;
   }
@@ -893,6 +911,14 @@ void FtlDevice::write_checkpoint() {
   }
 }
 
+void FtlDevice::set_map_limit_bytes(uint64_t bytes) {
+  on_reactor([this, bytes] {
+    if (!map_) return;
+    map_->set_limit_pages(map_limit_pages(bytes));
+    stats_.map_limit_bytes = map_->limit_pages() * kBlockBytes;
+  });
+}
+
 FtlStatsData FtlDevice::stats() {
   std::promise<FtlStatsData> out;
   on_reactor([&] {
@@ -900,6 +926,12 @@ FtlStatsData FtlDevice::stats() {
     s.free_bands = uint32_t(free_bands_.size());
     s.free_chunks = uint32_t(free_chunks_.size());
     s.failed_reason = failed_;
+    if (map_) {
+      s.map_bytes = map_->page_count() * kBlockBytes;
+      s.map_resident_bytes = map_->resident_pages() * kBlockBytes;
+      s.map_page_reads = map_->page_reads();
+      s.map_page_writes = map_->page_writes();
+    }
     out.set_value(s);
   });
   return out.get_future().get();

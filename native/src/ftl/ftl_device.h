@@ -13,6 +13,7 @@
 // other reactor is posted to it and completes back on the caller's reactor; the *_sync calls
 // (control thread) post and wait.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -80,7 +81,19 @@ struct FtlStatsData {
   uint64_t recovered_bands = 0;
   bool loaded_from_checkpoint = false;  // the last open read the clean-shutdown checkpoint, no scan
   std::string failed_reason;            // non-empty once a cache or base write failed
+  uint64_t map_bytes = 0;               // the whole L2P (8 bytes a logical block, in 4 KiB pages)
+  uint64_t map_limit_bytes = 0;         // resident at most (0: all of it may be)
+  uint64_t map_resident_bytes = 0;
+  uint64_t map_page_reads = 0;          // misses: pages read back from the cache
+  uint64_t map_page_writes = 0;         // changed pages written home (evictions, checkpoint)
 };
+
+// The map memory limit of an FTL, by uuid: applied when it opens (recovery then also works in
+// windows of this size) and at once if it is open. 0: the whole map resident. Any thread.
+void set_ftl_map_limit(const std::string& uuid, uint64_t bytes);
+// The fewest map pages kept resident whatever the limit: a read touches at most two.
+constexpr uint64_t kMinMapPages = 8;
+inline uint64_t map_limit_pages(uint64_t bytes) { return bytes == 0 ? 0 : std::max<uint64_t>(kMinMapPages, bytes / ftl_format::kBlockBytes); }
 
 // Stats of an FTL open in this process, by uuid; NOT_FOUND if none is.
 Result<FtlStatsData> ftl_stats(const std::string& uuid);

@@ -233,7 +233,7 @@ Result<FtlCreated> create_ftl(const FtlCreateOptions& o) {
   // The cache: superblock, the checkpoint area (sized for the most chunks the cache could
   // hold, so it always fits), then the chunks.
   const uint64_t most_chunks = cache_blocks > 1 ? (cache_blocks - 1) / sb.chunk_blocks : 0;
-  const uint64_t checkpoint_blocks = 1 + (checkpoint_max_body_bytes(sb.logical_blocks, sb.band_count, most_chunks, sb.chunk_blocks) + kBlockBytes - 1) / kBlockBytes;
+  const uint64_t checkpoint_blocks = 1 + (checkpoint_max_area_bytes(sb.logical_blocks, sb.band_count, most_chunks, sb.chunk_blocks) + kBlockBytes - 1) / kBlockBytes;
   const uint64_t chunks = cache_blocks > 1 + checkpoint_blocks ? (cache_blocks - 1 - checkpoint_blocks) / sb.chunk_blocks : 0;
   if (chunks < 4) {
     return Error{ErrorCode::kInvalidArgument, str("cache device ", o.cache_uri, " (", cache->size_bytes(), " bytes) holds ", chunks, " chunks of ", o.chunk_kib,
@@ -354,21 +354,27 @@ Status destroy_ftl(const std::string& uri) {
 
 namespace {
 
-// Per logical block during recovery: where its newest copy is and that copy's seq.
+// Per logical block of one window [first, first + where.size()) during recovery: where its
+// newest copy is and that copy's seq.
 struct Newest {
+  uint64_t first;
   std::vector<Location> where;
   std::vector<uint64_t> seq;
+  bool covers(uint64_t lba) const { return lba >= first && lba - first < where.size(); }
   void data(uint64_t lba, uint64_t s, Location at) {
-    if (s > seq[lba]) {  // strictly newer: an equal seq is the same data (a GC copy), the first seen stays
-      seq[lba] = s;
-      where[lba] = at;
+    if (!covers(lba)) return;
+    // Strictly newer: an equal seq is the same data (a GC copy), the first seen stays.
+    if (s > seq[lba - first]) {
+      seq[lba - first] = s;
+      where[lba - first] = at;
     }
   }
   void trim(uint64_t lba, uint64_t count, uint64_t s) {
-    for (uint64_t i = lba; i < lba + count; i++) {
-      if (s > seq[i]) {
-        seq[i] = s;
-        where[i] = kUnmapped;
+    const uint64_t from = std::max(lba, first), to = std::min(lba + count, first + where.size());
+    for (uint64_t i = from; i < to; i++) {
+      if (s > seq[i - first]) {
+        seq[i - first] = s;
+        where[i - first] = kUnmapped;
       }
     }
   }
@@ -387,11 +393,15 @@ Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Su
   auto h = decode_checkpoint_header(header.data(), sb.ftl_uuid);
   if (!h) return std::optional<FtlDevice::Loaded>();
   const uint64_t chunk_area = uint64_t(sb.chunk_count) * sb.chunk_blocks;
-  const uint64_t fixed = 8 * sb.logical_blocks + 16 * uint64_t(sb.band_count) + 24 * uint64_t(sb.chunk_count) + 16 * chunk_area;
+  const uint64_t pages = l2p_pages(sb.logical_blocks);
+  const uint64_t fixed = kCheckpointPageBytes * pages + kCheckpointBandBytes * sb.band_count + kCheckpointChunkBytes * sb.chunk_count + kCheckpointSlotBytes * chunk_area;
+  const uint64_t body_block = checkpoint_body_block(sb.logical_blocks);
   const uint64_t body_blocks = (h->body_bytes + kBlockBytes - 1) / kBlockBytes;
-  if (h->body_bytes < fixed || (h->body_bytes - fixed) % 24 != 0 || 1 + body_blocks > sb.checkpoint_blocks) return std::optional<FtlDevice::Loaded>();
+  if (h->body_bytes < fixed || (h->body_bytes - fixed) % kCheckpointTrimBytes != 0 || body_block + body_blocks > 1 + uint64_t(sb.checkpoint_blocks)) {
+    return std::optional<FtlDevice::Loaded>();
+  }
   AlignedBuffer body(body_blocks * kBlockBytes);
-  if (Status s = cache.read_sync(2 * uint64_t(kBlockBytes), body_blocks * kBlockBytes, body.data()); !s.ok()) return s.error();
+  if (Status s = cache.read_sync(body_block * kBlockBytes, body_blocks * kBlockBytes, body.data()); !s.ok()) return s.error();
   if (crc32c(0, body.data(), h->body_bytes) != h->body_crc) return std::optional<FtlDevice::Loaded>();
   const uint8_t* p = body.data();
   auto get = [&p] {
@@ -400,25 +410,32 @@ Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Su
     p += 8;
     return v;
   };
+  auto inconsistent = [&](const char* what) {
+    return Error{ErrorCode::kDataLoss, str("the checkpoint of FTL ", format_uuid(sb.ftl_uuid), " on ", cache.description().uri, " is inconsistent: ", what)};
+  };
   FtlDevice::Loaded loaded;
   loaded.from_checkpoint = true;
   loaded.next_seq = h->next_seq;
   loaded.host_blocks = h->host_blocks;
-  loaded.l2p.resize(sb.logical_blocks);
-  const uint64_t cache_end = sb.chunk_start_block + chunk_area;
-  const uint64_t base_end = sb.band_start_block + uint64_t(sb.band_count) * sb.band_blocks;
-  for (Location& l : loaded.l2p) {
-    l = get();
-    // Checked again on the way in: a map entry must point into the chunks or the bands.
-    const bool fits = l == kUnmapped || (in_cache(l) && block_of(l) >= sb.chunk_start_block && block_of(l) < cache_end) ||
-                      (in_base(l) && block_of(l) >= sb.band_start_block && block_of(l) < base_end);
-    if (!fits) return Error{ErrorCode::kDataLoss, str("the checkpoint of FTL ", format_uuid(sb.ftl_uuid), " on ", cache.description().uri, " maps a block outside the device")};
+  // The map stays in its pages; each is checked against this CRC when it is read.
+  loaded.l2p_pages.resize(pages);
+  for (L2pPage& page : loaded.l2p_pages) {
+    const uint64_t v = get();
+    if ((v >> 33) != 0) return inconsistent("a page table entry has unknown flags");
+    page.state = (v >> 32) != 0 ? L2pPageState::kStored : L2pPageState::kEmpty;
+    page.crc = uint32_t(v);
   }
+  const uint64_t cache_end = sb.chunk_start_block + chunk_area;
   loaded.band_closed.resize(sb.band_count);
   loaded.band_closed_at.resize(sb.band_count);
+  loaded.band_valid.resize(sb.band_count);
+  const uint64_t band_data_blocks = band_geometry(sb.band_blocks).data_blocks;
   for (uint32_t b = 0; b < sb.band_count; b++) {
     loaded.band_closed[b] = get() != 0;
     loaded.band_closed_at[b] = get();
+    const uint64_t valid = get();
+    if (valid > band_data_blocks || (valid > 0 && !loaded.band_closed[b])) return inconsistent("a band's valid count");
+    loaded.band_valid[b] = uint32_t(valid);
   }
   loaded.chunks.resize(sb.chunk_count);
   std::vector<uint64_t> trim_counts(sb.chunk_count);
@@ -428,7 +445,7 @@ Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Su
     loaded.chunks[c].write_blocks = uint32_t(std::min<uint64_t>(get(), sb.chunk_blocks));
     trims_total += trim_counts[c] = get();
   }
-  if (trims_total * 24 != h->body_bytes - fixed) return Error{ErrorCode::kDataLoss, str("the checkpoint of FTL ", format_uuid(sb.ftl_uuid), " is inconsistent")};
+  if (trims_total * kCheckpointTrimBytes != h->body_bytes - fixed) return inconsistent("its trim count");
   loaded.slot_lba.assign(cache_end, FtlDevice::kNoLba);
   loaded.slot_seq.assign(cache_end, 0);
   for (uint64_t i = 0; i < chunk_area; i++) {
@@ -451,6 +468,140 @@ Result<std::optional<FtlDevice::Loaded>> load_checkpoint(Device& cache, const Su
 }
 
 }  // namespace
+
+namespace {
+
+// After a crash: the maps rebuilt from every band's footer and every chunk's records, the
+// highest seq winning per block. With a map memory limit the logical space is rebuilt in windows
+// that fit it (the footers and the cache are read once per window, as SPDK's recovery iterates),
+// and each window's map pages are written home before the next.
+Result<FtlDevice::Loaded> recover(Device& cache, Device& base, const FtlDevice::Geometry& geo, uint64_t limit_bytes) {
+  const Superblock& sb = geo.sb;
+  const std::string uuid = format_uuid(sb.ftl_uuid);
+  FtlDevice::Loaded loaded;
+  const uint64_t pages = l2p_pages(sb.logical_blocks);
+  // A window's where and seq take 16 bytes a block: the limit holds limit/16 of them.
+  const uint64_t window_pages = limit_bytes == 0 ? pages : std::max<uint64_t>(1, limit_bytes / 16 / kL2pEntriesPerPage);
+  loaded.l2p_pages.resize(pages);
+  loaded.band_valid.assign(sb.band_count, 0);
+  loaded.band_closed.assign(sb.band_count, false);
+  loaded.slot_lba.assign(sb.chunk_start_block + uint64_t(sb.chunk_count) * sb.chunk_blocks, FtlDevice::kNoLba);
+  loaded.slot_seq.assign(loaded.slot_lba.size(), 0);
+  loaded.chunks.resize(sb.chunk_count);
+  uint64_t max_seq = 0;
+  AlignedBuffer footer_buf(size_t(geo.band.footer_blocks) * kBlockBytes);
+  AlignedBuffer chunk_buf(size_t(sb.chunk_blocks) * kBlockBytes);
+  for (uint64_t first_page = 0; first_page < pages; first_page += window_pages) {
+    const uint64_t window_page_count = std::min(window_pages, pages - first_page);
+    const uint64_t first_lba = first_page * kL2pEntriesPerPage;
+    const uint64_t lbas = std::min(window_page_count * kL2pEntriesPerPage, sb.logical_blocks - first_lba);
+    const bool first_window = first_page == 0;
+    Newest newest{first_lba, std::vector<Location>(lbas, kUnmapped), std::vector<uint64_t>(lbas, 0)};
+    // 1. Closed bands: their footers.
+    for (uint32_t b = 0; b < sb.band_count; b++) {
+      const uint64_t first = sb.band_start_block + uint64_t(b) * sb.band_blocks;
+      if (Status s = base.read_sync((first + geo.band.data_blocks) * kBlockBytes, footer_buf.size(), footer_buf.data()); !s.ok()) return s.error();
+      auto footer = decode_footer(footer_buf.data(), geo.band.footer_blocks, sb.ftl_uuid, b);
+      if (!footer) continue;
+      uint64_t index = 0;
+      for (const FooterEntry& e : footer->entries) {
+        if (e.lba >= sb.logical_blocks || e.trim_blocks > sb.logical_blocks - e.lba || index > footer->data_blocks) {
+          return Error{ErrorCode::kDataLoss, str("band ", b, " footer on ", base.description().uri, " names blocks beyond FTL ", uuid, "'s ", sb.logical_blocks)};
+        }
+        max_seq = std::max(max_seq, e.seq);
+        if (e.trim_blocks) {
+          newest.trim(e.lba, e.trim_blocks, e.seq);
+        } else {
+          newest.data(e.lba, e.seq, kBaseTag | (first + index++));
+        }
+      }
+      max_seq = std::max(max_seq, footer->close_seq);
+      loaded.band_closed[b] = true;
+    }
+    // 2. The cache log, chunk by chunk: each chunk's records from its start while they are whole
+    //    and of this use of the chunk. Records are acknowledged in seq order, so every
+    //    acknowledged record precedes the first that fails these checks.
+    for (uint32_t c = 0; c < sb.chunk_count; c++) {
+      const uint64_t first = sb.chunk_start_block + uint64_t(c) * sb.chunk_blocks;
+      if (Status s = cache.read_sync(first * kBlockBytes, chunk_buf.size(), chunk_buf.data()); !s.ok()) return s.error();
+      auto& found = loaded.chunks[c];
+      uint32_t pos = 0;
+      uint64_t chunk_seq = 0, prev_seq = 0;
+      while (pos < sb.chunk_blocks) {
+        auto h = decode_record_header(chunk_buf.data() + size_t(pos) * kBlockBytes, sb.ftl_uuid);
+        if (!h) break;
+        if (pos == 0 ? h->chunk_seq != h->seq : (h->chunk_seq != chunk_seq || h->seq <= prev_seq)) break;
+        const uint64_t data_blocks = h->kind == RecordKind::kData ? h->block_count : 0;
+        if (pos + 1 + data_blocks > sb.chunk_blocks || h->lba >= sb.logical_blocks || h->block_count > sb.logical_blocks - h->lba) break;
+        bool whole = true;
+        for (uint64_t i = 0; i < data_blocks && whole; i++) {
+          whole = crc32c(0, chunk_buf.data() + size_t(pos + 1 + i) * kBlockBytes, kBlockBytes) == h->data_crcs[i];
+        }
+        if (!whole) break;  // torn: never acknowledged
+        if (pos == 0) chunk_seq = h->seq;
+        prev_seq = h->seq;
+        max_seq = std::max(max_seq, h->seq);
+        if (h->kind == RecordKind::kData) {
+          for (uint64_t i = 0; i < data_blocks; i++) {
+            const uint64_t block = first + pos + 1 + i;
+            newest.data(h->lba + i, h->seq, kCacheTag | block);
+            if (first_window) {
+              loaded.slot_lba[block] = h->lba + i;
+              loaded.slot_seq[block] = h->seq;
+            }
+          }
+        } else {
+          newest.trim(h->lba, h->block_count, h->seq);
+          if (first_window) found.trims.push_back({h->lba, h->seq, h->block_count});
+        }
+        if (first_window) loaded.records++;
+        pos += uint32_t(1 + data_blocks);
+      }
+      if (first_window) {
+        found.chunk_seq = chunk_seq;
+        found.write_blocks = pos;
+      }
+    }
+    // 3. The window's map pages, home: one write, each page's CRC into the table.
+    AlignedBuffer window(window_page_count * kBlockBytes);
+    std::memcpy(window.data(), newest.where.data(), lbas * sizeof(Location));
+    bool any = false;
+    for (uint64_t i = 0; i < lbas; i++) {
+      const Location l = newest.where[i];
+      if (in_base(l)) loaded.band_valid[(block_of(l) - sb.band_start_block) / sb.band_blocks]++;
+    }
+    for (uint64_t p = 0; p < window_page_count; p++) {
+      const uint8_t* page = window.data() + p * kBlockBytes;
+      const bool empty = std::all_of(page, page + kBlockBytes, [](uint8_t byte) { return byte == 0; });
+      loaded.l2p_pages[first_page + p] = empty ? L2pPage{} : L2pPage{L2pPageState::kStored, crc32c(0, page, kBlockBytes)};
+      any = any || !empty;
+    }
+    if (any) {
+      if (Status s = cache.write_sync((kL2pFirstBlock + first_page) * kBlockBytes, window.size(), window.data()); !s.ok()) return s.error();
+    }
+  }
+  loaded.next_seq = max_seq + 1;
+  return loaded;
+}
+
+// Map memory limits by FTL uuid (set_ftl_map_limit).
+std::mutex limits_mutex;
+std::map<std::string, uint64_t>& map_limits() {
+  static std::map<std::string, uint64_t> limits;
+  return limits;
+}
+
+}  // namespace
+
+void set_ftl_map_limit(const std::string& uuid, uint64_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(limits_mutex);
+    map_limits()[canon(uuid)] = bytes;
+  }
+  std::lock_guard<std::mutex> lock(registry_mutex);
+  auto it = registry().find(canon(uuid));
+  if (it != registry().end()) it->second.device->set_map_limit_bytes(bytes);
+}
 
 Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may_create) {
   (void)may_create;  // opening never creates: create_ftl does
@@ -500,6 +651,12 @@ Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may
   }
 
   FtlDevice::Geometry geo{sb, band_geometry(sb.band_blocks)};
+  uint64_t limit_bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(limits_mutex);
+    auto it = map_limits().find(uuid);
+    if (it != map_limits().end()) limit_bytes = it->second;
+  }
   FtlDevice::Loaded loaded;
   // A clean shutdown left a checkpoint: load it (no scan), and invalidate it before anything is
   // written, so a crash from here on is recovered by the scan, never from this stale picture.
@@ -509,82 +666,11 @@ Result<std::unique_ptr<Device>> open_ftl_device(const std::string& uri, bool may
     if (from.value()) loaded = std::move(*from.value());
   }
   if (!loaded.from_checkpoint) {
-    Newest newest{std::vector<Location>(sb.logical_blocks, kUnmapped), std::vector<uint64_t>(sb.logical_blocks, 0)};
-    uint64_t max_seq = 0;
-    loaded.band_closed.assign(sb.band_count, false);
-    // 1. Closed bands: their footers.
-    {
-      AlignedBuffer buf(size_t(geo.band.footer_blocks) * kBlockBytes);
-      for (uint32_t b = 0; b < sb.band_count; b++) {
-        const uint64_t first = sb.band_start_block + uint64_t(b) * sb.band_blocks;
-        if (Status s = base->read_sync((first + geo.band.data_blocks) * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
-        auto footer = decode_footer(buf.data(), geo.band.footer_blocks, sb.ftl_uuid, b);
-        if (!footer) continue;
-        uint64_t index = 0;
-        for (const FooterEntry& e : footer->entries) {
-          if (e.lba >= sb.logical_blocks || e.trim_blocks > sb.logical_blocks - e.lba || index > footer->data_blocks) {
-            return Error{ErrorCode::kDataLoss, str("band ", b, " footer on ", base->description().uri, " names blocks beyond FTL ", uuid, "'s ", sb.logical_blocks)};
-          }
-          max_seq = std::max(max_seq, e.seq);
-          if (e.trim_blocks) {
-            newest.trim(e.lba, e.trim_blocks, e.seq);
-          } else {
-            newest.data(e.lba, e.seq, kBaseTag | (first + index++));
-          }
-        }
-        max_seq = std::max(max_seq, footer->close_seq);
-        loaded.band_closed[b] = true;
-      }
-    }
-    // 2. The cache log, chunk by chunk: each chunk's records from its start while they are whole
-    //    and of this use of the chunk. Records are acknowledged in seq order, so every
-    //    acknowledged record precedes the first that fails these checks.
-    loaded.slot_lba.assign(sb.chunk_start_block + uint64_t(sb.chunk_count) * sb.chunk_blocks, FtlDevice::kNoLba);
-    loaded.slot_seq.assign(loaded.slot_lba.size(), 0);
-    loaded.chunks.resize(sb.chunk_count);
-    {
-      AlignedBuffer buf(size_t(sb.chunk_blocks) * kBlockBytes);
-      for (uint32_t c = 0; c < sb.chunk_count; c++) {
-        const uint64_t first = sb.chunk_start_block + uint64_t(c) * sb.chunk_blocks;
-        if (Status s = cache->read_sync(first * kBlockBytes, buf.size(), buf.data()); !s.ok()) return s.error();
-        auto& found = loaded.chunks[c];
-        uint32_t pos = 0;
-        uint64_t chunk_seq = 0, prev_seq = 0;
-        while (pos < sb.chunk_blocks) {
-          auto h = decode_record_header(buf.data() + size_t(pos) * kBlockBytes, sb.ftl_uuid);
-          if (!h) break;
-          if (pos == 0 ? h->chunk_seq != h->seq : (h->chunk_seq != chunk_seq || h->seq <= prev_seq)) break;
-          const uint64_t data_blocks = h->kind == RecordKind::kData ? h->block_count : 0;
-          if (pos + 1 + data_blocks > sb.chunk_blocks || h->lba >= sb.logical_blocks || h->block_count > sb.logical_blocks - h->lba) break;
-          bool whole = true;
-          for (uint64_t i = 0; i < data_blocks && whole; i++) {
-            whole = crc32c(0, buf.data() + size_t(pos + 1 + i) * kBlockBytes, kBlockBytes) == h->data_crcs[i];
-          }
-          if (!whole) break;  // torn: never acknowledged
-          if (pos == 0) chunk_seq = h->seq;
-          prev_seq = h->seq;
-          max_seq = std::max(max_seq, h->seq);
-          loaded.records++;
-          if (h->kind == RecordKind::kData) {
-            for (uint64_t i = 0; i < data_blocks; i++) {
-              const uint64_t block = first + pos + 1 + i;
-              newest.data(h->lba + i, h->seq, kCacheTag | block);
-              loaded.slot_lba[block] = h->lba + i;
-              loaded.slot_seq[block] = h->seq;
-            }
-          } else {
-            newest.trim(h->lba, h->block_count, h->seq);
-            found.trims.push_back({h->lba, h->seq, h->block_count});
-          }
-          pos += uint32_t(1 + data_blocks);
-        }
-        found.chunk_seq = chunk_seq;
-        found.write_blocks = pos;
-      }
-    }
-    loaded.l2p = std::move(newest.where);
-    loaded.next_seq = max_seq + 1;
+    auto scanned = recover(*cache, *base, geo, limit_bytes);
+    if (!scanned.ok()) return scanned.error();
+    loaded = std::move(scanned.value());
   }
+  loaded.map_limit_bytes = limit_bytes;
 
   DeviceDescription d;
   d.uri = ftl_uri(cache->description().uri, base->description().uri);
