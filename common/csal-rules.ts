@@ -26,6 +26,14 @@ function wholeIn(value: unknown, min: number, max: number): boolean {
   return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
 }
 
+/** The map's memory limit in bytes: 0 = none, else at least the resident minimum. */
+export function checkMapMemoryLimitBytes(value: unknown): string | null {
+  if (value === undefined || value === 0) return null;
+  return wholeIn(value, CSAL_MAP_MIN_RESIDENT_BYTES, Number.MAX_SAFE_INTEGER)
+    ? null
+    : `must be 0 (no limit) or a whole number of bytes from ${CSAL_MAP_MIN_RESIDENT_BYTES}, got ${describe(value)}`;
+}
+
 /** Over-provisioning in percent; undefined or 0 = the default. */
 export function checkOverprovisionPercent(value: unknown): string | null {
   if (value === undefined || value === 0) return null;

@@ -9,6 +9,7 @@ import {
   checkBaseDeviceUri,
   checkCacheDeviceUri,
   checkChunkKib,
+  checkMapMemoryLimitBytes,
   checkOverprovisionPercent,
   CSAL_BAND_MIB_DEFAULT,
   CSAL_CHUNK_KIB_DEFAULT,
@@ -33,6 +34,8 @@ export interface CreateCsalDeviceRequest {
   band_mib: number;
   chunk_kib: number;
   force: boolean;
+  /** 0: no limit. */
+  map_memory_limit_bytes: number;
 }
 
 /** The counters as the API reports them; WAF = base bytes / host bytes (0 before any host write). */
@@ -57,6 +60,11 @@ export function csalStatsOf(s: FtlStats): CsalStats {
     base_writes: s.base_writes,
     base_sequential_writes: s.base_sequential_writes,
     failed_reason: s.failed_reason ?? "",
+    map_bytes: s.map_bytes,
+    map_limit_bytes: s.map_limit_bytes,
+    map_resident_bytes: s.map_resident_bytes,
+    map_page_reads: s.map_page_reads,
+    map_page_writes: s.map_page_writes,
   };
 }
 
@@ -72,7 +80,11 @@ export class CsalService {
     /** The device URIs of this node's pools, by pool uuid (pools live in EngineService). */
     private readonly poolDevices: () => Map<string, string>,
   ) {
-    for (const record of this.store.load().csal_devices ?? []) this.records.set(record.uuid, record);
+    for (const record of this.store.load().csal_devices ?? []) {
+      this.records.set(record.uuid, record);
+      // Before the pools on these devices are imported: the open (and its recovery) honours it.
+      this.native.setFtlMapLimit({ uuid: record.uuid, bytes: record.map_memory_limit_bytes ?? 0 });
+    }
   }
 
   createCsalDevice(req: CreateCsalDeviceRequest): Promise<CsalDevice> {
@@ -83,6 +95,8 @@ export class CsalService {
     checkField(req.overprovision_percent, "overprovision_percent", checkOverprovisionPercent);
     checkField(req.band_mib, "band_mib", checkBandMib);
     checkField(req.chunk_kib, "chunk_kib", checkChunkKib);
+    checkField(req.map_memory_limit_bytes, "map_memory_limit_bytes", checkMapMemoryLimitBytes);
+    const mapLimitBytes = req.map_memory_limit_bytes || 0;
     const geometry = { overprovisionPercent: req.overprovision_percent || CSAL_OP_PERCENT_DEFAULT, bandMib: req.band_mib || 0, chunkKib: req.chunk_kib || CSAL_CHUNK_KIB_DEFAULT };
     return this.lock.run(async () => {
       const existing = this.records.get(req.uuid);
@@ -95,6 +109,20 @@ export class CsalService {
           req.band_mib && existing.band_mib !== req.band_mib ? `band_mib is ${existing.band_mib}, requested ${req.band_mib}` :
           existing.chunk_kib !== geometry.chunkKib ? `chunk_kib is ${existing.chunk_kib}, requested ${geometry.chunkKib}` : null;
         if (differs) throw alreadyExists(`CSAL device ${req.uuid} already exists with a different spec: ${differs}`);
+        if ((existing.map_memory_limit_bytes ?? 0) !== mapLimitBytes) {
+          // The one setting that changes in place: recorded first, so a restart keeps it.
+          const updated: CsalRecord = { ...existing, map_memory_limit_bytes: mapLimitBytes };
+          this.records.set(req.uuid, updated);
+          try {
+            this.save();
+          } catch (err) {
+            this.records.set(req.uuid, existing);
+            throw err;
+          }
+          this.native.setFtlMapLimit({ uuid: req.uuid, bytes: mapLimitBytes });
+          this.log.info("CSAL device map limit changed", { uuid: req.uuid, from_bytes: existing.map_memory_limit_bytes ?? 0, to_bytes: mapLimitBytes });
+          return this.describe(updated);
+        }
         return this.describe(existing);
       }
       for (const r of this.records.values()) {
@@ -129,6 +157,7 @@ export class CsalService {
         chunk_kib: geometry.chunkKib,
         uri: ftlUri(req.cache_device_uri, req.base_device_uri, { ...geometry, bandMib }),
         size_bytes: created.size_bytes,
+        map_memory_limit_bytes: mapLimitBytes,
       };
       this.records.set(record.uuid, record);
       try {
@@ -139,6 +168,7 @@ export class CsalService {
         await this.native.destroyFtl({ uri: record.uri }).catch(() => undefined);
         throw err;
       }
+      this.native.setFtlMapLimit({ uuid: record.uuid, bytes: mapLimitBytes });
       this.log.info("CSAL device created", { name: record.name, uuid: record.uuid, uri: record.uri, size_bytes: record.size_bytes });
       return this.describe(record);
     });
@@ -193,6 +223,7 @@ export class CsalService {
       chunk_kib: r.chunk_kib,
       size_bytes: r.size_bytes,
       in_use_by: this.poolOn(r) ?? "",
+      map_memory_limit_bytes: r.map_memory_limit_bytes ?? 0,
       ...(stats ? { stats: csalStatsOf(stats) } : {}),
     };
   }

@@ -56,6 +56,8 @@ export interface CsalRecord {
   /** ftl://?cache=…&base=…&op_percent=…: what pools take as their device_uri. */
   readonly uri: string;
   readonly size_bytes: number;
+  /** The map's memory limit (0 or absent: none); applied before pools are imported. */
+  readonly map_memory_limit_bytes?: number;
 }
 
 export interface EngineState {

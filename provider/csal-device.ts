@@ -15,14 +15,12 @@ import {
   CSAL_BAND_MIB_DEFAULT,
   CSAL_CHUNK_KIB_DEFAULT,
   CSAL_OP_PERCENT_DEFAULT,
-  csalMapBytes,
   ftlUri,
 } from "../common/csal-rules";
 import { checkName, checkUuid } from "../common/validate";
 import type { CsalDevice__Output } from "../engine/generated/strata/engine/v1/CsalDevice";
 import type { CsalStats__Output } from "../engine/generated/strata/engine/v1/CsalStats";
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, onNode } from "./cluster";
-import { ftlSizeBytes } from "./plan";
 import { ConfiguredProvider } from "./connection";
 import { isUnknown } from "./unknown";
 
@@ -38,8 +36,8 @@ export interface CsalDeviceInputs {
   /** 0: the default (1024 KiB). */
   readonly chunkKib: number;
   /**
-   * The most memory the FTL's map may take, MiB; 0 = no limit. The map is resident (8 bytes a
-   * 4 KiB block): a device whose map needs more is refused at preview (paging it is not built).
+   * The most memory the FTL's map may take, MiB; 0 = no limit. The map takes 8 bytes a 4 KiB
+   * block; beyond the limit it pages through the cache device. Changes in place.
    */
   readonly mapMemoryLimitMib: number;
   /** Derived by the SDK from project, stack and resource name; also the FTL's uuid on the devices. */
@@ -61,6 +59,11 @@ export interface CsalDeviceStats {
   readonly bandCount: number;
   readonly cacheFill: number;
   readonly throttleEvents: number;
+  /** The whole map, and what of it is resident now (below mapMemoryLimitMib when set). */
+  readonly mapBytes: number;
+  readonly mapResidentBytes: number;
+  /** Map pages read back from the cache device since the FTL opened. */
+  readonly mapPageReads: number;
 }
 
 export interface CsalDeviceOutputs extends CsalDeviceInputs {
@@ -71,8 +74,10 @@ export interface CsalDeviceOutputs extends CsalDeviceInputs {
   readonly stats: CsalDeviceStats;
 }
 
+const MIB = 1024 * 1024;
+
 const REPLACE_ON_CHANGE = ["node", "cacheDevice", "baseDevice", "name", "overprovisionPercent", "bandMib", "chunkKib"] as const;
-// mapMemoryLimitMib changes in place: it only bounds what the next preview accepts.
+// mapMemoryLimitMib changes in place: the engine applies it to the open FTL and records it.
 
 export function csalStatsOutput(s: CsalStats__Output | null | undefined): CsalDeviceStats {
   return {
@@ -87,6 +92,9 @@ export function csalStatsOutput(s: CsalStats__Output | null | undefined): CsalDe
     bandCount: s?.band_count ?? 0,
     cacheFill: s?.cache_fill ?? 0,
     throttleEvents: Number(s?.throttle_events ?? 0),
+    mapBytes: Number(s?.map_bytes ?? 0),
+    mapResidentBytes: Number(s?.map_resident_bytes ?? 0),
+    mapPageReads: Number(s?.map_page_reads ?? 0),
   };
 }
 
@@ -133,12 +141,6 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
       const bandMib = zoned ? 0 : inputs.bandMib || CSAL_BAND_MIB_DEFAULT;
       inputs.uri = ftlUri(inputs.cacheDevice, inputs.baseDevice, { overprovisionPercent: inputs.overprovisionPercent, bandMib, chunkKib: inputs.chunkKib });
     }
-    if (failures.length === 0 && inputs.uri && inputs.mapMemoryLimitMib > 0 && !isUnknown(inputs.node) && this.cluster) {
-      const size = await ftlSizeBytes(this.cluster, inputs.node, inputs.uri);
-      const mapMib = Math.ceil(csalMapBytes(size) / (1024 * 1024));
-      if (size > 0 && mapMib > inputs.mapMemoryLimitMib)
-        fail("mapMemoryLimitMib", `the map of this ${Math.floor(size / (1024 * 1024))} MiB device takes ${mapMib} MiB resident, more than the ${inputs.mapMemoryLimitMib} MiB limit; paging the map below its size is not built yet: raise the limit or use a smaller base`);
-    }
     // A node that is down or refuses our token is reported now, at preview.
     if (failures.length === 0 && !isUnknown(inputs.node) && olds.node === undefined) {
       await onNode(this.clusterOrThrow(), inputs.node, (engine) => engine.call("GetInfo", {}, CALL_DEADLINE_MS));
@@ -157,7 +159,13 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
   }
 
   async create(inputs: CsalDeviceInputs): Promise<dynamic.CreateResult> {
-    const d = await onNode(this.clusterOrThrow(), inputs.node, (engine) =>
+    const d = await this.createOrUpdate(inputs);
+    return { id: d.uuid, outs: outputsOf(inputs, d) };
+  }
+
+  // CreateCsalDevice is idempotent by uuid and changes the map limit in place: one call for both.
+  private createOrUpdate(inputs: CsalDeviceInputs): Promise<CsalDevice__Output> {
+    return onNode(this.clusterOrThrow(), inputs.node, (engine) =>
       engine.call(
         "CreateCsalDevice",
         {
@@ -169,15 +177,16 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
           band_mib: inputs.bandMib,
           chunk_kib: inputs.chunkKib,
           force: false,
+          map_memory_limit_bytes: inputs.mapMemoryLimitMib * MIB,
         },
         MUTATE_DEADLINE_MS,
       ),
     );
-    return { id: d.uuid, outs: outputsOf(inputs, d) };
   }
 
   async update(_id: string, olds: CsalDeviceOutputs, news: CsalDeviceInputs): Promise<dynamic.UpdateResult> {
-    return { outs: { ...olds, mapMemoryLimitMib: news.mapMemoryLimitMib } };
+    const d = await this.createOrUpdate({ ...news, uuid: olds.uuid });
+    return { outs: outputsOf({ ...news, uuid: olds.uuid }, d) };
   }
 
   async read(id: string, props: CsalDeviceOutputs): Promise<dynamic.ReadResult> {

@@ -62,7 +62,7 @@ async function diskSizeBytes(cluster: ClusterConfig, pool: DeclaredPool): Promis
 }
 
 /** The logical size of the CSAL device an ftl:// URI names, from its base's size and its geometry (0 when the base's size is unknown). */
-export async function ftlSizeBytes(cluster: ClusterConfig, node: string, uri: string): Promise<number> {
+async function ftlSizeBytes(cluster: ClusterConfig, node: string, uri: string): Promise<number> {
   const { base, geometry } = parseFtlUri(uri);
   const zoned = base.startsWith("zoned:") ? new URLSearchParams(base.slice("zoned://?".length)) : null;
   const baseBytes = await deviceSizeBytes(cluster, node, zoned ? zoned.get("base") ?? "" : base);

@@ -185,8 +185,9 @@ export interface CsalDeviceArgs {
   /** Cache chunk size in KiB, a multiple of 4 from 64 to 65536. Default 1024. */
   readonly chunkKib?: pulumi.Input<number>;
   /**
-   * The most memory the FTL's map may take, MiB (8 bytes a 4 KiB block, resident). A device
-   * whose map needs more is refused at preview; paging the map is not built yet. Default: no limit.
+   * The most memory the FTL's map may take, MiB. The map takes 8 bytes a 4 KiB block; beyond the
+   * limit its least recently used pages live on the cache device (a miss costs one 4 KiB cache
+   * read). Changes in place, applied at once. Default 0: no limit, all of it resident.
    */
   readonly mapMemoryLimitMib?: pulumi.Input<number>;
 }

@@ -46,7 +46,8 @@ export function quickstart() {
   let tiered: strata.Volume | undefined;
   let tier: strata.CsalDevice | undefined;
   if (csal) {
-    tier = new strata.CsalDevice("tier", { node: csal.node, cacheDevice: csal.cacheDevice, baseDevice: csal.baseDevice, bandMib: 16 });
+    // A 1 MiB map limit: the map of this ~700 MiB device (1.4 MiB) pages through the cache.
+    tier = new strata.CsalDevice("tier", { node: csal.node, cacheDevice: csal.cacheDevice, baseDevice: csal.baseDevice, bandMib: 16, mapMemoryLimitMib: 1 });
     const tierPool = new strata.Pool("pool-tier", { node: csal.node, disk: tier.uri, labels: { class: "csal" } });
     // `pulumi config set tieredFrontendHostNqn <host NQN>` publishes it to that host.
     const tieredFrontend = new pulumi.Config().get("tieredFrontendHostNqn");

@@ -132,7 +132,8 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   const tierPool = all_pools[0].find((x) => x.name === "pool-tier")!;
   t.is(tierPool.state, "POOL_STATE_ONLINE");
   const [csal] = (await cluster.connect("node-a").call("ListCsalDevices", {})).devices;
-  t.like(csal, { name: "tier", in_use_by: tierPool.uuid, uri: tierPool.device_uri, overprovision_percent: 20, band_mib: 16 });
+  t.like(csal, { name: "tier", in_use_by: tierPool.uuid, uri: tierPool.device_uri, overprovision_percent: 20, band_mib: 16, map_memory_limit_bytes: 1024 * 1024 });
+  t.is(Number(csal.stats!.map_limit_bytes), 1024 * 1024, "the open FTL pages its map below the declared limit");
   t.regex(up.stdout, /tierUri: "ftl:\/\/\?cache=/);
   t.is((await allReplicas()).filter((r) => r.pool_name === "pool-tier").length, 1);
   const status = await cluster.strata("cluster", "status");

@@ -33,6 +33,7 @@ function spec(e: TestEngine, overrides: Record<string, unknown> = {}) {
     band_mib: 4,
     chunk_kib: 256,
     force: false,
+    map_memory_limit_bytes: 0,
     ...overrides,
   };
 }
@@ -65,6 +66,7 @@ test.serial("CreateCsalDevice validates, is idempotent by uuid, and names a diff
   await rejects(t, c.call("CreateCsalDevice", spec(e, { overprovision_percent: 95 })), status.INVALID_ARGUMENT, /overprovision_percent must be a whole percentage from 5 to 90/);
   await rejects(t, c.call("CreateCsalDevice", spec(e, { base_device_uri: "zoned://?base=file%3A%2F%2F%2Fx" })), status.INVALID_ARGUMENT, /base_device_uri zone_mib must be/);
   await rejects(t, c.call("CreateCsalDevice", spec(e, { chunk_kib: 102 })), status.INVALID_ARGUMENT, /chunk_kib must be a multiple of 4 KiB/);
+  await rejects(t, c.call("CreateCsalDevice", spec(e, { map_memory_limit_bytes: 4096 })), status.INVALID_ARGUMENT, /map_memory_limit_bytes must be 0 \(no limit\) or a whole number of bytes from 32768/);
   const s = spec(e);
   const made = await c.call("CreateCsalDevice", s);
   t.regex(made.uri, /^ftl:\/\/\?cache=.*&op_percent=20&band_mib=4&chunk_kib=256$/);
@@ -72,22 +74,28 @@ test.serial("CreateCsalDevice validates, is idempotent by uuid, and names a diff
   t.deepEqual(await c.call("CreateCsalDevice", s), made);
   await rejects(t, c.call("CreateCsalDevice", { ...s, overprovision_percent: 30 }), status.ALREADY_EXISTS, /overprovision_percent is 20, requested 30/);
   await rejects(t, c.call("CreateCsalDevice", { ...spec(e), name: "csal-b" }), status.FAILED_PRECONDITION, /already used by CSAL device "csal-a"/);
+  // The map limit is the one field a repeated create changes, in place.
+  const limited = await c.call("CreateCsalDevice", { ...s, map_memory_limit_bytes: MiB });
+  t.is(Number(limited.map_memory_limit_bytes), MiB);
+  t.is(limited.uri, made.uri);
   // The records survive a restart; a create after the engine forgot nothing finds it again.
   await e.stop();
   await e.restart();
   const c2 = e.connect();
-  t.deepEqual((await c2.call("ListCsalDevices", {})).devices.map((d) => d.uuid), [s.uuid]);
+  t.deepEqual((await c2.call("ListCsalDevices", {})).devices.map((d) => [d.uuid, Number(d.map_memory_limit_bytes)]), [[s.uuid, MiB]]);
   t.deepEqual(await c2.call("CreateCsalDevice", s), made);
   await c2.call("DestroyCsalDevice", { uuid: s.uuid });
   await c2.call("DestroyCsalDevice", { uuid: s.uuid });
   t.deepEqual((await c2.call("ListCsalDevices", {})).devices, []);
 });
 
-test.serial("a pool on a CSAL device serves a replica over NVMe/TCP; bytes read back after restart and SIGKILL; destroy is refused while the pool is on it", async (t) => {
+test.serial("a pool on a CSAL device with a paged map serves a replica over NVMe/TCP; bytes read back after restart and SIGKILL; destroy is refused while the pool is on it", async (t) => {
   const e = await startEngine();
   engines.push(e);
   let c = e.connect();
-  const s = spec(e);
+  // A 64 KiB limit on a ~200 KiB map: pages go through the cache, and the scan after SIGKILL
+  // rebuilds it in windows (the engine re-applies the limit from its records before the import).
+  const s = spec(e, { map_memory_limit_bytes: 64 * 1024 });
   const dev = await c.call("CreateCsalDevice", s);
   const pool = await c.call("CreatePool", { uuid: randomUUID(), name: "on-csal", device_uri: dev.uri, labels: {}, cluster_size_bytes: MiB, force: false });
   const size = 32 * MiB;
@@ -114,6 +122,17 @@ test.serial("a pool on a CSAL device serves a replica over NVMe/TCP; bytes read 
   c = e.connect();
   t.is((await c.call("ListPools", {})).pools[0].state, "POOL_STATE_ONLINE");
   t.true((await readAll(c, replica.uuid, size)).equals(data), "after SIGKILL");
+  const paged = (await c.call("GetStats", { uuid: s.uuid })).csal!;
+  t.is(Number(paged.map_limit_bytes), 64 * 1024);
+  t.true(Number(paged.map_resident_bytes) <= 64 * 1024 && Number(paged.map_bytes) > 3 * 64 * 1024 && Number(paged.map_page_reads) > 0, JSON.stringify(paged));
+  // Lifted in place: the open FTL keeps every page it reads from now on, so a second pass over
+  // the data reads no map page back.
+  await c.call("CreateCsalDevice", { ...s, map_memory_limit_bytes: 0 });
+  t.true((await readAll(c, replica.uuid, size)).equals(data));
+  const lifted = (await c.call("GetStats", { uuid: s.uuid })).csal!;
+  t.is(Number(lifted.map_limit_bytes), 0);
+  t.true((await readAll(c, replica.uuid, size)).equals(data));
+  t.is(Number((await c.call("GetStats", { uuid: s.uuid })).csal!.map_page_reads), Number(lifted.map_page_reads));
 
   await c.call("UnshareReplica", { uuid: replica.uuid });
   await c.call("DestroyReplica", { uuid: replica.uuid });
