@@ -5,7 +5,11 @@
 //   2. the same under an 80/20 skewed overwrite, against the greedy model for that workload;
 //   3. how sequential the base's writes are, and their mean size;
 //   4. 4 KiB random-write IOPS and latency at QD 32 through the FTL against a pool on a plain
-//      file of the base's kind (same load generator), alternating rounds.
+//      file of the base's kind (same load generator), alternating rounds;
+//   5. the cost of paging the map: 4 KiB random reads and writes at QD 32 through the same FTL
+//      with its map limited to 1/STRATA_CSAL_MAP_FRACTION (8) of its size against fully
+//      resident, alternating rounds (uniform random I/O over the whole replica: the worst case,
+//      nearly every I/O misses), with the map pages read and written per I/O.
 //
 // WAF = Δ(base_write_bytes_host + gc + meta) / Δ host_write_bytes, counters taken after the FTL's
 // background compaction and GC have settled. Prints a table and, as the last line, one JSON object.
@@ -35,6 +39,7 @@ const MEASURED_PASSES = env("STRATA_CSAL_MEASURED_PASSES", 2);
 const SKEWED_WARMUP_PASSES = env("STRATA_CSAL_SKEWED_WARMUP_PASSES", 3);
 const IOPS_S = env("STRATA_CSAL_IOPS_S", 4);
 const ROUNDS = env("STRATA_CSAL_ROUNDS", 2);
+const MAP_FRACTION = env("STRATA_CSAL_MAP_FRACTION", 8);
 const QD = 32;
 const HOT_WRITE = SKEWED_80_20.hotWriteFraction;
 const HOT_SPACE = SKEWED_80_20.hotSpaceFraction;
@@ -177,6 +182,33 @@ async function main(): Promise<void> {
     await n.exportPool({ uuid: plain.pool });
     rmSync(join(dir, "plain.img"), { force: true });
 
+    // ---- 5. the paged map against the resident one, same FTL, alternating rounds ----
+    const mapBytes = (await ftlStats(n, ftl)).map_bytes;
+    const pagedLimit = Math.max(32 * 1024, Math.floor(mapBytes / MAP_FRACTION / BLOCK) * BLOCK);
+    const paging: Record<"resident" | "paged", Record<"randread" | "randwrite", BenchResult[]>> = { resident: { randread: [], randwrite: [] }, paged: { randread: [], randwrite: [] } };
+    let pagedOps = 0;
+    let pagedReads = 0;
+    let pagedWrites = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of ["resident", "paged"] as const) {
+        n.setFtlMapLimit({ uuid: ftl, bytes: mode === "paged" ? pagedLimit : 0 });
+        for (const pattern of ["randread", "randwrite"] as const) {
+          const before = await ftlStats(n, ftl);
+          const r = await n.benchReplica({ uuid: onFtl.replica, pattern, block_size_bytes: BLOCK, queue_depth: QD, duration_ms: IOPS_S * 1000, span_bytes: onFtl.size });
+          const after = await ftlStats(n, ftl);
+          paging[mode][pattern].push(r);
+          if (mode === "paged") {
+            pagedOps += r.ops;
+            pagedReads += after.map_page_reads - before.map_page_reads;
+            pagedWrites += after.map_page_writes - before.map_page_writes;
+          }
+        }
+      }
+      log(`map ${mapBytes / 1024} KiB, paged through ${pagedLimit / 1024} KiB, round ${round + 1}: randread ${paging.resident.randread[round].iops.toFixed(0)} → ${paging.paged.randread[round].iops.toFixed(0)} IOPS, randwrite ${paging.resident.randwrite[round].iops.toFixed(0)} → ${paging.paged.randwrite[round].iops.toFixed(0)} IOPS`);
+    }
+    n.setFtlMapLimit({ uuid: ftl, bytes: 0 });
+    const iopsOf = (runs: BenchResult[]) => median(runs.map((r) => r.iops));
+
     // ---- 2. skewed WAF (the FTL comes from the uniform steady state; the warm-up re-shapes it) ----
     const skewed = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "skewed 80/20", SKEWED_WARMUP_PASSES, { hot_write_fraction: HOT_WRITE, hot_space_fraction: HOT_SPACE });
     const stats = skewed.after;
@@ -227,6 +259,13 @@ async function main(): Promise<void> {
       base_randwrite_4k_qd32_p99_us: median(plainRuns.map((r) => r.lat_p99_us)),
       ftl_randwrite_4k_qd32_p999_us: median(ftlRuns.map((r) => r.lat_p999_us)),
       base_randwrite_4k_qd32_p999_us: median(plainRuns.map((r) => r.lat_p999_us)),
+      map_bytes: mapBytes,
+      map_paged_limit_bytes: pagedLimit,
+      csal_paged_map_vs_resident_randread_4k_qd32_ratio: r3(iopsOf(paging.paged.randread) / iopsOf(paging.resident.randread)),
+      csal_paged_map_vs_resident_randwrite_4k_qd32_ratio: r3(iopsOf(paging.paged.randwrite) / iopsOf(paging.resident.randwrite)),
+      map_page_reads_per_io: r3(pagedReads / pagedOps),
+      map_page_writes_per_io: r3(pagedWrites / pagedOps),
+      ftl_randread_4k_qd32_p99_us_resident_paged: [median(paging.resident.randread.map((r) => r.lat_p99_us)), median(paging.paged.randread.map((r) => r.lat_p99_us))],
       ftl_overwrite_uniform_iops: Math.round(uniform.io.iops),
       ftl_overwrite_skewed_iops: Math.round(skewed.io.iops),
       uniform_split_host_gc_meta: [uniform.d.baseHost / uniform.d.host, uniform.d.baseGc / uniform.d.host, uniform.d.baseMeta / uniform.d.host].map(r3),
@@ -243,6 +282,7 @@ async function main(): Promise<void> {
       ["WAF, 80/20 skewed overwrite", result.waf_skewed.toFixed(3), `greedy ${result.waf_skewed_model.toFixed(3)}`, `ratio ${result.csal_skewed_waf_vs_greedy_ratio} (target <= 0.8: ${result.csal_skewed_waf_vs_greedy_ratio <= 0.8 ? "met" : "NOT met"})`],
       ["base writes sequential", `${(result.base_sequential_write_fraction * 100).toFixed(1)} %`, `${baseSeq} of ${baseWrites}`, `mean ${result.base_mean_write_kib.toFixed(0)} KiB`],
       ["randwrite 4k QD32 IOPS", `${result.ftl_randwrite_4k_qd32_iops}`, `plain file ${result.base_randwrite_4k_qd32_iops}`, `ratio ${result.csal_vs_base_randwrite_4k_qd32_ratio}`],
+      ["map paged to 1/" + MAP_FRACTION + ": randread / randwrite IOPS", `${result.csal_paged_map_vs_resident_randread_4k_qd32_ratio} / ${result.csal_paged_map_vs_resident_randwrite_4k_qd32_ratio} of resident`, `${result.map_page_reads_per_io} page reads, ${result.map_page_writes_per_io} writes an I/O`, `map ${mapBytes / 1024} KiB, limit ${pagedLimit / 1024} KiB`],
       ["randwrite 4k QD32 p99 / p99.9 us", `${result.ftl_randwrite_4k_qd32_p99_us} / ${result.ftl_randwrite_4k_qd32_p999_us}`, `plain file ${result.base_randwrite_4k_qd32_p99_us} / ${result.base_randwrite_4k_qd32_p999_us}`, ""],
     ];
     const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ["metric", "FTL", "reference", "verdict"][i].length));

@@ -231,6 +231,10 @@ export interface CsalStatus {
   readonly band_count: number;
   readonly gc_relocated_blocks: number;
   readonly throttle_events: number;
+  /** The map resident now, its whole size, and the limit it pages below (0: none). */
+  readonly map_resident_bytes: number;
+  readonly map_bytes: number;
+  readonly map_limit_bytes: number;
 }
 
 export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> {
@@ -271,6 +275,9 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
             band_count: d.stats?.band_count ?? 0,
             gc_relocated_blocks: Number(d.stats?.gc_relocated_blocks ?? 0),
             throttle_events: Number(d.stats?.throttle_events ?? 0),
+            map_resident_bytes: Number(d.stats?.map_resident_bytes ?? 0),
+            map_bytes: Number(d.stats?.map_bytes ?? 0),
+            map_limit_bytes: Number(d.map_memory_limit_bytes ?? 0),
           })),
         };
       } catch {

@@ -174,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
             print("");
             print(
               formatTable([
-                ["CSAL DEVICE", "NODE", "SIZE", "POOL", "HOST WRITTEN", "WAF", "CACHE FILL", "FREE BANDS", "GC MOVED", "THROTTLED"],
+                ["CSAL DEVICE", "NODE", "SIZE", "POOL", "HOST WRITTEN", "WAF", "CACHE FILL", "FREE BANDS", "GC MOVED", "THROTTLED", "MAP RESIDENT"],
                 ...csal.map((c) => [
                   c.name,
                   c.node,
@@ -186,6 +186,8 @@ export async function main(argv: string[]): Promise<number> {
                   `${c.free_bands}/${c.band_count}`,
                   formatBytes(c.gc_relocated_blocks * 4096),
                   String(c.throttle_events),
+                  // e.g. "1.0 MiB/1.4 MiB (limit 1.0 MiB)": how much of the map is in memory.
+                  c.map_bytes > 0 ? `${formatBytes(c.map_resident_bytes)}/${formatBytes(c.map_bytes)}${c.map_limit_bytes > 0 ? ` (limit ${formatBytes(c.map_limit_bytes)})` : ""}` : "-",
                 ]),
               ]),
             );

@@ -19,6 +19,14 @@ export const CSAL_MAP_ENTRIES_PER_PAGE = 512;
 /** However low the limit, this much of the map stays resident (a read touches two pages). */
 export const CSAL_MAP_MIN_RESIDENT_BYTES = 8 * 4096;
 
+/** An FDP device (fdp://): placement handles, reclaim unit size and the drive's spare media. */
+export const FDP_HANDLES_MAX = 8;
+export const FDP_RU_MIB_DEFAULT = 8;
+export const FDP_RU_MIB_MAX = 1024;
+export const FDP_OP_PERCENT_DEFAULT = 7;
+export const FDP_OP_PERCENT_MAX = 50;
+
+const FDP_FORM = "fdp://?base=<percent-encoded device URI>&handles=N[&ru_mib=N][&op_percent=N]";
 const ZONED_FORM = "zoned://?base=<percent-encoded device URI>&zone_mib=N[&max_open=N][&max_active=N]";
 const FTL_FORM = "ftl://?cache=<percent-encoded device URI>&base=<percent-encoded device URI>[&op_percent=N][&band_mib=N][&chunk_kib=N]";
 
@@ -83,14 +91,40 @@ export function checkZonedUri(value: unknown): string | null {
   return null;
 }
 
+/**
+ * An FDP device (NVMe Flexible Data Placement over a plain device): a CSAL device puts its hot
+ * and cold bands through different placement handles on it, and a pool may sit on one.
+ */
+export function checkFdpUri(value: unknown): string | null {
+  if (typeof value !== "string") return `must be a URI like ${FDP_FORM}, got ${describe(value)}`;
+  const q = nestedQuery(value, "fdp");
+  if (!q) return `must be a URI like ${FDP_FORM}, got "${value}"`;
+  for (const key of q.keys()) {
+    if (!["base", "handles", "ru_mib", "op_percent"].includes(key)) return `has unknown parameter "${key}"; the form is ${FDP_FORM}`;
+    if (q.getAll(key).length > 1) return `names ${key} twice`;
+  }
+  const base = q.get("base");
+  if (base === null || q.get("handles") === null) return `needs base and handles: ${FDP_FORM}`;
+  if (/^(fdp|zoned|ftl):/.test(base)) return `base must be a plain device, got "${base}"`;
+  const baseProblem = checkDeviceUri(base);
+  if (baseProblem !== null) return `base ${baseProblem}`;
+  const limits: [string, number][] = [["handles", FDP_HANDLES_MAX], ["ru_mib", FDP_RU_MIB_MAX], ["op_percent", FDP_OP_PERCENT_MAX]];
+  for (const [key, max] of limits) {
+    const v = q.get(key);
+    if (v !== null && !(/^[0-9]{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= max)) return `${key} must be a whole number from 1 to ${max}, got "${v}"`;
+  }
+  return null;
+}
+
 /** A CSAL device's cache: a plain device (file://, uring://, malloc://). */
 export function checkCacheDeviceUri(value: unknown): string | null {
   return checkDeviceUri(value);
 }
 
-/** A CSAL device's base: a plain device or a zoned one. */
+/** A CSAL device's base: a plain device, a zoned one or an FDP one. */
 export function checkBaseDeviceUri(value: unknown): string | null {
   if (typeof value === "string" && value.startsWith("zoned:")) return checkZonedUri(value);
+  if (typeof value === "string" && value.startsWith("fdp:")) return checkFdpUri(value);
   return checkDeviceUri(value);
 }
 

@@ -5,7 +5,7 @@
 
 import { crc32 } from "node:zlib";
 // Mutual: csal-rules builds on checkDeviceUri; both only call each other at run time.
-import { checkFtlUri } from "./csal-rules";
+import { checkFdpUri, checkFtlUri } from "./csal-rules";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/;
@@ -72,6 +72,7 @@ export function checkClusterSizeBytes(value: unknown): string | null {
 export function checkDeviceUri(value: unknown): string | null {
   if (typeof value !== "string" || value.length === 0) return `must be a device URI string, got ${describe(value)}`;
   if (value.startsWith("ftl:")) return checkFtlUri(value);  // a CSAL device
+  if (value.startsWith("fdp:")) return checkFdpUri(value);  // FDP placement over a plain device
   let url: URL;
   try {
     url = new URL(value);

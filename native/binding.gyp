@@ -16,6 +16,7 @@
         "src/device/replica_device.cc",
         "src/device/fault_device.cc",
         "src/device/zoned_device.cc",
+        "src/device/fdp_device.cc",
         "src/ftl/format.cc",
         "src/ftl/ftl_device.cc",
         "src/ftl/ftl_open.cc",

@@ -273,6 +273,12 @@ export interface FtlStats {
   map_page_reads: number;
   /** Changed map pages written home (evictions and the clean-shutdown checkpoint). */
   map_page_writes: number;
+  /** On an FDP base (fdp://): its placement handles (hot bands use 0, cold 1), and its FDP statistics: host and media bytes written. */
+  base_fdp_handles: number;
+  base_fdp_host_write_bytes: number;
+  base_fdp_media_write_bytes: number;
+  /** Host bytes by placement handle: [hot bands, cold bands] with two or more handles. */
+  base_fdp_handle_write_bytes: number[];
 }
 
 export interface ZoneReport {
@@ -345,6 +351,11 @@ export interface NativeFtlRules {
   readonly chunk_kib_default: number;
   readonly map_entries_per_page: number;
   readonly map_min_resident_bytes: number;
+  readonly fdp_handles_max: number;
+  readonly fdp_ru_mib_default: number;
+  readonly fdp_ru_mib_max: number;
+  readonly fdp_op_percent_default: number;
+  readonly fdp_op_percent_max: number;
 }
 
 export interface NativeStorage {

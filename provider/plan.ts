@@ -65,7 +65,10 @@ async function diskSizeBytes(cluster: ClusterConfig, pool: DeclaredPool): Promis
 async function ftlSizeBytes(cluster: ClusterConfig, node: string, uri: string): Promise<number> {
   const { base, geometry } = parseFtlUri(uri);
   const zoned = base.startsWith("zoned:") ? new URLSearchParams(base.slice("zoned://?".length)) : null;
-  const baseBytes = await deviceSizeBytes(cluster, node, zoned ? zoned.get("base") ?? "" : base);
+  // An FDP base is the size of the device under it.
+  const fdp = base.startsWith("fdp:") ? new URLSearchParams(base.slice("fdp://?".length)) : null;
+  const under = zoned ?? fdp;
+  const baseBytes = await deviceSizeBytes(cluster, node, under ? under.get("base") ?? "" : base);
   return csalSizeBytes({ bytes: baseBytes, zoneMib: zoned ? Number(zoned.get("zone_mib")) : undefined }, geometry);
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "bridge.h"
+#include "device/placement.h"
 #include "device/rules.h"
 #include "engine.h"
 #include "nexus/rules.h"
@@ -291,6 +292,12 @@ Napi::Value to_js(Napi::Env env, const FtlStatsData& s) {
   o.Set("map_resident_bytes", num(env, s.map_resident_bytes));
   o.Set("map_page_reads", num(env, s.map_page_reads));
   o.Set("map_page_writes", num(env, s.map_page_writes));
+  o.Set("base_fdp_handles", num(env, s.base_fdp_handles));
+  o.Set("base_fdp_host_write_bytes", num(env, s.base_fdp_host_write_bytes));
+  o.Set("base_fdp_media_write_bytes", num(env, s.base_fdp_media_write_bytes));
+  Napi::Array by_handle = Napi::Array::New(env, s.base_fdp_handle_write_bytes.size());
+  for (size_t i = 0; i < s.base_fdp_handle_write_bytes.size(); i++) by_handle.Set(i, num(env, s.base_fdp_handle_write_bytes[i]));
+  o.Set("base_fdp_handle_write_bytes", by_handle);
   return o;
 }
 
@@ -887,6 +894,11 @@ Napi::Value FtlRules(const Napi::CallbackInfo& info) {
   o.Set("chunk_kib_default", num(env, ftl_format::kChunkKibDefault));
   o.Set("map_entries_per_page", num(env, ftl_format::kL2pEntriesPerPage));
   o.Set("map_min_resident_bytes", num(env, kMinMapPages * ftl_format::kBlockBytes));
+  o.Set("fdp_handles_max", num(env, fdp_rules::kHandlesMax));
+  o.Set("fdp_ru_mib_default", num(env, fdp_rules::kRuMibDefault));
+  o.Set("fdp_ru_mib_max", num(env, fdp_rules::kRuMibMax));
+  o.Set("fdp_op_percent_default", num(env, fdp_rules::kOpPercentDefault));
+  o.Set("fdp_op_percent_max", num(env, fdp_rules::kOpPercentMax));
   return o;
 }
 

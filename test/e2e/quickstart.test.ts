@@ -137,7 +137,8 @@ test.serial("up creates a pool on each node, one volume and one replicated volum
   t.regex(up.stdout, /tierUri: "ftl:\/\/\?cache=/);
   t.is((await allReplicas()).filter((r) => r.pool_name === "pool-tier").length, 1);
   const status = await cluster.strata("cluster", "status");
-  t.regex(status.stdout, /CSAL DEVICE\s+NODE\s+SIZE\s+POOL\s+HOST WRITTEN\s+WAF\s+CACHE FILL\s+FREE BANDS\s+GC MOVED\s+THROTTLED\n(tier)\s+node-a\s+\S+ \S+\s+pool-tier\s/);
+  t.regex(status.stdout, /CSAL DEVICE\s+NODE\s+SIZE\s+POOL\s+HOST WRITTEN\s+WAF\s+CACHE FILL\s+FREE BANDS\s+GC MOVED\s+THROTTLED\s+MAP RESIDENT\n(tier)\s+node-a\s+\S+ \S+\s+pool-tier\s/);
+  t.regex(status.stdout, /\(limit 1(\.0)? MiB\)/, "the map column shows the declared limit");
   t.regex(
     up.stdout,
     /replicatedConnect: "nvme connect -t tcp -a 127\.0\.0\.1 -s \d+ -n nqn\.2026-11\.io\.strata:nexus:[0-9a-f-]{36} --hostnqn nqn\.2026-11\.io\.strata:frontend:quickstart --dhchap-secret \\"\$\(npx strata output replicatedDhchapSecret\)\\""/,

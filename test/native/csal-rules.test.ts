@@ -17,6 +17,11 @@ test("the TypeScript CSAL limits equal the ones compiled into the addon", (t) =>
     chunk_kib_default: rules.CSAL_CHUNK_KIB_DEFAULT,
     map_entries_per_page: rules.CSAL_MAP_ENTRIES_PER_PAGE,
     map_min_resident_bytes: rules.CSAL_MAP_MIN_RESIDENT_BYTES,
+    fdp_handles_max: rules.FDP_HANDLES_MAX,
+    fdp_ru_mib_default: rules.FDP_RU_MIB_DEFAULT,
+    fdp_ru_mib_max: rules.FDP_RU_MIB_MAX,
+    fdp_op_percent_default: rules.FDP_OP_PERCENT_DEFAULT,
+    fdp_op_percent_max: rules.FDP_OP_PERCENT_MAX,
   });
 });
 
@@ -26,6 +31,7 @@ const cases = [
   { baseMiB: 1100, bandMib: 0, op: 0, chunkKib: 0 },
   { baseMiB: 96, zoneMib: 2, op: 20, chunkKib: 256 },
   { baseMiB: 130, zoneMib: 4, op: 10, chunkKib: 1024 },
+  { baseMiB: 96, fdp: true, bandMib: 2, op: 20, chunkKib: 256 },
 ];
 
 for (const c of cases) {
@@ -33,7 +39,9 @@ for (const c of cases) {
     const n = native();
     const cache = tempDisk(t, 32);
     const base = tempDisk(t, c.baseMiB);
-    const baseUri = c.zoneMib ? `zoned://?base=${encodeURIComponent(base.uri)}&zone_mib=${c.zoneMib}` : base.uri;
+    const baseUri = c.zoneMib
+      ? `zoned://?base=${encodeURIComponent(base.uri)}&zone_mib=${c.zoneMib}`
+      : c.fdp ? `fdp://?base=${encodeURIComponent(base.uri)}&handles=2&ru_mib=4` : base.uri;
     const g = { overprovisionPercent: c.op, bandMib: c.bandMib ?? 0, chunkKib: c.chunkKib };
     const created = await n.createFtl({ cache_uri: cache.uri, base_uri: baseUri, op_percent: c.op || undefined, band_mib: c.bandMib || undefined, chunk_kib: c.chunkKib || undefined });
     t.is(rules.csalSizeBytes({ bytes: c.baseMiB * MiB, zoneMib: c.zoneMib }, g), created.size_bytes);
@@ -54,4 +62,9 @@ test("checkFtlUri names what is wrong", (t) => {
   t.regex(rules.checkFtlUri("ftl://?cache=file%3A%2F%2F%2Fa&base=file%3A%2F%2F%2Fb&zone=1") ?? "", /unknown parameter "zone"/);
   t.is(rules.checkFtlUri(rules.ftlUri("file:///a", "zoned://?base=file%3A%2F%2F%2Fb&zone_mib=8", { overprovisionPercent: 0, bandMib: 0, chunkKib: 0 })), null);
   t.regex(rules.checkZonedUri("zoned://?base=file%3A%2F%2F%2Fb") ?? "", /zone_mib must be/);
+  t.is(rules.checkBaseDeviceUri("fdp://?base=file%3A%2F%2F%2Fb&handles=2&ru_mib=16"), null);
+  t.regex(rules.checkBaseDeviceUri("fdp://?base=file%3A%2F%2F%2Fb") ?? "", /needs base and handles/);
+  t.regex(rules.checkFdpUri("fdp://?base=file%3A%2F%2F%2Fb&handles=9") ?? "", /handles must be a whole number from 1 to 8, got "9"/);
+  t.regex(rules.checkFdpUri("fdp://?base=zoned%3A%2F%2F%3Fbase%3Dx&handles=2") ?? "", /base must be a plain device/);
+  t.regex(rules.checkFdpUri("fdp://?base=file%3A%2F%2F%2Fb&handles=2&ruh=3") ?? "", /unknown parameter "ruh"/);
 });

@@ -15,7 +15,8 @@
 
 namespace strata {
 
-class Zones;  // device/zones.h
+class Zones;      // device/zones.h
+class Placement;  // device/placement.h
 
 enum class DeviceKind { kFile, kBlock, kMalloc };
 const char* device_kind_name(DeviceKind kind);
@@ -75,6 +76,9 @@ class Device {
   // A zoned namespace (device/zones.h): its zones, write pointers and zone management; null
   // for a conventional device, where any block may be written at any time.
   virtual Zones* zoned() { return nullptr; }
+  // Flexible Data Placement (device/placement.h): writes that name a placement handle; null for
+  // a device without FDP.
+  virtual Placement* placement() { return nullptr; }
   // Fault injection: end the device's network connections as a network failure would.
   virtual Status drop_connections(const std::string& why) {
     (void)why;

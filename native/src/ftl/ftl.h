@@ -180,6 +180,8 @@ class FtlDevice final : public Device {
   void gc_step();
   void compact_step(int chunk);
   bool open_band(OpenBand& band, bool cold);
+  // A band write: through the band's placement handle on an FDP base (hot 0, cold 1).
+  void base_write(bool cold, uint64_t offset_bytes, uint32_t length_bytes, const void* buffer, IoCallback done);
   // Reads `sources` (cache or base blocks) and appends them to `band` with their entries, then `done`.
   void append_blocks(OpenBand& band, std::vector<Pending> blocks, bool gc, std::function<void()> done);
   void close_band(OpenBand& band, std::function<void()> done);

@@ -7,6 +7,7 @@
 #include <future>
 #include <thread>
 
+#include "device/placement.h"
 #include "device/zones.h"
 #include "ftl/ftl.h"
 #include "util/crc32c.h"
@@ -526,6 +527,14 @@ void FtlDevice::kick() {
   }
 }
 
+void FtlDevice::base_write(bool cold, uint64_t offset_bytes, uint32_t length_bytes, const void* buffer, IoCallback done) {
+  // On an FDP base hot and cold bands go through different placement handles, so the drive
+  // keeps them in different reclaim units: a band erased later empties whole units.
+  Placement* p = base_->placement();
+  if (p != nullptr && p->handle_count() >= 2) return p->write_placed(*reactor_, offset_bytes, length_bytes, buffer, cold ? 1 : 0, std::move(done));
+  base_->write(*reactor_, offset_bytes, length_bytes, buffer, std::move(done));
+}
+
 bool FtlDevice::open_band(OpenBand& ob, bool cold) {
   if (free_bands_.empty()) return false;
   const int b = free_bands_.front();
@@ -693,7 +702,7 @@ void FtlDevice::append_blocks(OpenBand& ob, std::vector<Pending> blocks, bool gc
     stats_.base_writes++;
     if (b.last_write_end == at_block) stats_.base_sequential_writes++;
     b.last_write_end = at_block + n;
-    base_->write(*reactor_, at_block * kBlockBytes, n * kBlockBytes, staging->data(), [this, band, staging, n, gc, shared_blocks, done](int r) {
+    base_write(band->cold, at_block * kBlockBytes, n * kBlockBytes, staging->data(), [this, band, staging, n, gc, shared_blocks, done](int r) {
       if (r < 0 || uint32_t(r) != n * kBlockBytes) {
         fail(str("band write to ", base_->description().uri, " failed: ", r < 0 ? io_result_text(r) : "short write"));
         return done();
@@ -745,7 +754,7 @@ void FtlDevice::close_band(OpenBand& ob, std::function<void()> done) {
     stats_.base_writes++;
     if (bands_[band->band].last_write_end == at) stats_.base_sequential_writes++;
     bands_[band->band].last_write_end = at + geo_.band.footer_blocks;
-    base_->write(*reactor_, at * kBlockBytes, uint32_t(buf->size()), buf->data(), [this, band, first, buf, done](int r) {
+    base_write(band->cold, at * kBlockBytes, uint32_t(buf->size()), buf->data(), [this, band, first, buf, done](int r) {
       if (r < 0) {
         fail(str("band footer write to ", base_->description().uri, " failed: ", io_result_text(r)));
         return done();
@@ -926,6 +935,13 @@ FtlStatsData FtlDevice::stats() {
     s.free_bands = uint32_t(free_bands_.size());
     s.free_chunks = uint32_t(free_chunks_.size());
     s.failed_reason = failed_;
+    if (Placement* p = base_->placement()) {
+      const PlacementStats ps = p->placement_stats();
+      s.base_fdp_handles = ps.handle_count;
+      s.base_fdp_host_write_bytes = ps.host_write_bytes;
+      s.base_fdp_media_write_bytes = ps.media_write_bytes;
+      s.base_fdp_handle_write_bytes = ps.handle_write_bytes;
+    }
     if (map_) {
       s.map_bytes = map_->page_count() * kBlockBytes;
       s.map_resident_bytes = map_->resident_pages() * kBlockBytes;

@@ -86,6 +86,12 @@ struct FtlStatsData {
   uint64_t map_resident_bytes = 0;
   uint64_t map_page_reads = 0;          // misses: pages read back from the cache
   uint64_t map_page_writes = 0;         // changed pages written home (evictions, checkpoint)
+  // On an FDP base (fdp://): its placement handles and its statistics log page (host bytes
+  // written, and media bytes written including the drive's own GC copies). Zero otherwise.
+  uint32_t base_fdp_handles = 0;
+  uint64_t base_fdp_host_write_bytes = 0;
+  uint64_t base_fdp_media_write_bytes = 0;
+  std::vector<uint64_t> base_fdp_handle_write_bytes;  // by handle: 0 hot bands, 1 cold
 };
 
 // The map memory limit of an FTL, by uuid: applied when it opens (recovery then also works in
