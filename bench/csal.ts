@@ -9,7 +9,10 @@
 //   5. the cost of paging the map: 4 KiB random reads and writes at QD 32 through the same FTL
 //      with its map limited to 1/STRATA_CSAL_MAP_FRACTION (8) of its size against fully
 //      resident, alternating rounds (uniform random I/O over the whole replica: the worst case,
-//      nearly every I/O misses), with the map pages read and written per I/O.
+//      nearly every I/O misses), with the map pages read and written per I/O;
+//   6. FDP: two FTLs of the same geometry on fdp:// bases whose reclaim units hold 8 bands (1 %
+//      spare media), one with two placement handles (hot and cold bands apart), one with one;
+//      the same fill and 80/20 overwrite; the drive's media WAF (media / host bytes written).
 //
 // WAF = Δ(base_write_bytes_host + gc + meta) / Δ host_write_bytes, counters taken after the FTL's
 // background compaction and GC have settled. Prints a table and, as the last line, one JSON object.
@@ -17,7 +20,8 @@
 // Knobs (env): STRATA_CSAL_CACHE_MIB (64), STRATA_CSAL_BASE_MIB (512), STRATA_CSAL_BAND_MIB (8),
 // STRATA_CSAL_OP_PERCENT (20), STRATA_CSAL_WARMUP_PASSES (2), STRATA_CSAL_SKEWED_WARMUP_PASSES (3),
 // STRATA_CSAL_MEASURED_PASSES (2),
-// STRATA_CSAL_IOPS_S (4, per round), STRATA_CSAL_ROUNDS (2), STRATA_CSAL_DIR (a fresh temp dir).
+// STRATA_CSAL_IOPS_S (4, per round), STRATA_CSAL_ROUNDS (2), STRATA_CSAL_MAP_FRACTION (8),
+// STRATA_CSAL_FDP_BASE_MIB (512), STRATA_CSAL_DIR (a fresh temp dir).
 import { randomUUID } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -40,6 +44,9 @@ const SKEWED_WARMUP_PASSES = env("STRATA_CSAL_SKEWED_WARMUP_PASSES", 3);
 const IOPS_S = env("STRATA_CSAL_IOPS_S", 4);
 const ROUNDS = env("STRATA_CSAL_ROUNDS", 2);
 const MAP_FRACTION = env("STRATA_CSAL_MAP_FRACTION", 8);
+const FDP_BASE_MIB = env("STRATA_CSAL_FDP_BASE_MIB", 512);
+const FDP_BAND_MIB = 2;
+const FDP_PASSES = 3;
 const QD = 32;
 const HOT_WRITE = SKEWED_80_20.hotWriteFraction;
 const HOT_SPACE = SKEWED_80_20.hotSpaceFraction;
@@ -209,6 +216,21 @@ async function main(): Promise<void> {
     n.setFtlMapLimit({ uuid: ftl, bytes: 0 });
     const iopsOf = (runs: BenchResult[]) => median(runs.map((r) => r.iops));
 
+    // ---- 6. FDP: two placement handles against one, same FTL geometry and workload ----
+    const fdpMediaWaf: Record<number, number> = {};
+    for (const handles of [2, 1]) {
+      const fdpDir = mkdtempSync(join(dir, "fdp-"));
+      const fdpBase = `fdp://?base=${encodeURIComponent(sparseFile(join(fdpDir, "base.img"), FDP_BASE_MIB))}&handles=${handles}&ru_mib=${8 * FDP_BAND_MIB}&op_percent=1`;
+      const fdpFtl = await n.createFtl({ cache_uri: sparseFile(join(fdpDir, "cache.img"), CACHE_MIB), base_uri: fdpBase, band_mib: FDP_BAND_MIB, force: true });
+      const onFdp = await poolWithReplica(n, fdpFtl.uri);
+      await overwrite(n, onFdp.replica, onFdp.size, FDP_PASSES, { hot_write_fraction: HOT_WRITE, hot_space_fraction: HOT_SPACE });
+      const s = await settled(n, fdpFtl.uuid);
+      fdpMediaWaf[handles] = s.base_fdp_media_write_bytes / s.base_fdp_host_write_bytes;
+      log(`FDP, ${handles} handle(s): media WAF ${fdpMediaWaf[handles].toFixed(3)} (host bytes by handle ${JSON.stringify(s.base_fdp_handle_write_bytes)})`);
+      await n.exportPool({ uuid: onFdp.pool });
+      rmSync(fdpDir, { recursive: true, force: true });
+    }
+
     // ---- 2. skewed WAF (the FTL comes from the uniform steady state; the warm-up re-shapes it) ----
     const skewed = await wafPhase(n, ftl, onFtl.replica, onFtl.size, "skewed 80/20", SKEWED_WARMUP_PASSES, { hot_write_fraction: HOT_WRITE, hot_space_fraction: HOT_SPACE });
     const stats = skewed.after;
@@ -259,6 +281,9 @@ async function main(): Promise<void> {
       base_randwrite_4k_qd32_p99_us: median(plainRuns.map((r) => r.lat_p99_us)),
       ftl_randwrite_4k_qd32_p999_us: median(ftlRuns.map((r) => r.lat_p999_us)),
       base_randwrite_4k_qd32_p999_us: median(plainRuns.map((r) => r.lat_p999_us)),
+      fdp_media_waf_two_handles: r3(fdpMediaWaf[2]),
+      fdp_media_waf_one_handle: r3(fdpMediaWaf[1]),
+      fdp_two_vs_one_handle_media_waf_ratio: r3(fdpMediaWaf[2] / fdpMediaWaf[1]),
       map_bytes: mapBytes,
       map_paged_limit_bytes: pagedLimit,
       csal_paged_map_vs_resident_randread_4k_qd32_ratio: r3(iopsOf(paging.paged.randread) / iopsOf(paging.resident.randread)),
@@ -283,6 +308,7 @@ async function main(): Promise<void> {
       ["base writes sequential", `${(result.base_sequential_write_fraction * 100).toFixed(1)} %`, `${baseSeq} of ${baseWrites}`, `mean ${result.base_mean_write_kib.toFixed(0)} KiB`],
       ["randwrite 4k QD32 IOPS", `${result.ftl_randwrite_4k_qd32_iops}`, `plain file ${result.base_randwrite_4k_qd32_iops}`, `ratio ${result.csal_vs_base_randwrite_4k_qd32_ratio}`],
       ["map paged to 1/" + MAP_FRACTION + ": randread / randwrite IOPS", `${result.csal_paged_map_vs_resident_randread_4k_qd32_ratio} / ${result.csal_paged_map_vs_resident_randwrite_4k_qd32_ratio} of resident`, `${result.map_page_reads_per_io} page reads, ${result.map_page_writes_per_io} writes an I/O`, `map ${mapBytes / 1024} KiB, limit ${pagedLimit / 1024} KiB`],
+      ["FDP media WAF, hot/cold on 2 handles", `${result.fdp_media_waf_two_handles}`, `1 handle ${result.fdp_media_waf_one_handle}`, `ratio ${result.fdp_two_vs_one_handle_media_waf_ratio}`],
       ["randwrite 4k QD32 p99 / p99.9 us", `${result.ftl_randwrite_4k_qd32_p99_us} / ${result.ftl_randwrite_4k_qd32_p999_us}`, `plain file ${result.base_randwrite_4k_qd32_p99_us} / ${result.base_randwrite_4k_qd32_p999_us}`, ""],
     ];
     const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ["metric", "FTL", "reference", "verdict"][i].length));
