@@ -284,17 +284,25 @@ test.serial("a map page that fails its CRC is caught when read back: I/O fails n
   const page = Math.floor((await stats(f)).map_bytes / BLOCK / 2);
   await f.n.exportPool({ uuid: pool.uuid });
   flipByte(f.cachePath, (2 + page) * BLOCK + 8 * 100 + 2);
-  await f.n.importPool({ device_uri: f.uri });
-  t.true((await stats(f)).loaded_from_checkpoint);
-  const err = await t.throwsAsync(async () => {
-    for (let off = 0; off < size; off += 4 * MiB) await f.n.replicaRead({ uuid: replica.uuid, offset_bytes: off, length_bytes: Math.min(4 * MiB, size - off) });
-  });
-  t.regex(err!.message, /I\/O|EIO|input\/output/i);
-  t.regex((await stats(f)).failed_reason ?? "", new RegExp(`L2P page ${page} on .* fails its CRC32C check`));
+  // The first read of that page fails the FTL: the pool's import, when the FTL's compaction of
+  // the chunks it found needs the page at once; else the replica's reads.
+  const named = new RegExp(`L2P page ${page} on .* fails its CRC32C check`);
+  const imported = await f.n.importPool({ device_uri: f.uri }).then(
+    () => true,
+    (e: Error) => (t.regex(e.message, named), false),
+  );
+  if (imported) {
+    t.true((await stats(f)).loaded_from_checkpoint);
+    const err = await t.throwsAsync(async () => {
+      for (let off = 0; off < size; off += 4 * MiB) await f.n.replicaRead({ uuid: replica.uuid, offset_bytes: off, length_bytes: Math.min(4 * MiB, size - off) });
+    });
+    t.regex(err!.message, /I\/O|EIO|input\/output/i);
+    t.regex((await stats(f)).failed_reason ?? "", named);
+    // (The export's clean-shutdown write fails on the failed FTL; the pool is let go regardless.)
+    await expectCode(t, f.n.exportPool({ uuid: pool.uuid }), "IO_ERROR", named);
+    t.false((await f.n.listPools()).some((p) => p.uuid === pool.uuid));
+  }
   // The log and the band footers are the truth: with no checkpoint left, the next open scans.
-  // (The export's clean-shutdown write fails on the failed FTL; the pool is let go regardless.)
-  await expectCode(t, f.n.exportPool({ uuid: pool.uuid }), "IO_ERROR", /FTL .* write/);
-  t.false((await f.n.listPools()).some((p) => p.uuid === pool.uuid));
   await f.n.importPool({ device_uri: f.uri });
   const s = await stats(f);
   t.false(s.loaded_from_checkpoint);

@@ -168,6 +168,8 @@ class FtlDevice final : public Device {
   void do_read(uint64_t lba, uint64_t blocks, uint8_t* out, IoCallback done);
   void set_l2p(uint64_t lba, Location next);
   void fail(const std::string& why);
+  // Control thread: an I/O result as words, with the reason the FTL failed if it has.
+  std::string failure_text(int result);
 
   // ---- background worker (FTL reactor)
   void kick();

@@ -70,10 +70,12 @@ FtlDevice::~FtlDevice() {
   // Out of the registry first: stats() from another thread must not wait on a stopped reactor.
   unregister_ftl(uuid_text_);
   on_reactor([this] { stopping_ = true; });
-  // Let a background step finish its I/O chain and the last records land.
+  // Let a background step finish its I/O chain, the last records land and the map's write-backs.
   for (;;) {
     std::promise<bool> idle;
-    on_reactor([this, &idle] { idle.set_value(!worker_busy_ && in_flight_.empty()); });
+    // Map write-backs too: one landing after the next open rebuilt that page would leave the
+    // page on the device unlike its CRC.
+    on_reactor([this, &idle] { idle.set_value(!worker_busy_ && in_flight_.empty() && !(map_ && map_->writing())); });
     if (idle.get_future().get()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -221,7 +223,7 @@ Status FtlDevice::read_sync(uint64_t offset_bytes, size_t length_bytes, void* bu
     return Status(ErrorCode::kInvalidArgument, str("FTL read at ", offset_bytes, " of ", length_bytes, " bytes is not within 4 KiB blocks of the device"));
   }
   int r = run_sync([&](IoCallback done) { do_read(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, static_cast<uint8_t*>(buffer), done); });
-  if (r < 0) return Status(ErrorCode::kIoError, str("FTL ", uuid_text_, " read: ", io_result_text(r)));
+  if (r < 0) return Status(ErrorCode::kIoError, str("FTL ", uuid_text_, " read: ", failure_text(r)));
   return Status();
 }
 
@@ -233,8 +235,16 @@ Status FtlDevice::write_sync(uint64_t offset_bytes, size_t length_bytes, const v
     submit_write(offset_bytes / kBlockBytes, length_bytes / kBlockBytes, static_cast<const uint8_t*>(buffer), done);
   });
   if (r >= 0) r = run_sync([&](IoCallback done) { cache_->flush(*reactor_, done); });
-  if (r < 0) return Status(ErrorCode::kIoError, str("FTL ", uuid_text_, " write: ", io_result_text(r)));
+  if (r < 0) return Status(ErrorCode::kIoError, str("FTL ", uuid_text_, " write: ", failure_text(r)));
   return Status();
+}
+
+std::string FtlDevice::failure_text(int result) {
+  // A failed FTL says why (a cache write, a corrupt map page): more than "Input/output error".
+  std::promise<std::string> why;
+  on_reactor([&] { why.set_value(failed_); });
+  const std::string reason = why.get_future().get();
+  return reason.empty() ? io_result_text(result) : str(io_result_text(result), ": ", reason);
 }
 
 void FtlDevice::fail(const std::string& why) {

@@ -80,6 +80,8 @@ class L2pMap {
   // Sets an entry and returns what it held.
   Location exchange(uint64_t lba, Location next);
   bool ok() const { return error_.empty(); }
+  // A page write-back is still in flight (the map must outlive it).
+  bool writing() const { return !writing_.empty(); }
 
   // Writes every changed page home and flushes the cache device; done(0) once all of it is
   // durable (then table() has no dirty page), else a negative errno.
