@@ -16,7 +16,7 @@ fi
 # earlier runs found; the checked-in seeds are copied in every time.
 OUT=.strata/fuzz
 mkdir -p "$OUT"
-SRC=(native/src/nvmf/connection.cc native/src/nvmf/auth.cc native/src/nvmf/target.cc native/src/reactor/reactor.cc
+SRC=(native/src/nvmf/queue_pair.cc native/src/nvmf/tcp.cc native/src/nvmf/auth.cc native/src/nvmf/target.cc native/src/reactor/reactor.cc
      native/src/util/crc32c.cc native/src/util/status.cc native/src/util/uuid.cc)
 # -fno-sanitize-recover: a UBSan finding must stop the run, not scroll past.
 FLAGS=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all

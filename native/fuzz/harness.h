@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "nvmf/connection.h"
+#include "nvmf/tcp.h"
 #include "nvmf/protocol.h"
 #include "nvmf/target.h"
 #include "reactor/reactor.h"
@@ -138,10 +138,10 @@ struct MemoryNamespace {
 
 // One host connection without a socket.
 struct HostConn {
-  std::shared_ptr<Connection> conn;
+  std::shared_ptr<TcpConnection> conn;
   Peer peer;
   HostConn(Target& target, Reactor& reactor, bool discovery_port, uint64_t id) {
-    conn = std::make_shared<Connection>(target, reactor, -1, discovery_port, id, "fuzz");
+    conn = std::make_shared<TcpConnection>(target, reactor, -1, discovery_port, id, "fuzz");
     conn->attach_test_sink([this](const uint8_t* p, size_t n) { peer.take(p, n); });
   }
   void send(const std::vector<uint8_t>& b) {

@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "nvmf/connection.h"
+#include "nvmf/tcp.h"
 #include "util/log.h"
 
 namespace strata::nvmf {
@@ -26,7 +26,7 @@ constexpr uint16_t kCntlidMax = 0xFFEF;  // 0xFFF0..0xFFFF are reserved
 // Open connections per listener; an accept beyond it is closed at once. A connection that has
 // not finished Connect costs at most its receive buffer (16 KiB, 160 KiB after an H2CData
 // header) for 10 s; a discovery or admin queue at most kTxBacklogCapBytes plus one 1 MiB
-// response (connection.cc); so the cap bounds what unauthenticated peers can pin to a few GiB
+// response (tcp.cc); so the cap bounds what unauthenticated peers can pin to a few GiB
 // at worst, and the controller ids in use to 2 x 1024, far below kCntlidMax, so ids never run
 // out. A Linux host uses 1 + (CPUs, at most 64 here) connections per controller: 1024 leaves
 // room for ~15 such hosts per listener, and for hundreds of Strata initiators (1 + 1 each).
@@ -168,7 +168,7 @@ void Target::on_accept(std::shared_ptr<Listener> l, int result) {
   }
   int one = 1;
   setsockopt(result, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  std::shared_ptr<Connection> c;
+  std::shared_ptr<TcpConnection> c;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) {
@@ -181,7 +181,7 @@ void Target::on_accept(std::shared_ptr<Listener> l, int result) {
       }
     } else {
       uint64_t id = next_connection_id_++;
-      c = std::make_shared<Connection>(*this, next_reactor(), result, l->discovery, id, peer_name(result));
+      c = std::make_shared<TcpConnection>(*this, next_reactor(), result, l->discovery, id, peer_name(result));
       connections_[id] = OpenConnection{c, l};
       l->connections++;
     }
@@ -212,7 +212,7 @@ void Target::connection_closed(uint64_t id) {
 
 void Target::stop() {
   std::vector<std::shared_ptr<Listener>> listeners;
-  std::vector<std::shared_ptr<Connection>> connections;
+  std::vector<std::shared_ptr<QueuePair>> connections;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
@@ -293,7 +293,7 @@ std::string Target::share(const std::string& replica_uuid, uint64_t size_bytes, 
 
 bool Target::resize(const std::string& uuid, NamespaceKind kind, uint64_t size_bytes) {
   const std::string nqn = subsystem_nqn(uuid, kind);
-  std::vector<std::shared_ptr<Connection>> notify;
+  std::vector<std::shared_ptr<QueuePair>> notify;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = subsystems_.find(nqn);
@@ -356,7 +356,7 @@ std::shared_ptr<const Subsystem> Target::find_subsystem(const std::string& nqn) 
 }
 
 Target::Admission Target::create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn,
-                                             const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<Connection> admin,
+                                             const UuidBytes& host_id, uint32_t kato_ms, std::weak_ptr<QueuePair> admin,
                                              std::shared_ptr<Controller>* out) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) return Admission::kBusy;
@@ -406,7 +406,7 @@ void Target::backend_command_finished(const std::shared_ptr<Controller>& c) {
 }
 
 void Target::controller_drained(const std::shared_ptr<Controller>& c) {
-  std::vector<std::shared_ptr<Connection>> wake;
+  std::vector<std::shared_ptr<QueuePair>> wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = controllers_.find(c->cntlid);
@@ -428,7 +428,7 @@ void Target::controller_drained(const std::shared_ptr<Controller>& c) {
 }
 
 std::string Target::attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
-                                    const UuidBytes& host_id, std::weak_ptr<Connection> queue, std::shared_ptr<Controller>* out) {
+                                    const UuidBytes& host_id, std::weak_ptr<QueuePair> queue, std::shared_ptr<Controller>* out) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = controllers_.find(cntlid);
   if (it == controllers_.end()) return str("no controller ", cntlid);
@@ -460,7 +460,7 @@ void Target::set_controller_state(Controller& c, ControllerState next) {
 }
 
 void Target::delete_controller(const std::shared_ptr<Controller>& controller, const std::string& reason) {
-  std::vector<std::shared_ptr<Connection>> queues;
+  std::vector<std::shared_ptr<QueuePair>> queues;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (controller->state == ControllerState::kDeleted) return;

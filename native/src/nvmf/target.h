@@ -40,7 +40,7 @@
 
 namespace strata::nvmf {
 
-class Connection;
+class QueuePair;
 
 struct ListenOptions {
   std::string listen_host;
@@ -130,7 +130,7 @@ struct Controller {
   bool ns_aen_pending = false;
   bool ns_aen_masked = false;
   uint16_t io_queues_granted_zero_based = kIoQueuesDefaultZeroBased;
-  std::map<uint16_t, std::weak_ptr<Connection>> queues;  // qid -> connection (0 = admin)
+  std::map<uint16_t, std::weak_ptr<QueuePair>> queues;  // qid -> connection (0 = admin)
 
   // Lock-free, for the I/O path (see the fencing invariant on Target): commands of this
   // controller on the backend, and a mirror of `state == kDeleted`. A queue counts a command
@@ -179,14 +179,14 @@ class Target {
   };
   // Creates a controller for an admin queue, taking the lowest free controller id.
   Admission create_controller(bool discovery, std::shared_ptr<const Subsystem> subsystem, const std::string& host_nqn, const UuidBytes& host_id,
-                              uint32_t kato_ms, std::weak_ptr<Connection> admin, std::shared_ptr<Controller>* out);
+                              uint32_t kato_ms, std::weak_ptr<QueuePair> admin, std::shared_ptr<Controller>* out);
   // Any thread, around every backend command of a controller's queue. starting() returns
   // false (and counts nothing) when the controller is deleted: the command must not run.
   bool backend_command_starting(Controller& controller);
   void backend_command_finished(const std::shared_ptr<Controller>& controller);
   // Attaches an I/O queue to an enabled controller; an empty string on success, else why not.
   std::string attach_io_queue(uint16_t cntlid, uint16_t qid, const std::string& subnqn, const std::string& host_nqn,
-                              const UuidBytes& host_id, std::weak_ptr<Connection> queue, std::shared_ptr<Controller>* out);
+                              const UuidBytes& host_id, std::weak_ptr<QueuePair> queue, std::shared_ptr<Controller>* out);
   void detach_queue(const std::shared_ptr<Controller>& controller, uint16_t qid);
   // Tears a controller down and asks each of its queues to close.
   void delete_controller(const std::shared_ptr<Controller>& controller, const std::string& reason);
@@ -209,13 +209,13 @@ class Target {
     uint64_t refused = 0;        // connections refused at the cap (guarded by mutex_)
   };
   struct OpenConnection {
-    std::weak_ptr<Connection> connection;
+    std::weak_ptr<QueuePair> connection;
     std::shared_ptr<Listener> listener;
   };
   struct FenceWaiter {
     std::string subsystem_nqn;
     std::string host_nqn;
-    std::weak_ptr<Connection> connection;
+    std::weak_ptr<QueuePair> connection;
   };
   Result<int> bind_listener(const std::string& host, uint16_t port, uint16_t* bound_port);
   void arm_accept(std::shared_ptr<Listener> listener);  // listener's reactor thread
