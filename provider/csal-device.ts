@@ -184,9 +184,10 @@ export class CsalDeviceProvider extends ConfiguredProvider implements dynamic.Re
     );
   }
 
-  async update(_id: string, olds: CsalDeviceOutputs, news: CsalDeviceInputs): Promise<dynamic.UpdateResult> {
-    const d = await this.createOrUpdate({ ...news, uuid: olds.uuid });
-    return { outs: outputsOf({ ...news, uuid: olds.uuid }, d) };
+  async update(_id: string, _olds: CsalDeviceOutputs, news: CsalDeviceInputs): Promise<dynamic.UpdateResult> {
+    // check() carried the device's uuid over from olds.
+    const d = await this.createOrUpdate(news);
+    return { outs: outputsOf(news, d) };
   }
 
   async read(id: string, props: CsalDeviceOutputs): Promise<dynamic.ReadResult> {

@@ -140,45 +140,39 @@ void FdpDevice::collect() {
   free_.push_back(victim);
 }
 
+void FdpDevice::host_write(uint64_t offset_bytes, uint64_t length_bytes, uint32_t handle) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
+  stats_.host_write_bytes += length_bytes;
+  stats_.handle_write_bytes[handle] += length_bytes;
+  place(first, blocks, handle);
+}
+
+void FdpDevice::forget(uint64_t offset_bytes, uint64_t length_bytes) {
+  // Like a drive's Write Zeroes with deallocate: no media is written for it.
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
+  invalidate(first, blocks);
+}
+
 void FdpDevice::write_placed(Reactor& reactor, uint64_t offset_bytes, uint32_t length_bytes, const void* buffer, uint32_t handle, IoCallback done) {
   if (handle >= handles_) return done(-EINVAL);  // Invalid Placement Handle, for the host's own good
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
-    stats_.host_write_bytes += length_bytes;
-    stats_.handle_write_bytes[handle] += length_bytes;
-    place(first, blocks, handle);
-  }
+  host_write(offset_bytes, length_bytes, handle);
   inner_->write(reactor, offset_bytes, length_bytes, buffer, std::move(done));
 }
 
 Status FdpDevice::write_sync(uint64_t offset_bytes, size_t length_bytes, const void* buffer) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
-    stats_.host_write_bytes += length_bytes;
-    stats_.handle_write_bytes[0] += length_bytes;
-    place(first, blocks, 0);
-  }
+  host_write(offset_bytes, length_bytes, 0);
   return inner_->write_sync(offset_bytes, length_bytes, buffer);
 }
 
 void FdpDevice::write_zeroes(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
-  {
-    // Like a drive's Write Zeroes with deallocate: no media is written for it.
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
-    invalidate(first, blocks);
-  }
+  forget(offset_bytes, length_bytes);
   inner_->write_zeroes(reactor, offset_bytes, length_bytes, std::move(done));
 }
 
 void FdpDevice::deallocate(Reactor& reactor, uint64_t offset_bytes, uint64_t length_bytes, IoCallback done) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, blocks] = model_blocks(offset_bytes, length_bytes);
-    invalidate(first, blocks);
-  }
+  forget(offset_bytes, length_bytes);
   inner_->deallocate(reactor, offset_bytes, length_bytes, std::move(done));
 }
 

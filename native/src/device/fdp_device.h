@@ -73,6 +73,9 @@ class FdpDevice final : public Device, public Placement {
   // handles_: the drive's GC), and of an overwrite or deallocate.
   void place(uint64_t first_block, uint64_t blocks, uint32_t stream);
   void invalidate(uint64_t first_block, uint64_t blocks);
+  // Take mutex_: a host write through `handle`, and a range the host deallocated or zeroed.
+  void host_write(uint64_t offset_bytes, uint64_t length_bytes, uint32_t handle);
+  void forget(uint64_t offset_bytes, uint64_t length_bytes);
   uint32_t take_free_ru();
   void collect();
   // The model's blocks an I/O covers (partial blocks at the edges count whole).

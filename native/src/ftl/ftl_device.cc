@@ -121,7 +121,6 @@ Status FtlDevice::install(Loaded loaded) {
   map_ = std::make_unique<L2pMap>(*cache_, kL2pFirstBlock, geo_.sb.logical_blocks, std::move(loaded.l2p_pages), bounds);
   map_->attach(*reactor_, [this](const std::string& why) { fail(why); });
   map_->set_limit_pages(map_limit_pages(loaded.map_limit_bytes));
-  stats_.map_limit_bytes = map_->limit_pages() * kBlockBytes;
   slot_lba_ = std::move(loaded.slot_lba);
   slot_seq_ = std::move(loaded.slot_seq);
   next_seq_ = loaded.next_seq;
@@ -934,7 +933,6 @@ void FtlDevice::set_map_limit_bytes(uint64_t bytes) {
   on_reactor([this, bytes] {
     if (!map_) return;
     map_->set_limit_pages(map_limit_pages(bytes));
-    stats_.map_limit_bytes = map_->limit_pages() * kBlockBytes;
   });
 }
 
@@ -954,6 +952,7 @@ FtlStatsData FtlDevice::stats() {
     }
     if (map_) {
       s.map_bytes = map_->page_count() * kBlockBytes;
+      s.map_limit_bytes = map_->limit_pages() * kBlockBytes;
       s.map_resident_bytes = map_->resident_pages() * kBlockBytes;
       s.map_page_reads = map_->page_reads();
       s.map_page_writes = map_->page_writes();
