@@ -27,6 +27,8 @@
         "src/nexus/control.cc",
         "src/nvmf/auth.cc",
         "src/nvmf/initiator.cc",
+        "src/nvmf/host_queue.cc",
+        "src/nvmf/tcp_host.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",

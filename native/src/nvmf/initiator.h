@@ -74,7 +74,7 @@ std::vector<ControllerInfo> list_controllers();
 // Closes every controller (engine shutdown, before the reactors stop).
 void close_all_controllers();
 
-class Queue;
+class HostQueue;
 
 class HostController : public std::enable_shared_from_this<HostController> {
  public:
@@ -121,7 +121,7 @@ class HostController : public std::enable_shared_from_this<HostController> {
   uint32_t block_bytes_ = 4096;
   uint32_t in_capsule_bytes_ = 0;
   uint32_t max_h2c_bytes_ = 0;
-  std::vector<std::shared_ptr<Queue>> queues_;  // [0] = admin
+  std::vector<std::shared_ptr<HostQueue>> queues_;  // [0] = admin
   std::atomic<uint32_t> next_queue_{0};
   std::thread reconnector_;
   std::atomic<bool> closing_{false};
