@@ -29,6 +29,7 @@
         "src/nvmf/initiator.cc",
         "src/nvmf/host_queue.cc",
         "src/nvmf/tcp_host.cc",
+        "src/nvmf/rdma_probe.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",
@@ -48,7 +49,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"],
-      "libraries": ["-luring"],
+      "libraries": ["-luring", "-lrdmacm", "-libverbs"],
       "conditions": [
         ["strata_sanitize==1", {
           "cflags": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"],

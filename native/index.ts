@@ -281,6 +281,17 @@ export interface FtlStats {
   base_fdp_handle_write_bytes: number[];
 }
 
+export interface RdmaProbe {
+  readonly interface: string;
+  /** The interface's IPv4 address ("" when none). */
+  readonly address: string;
+  /** The RDMA device serving that address, e.g. "rxe0" ("" when none). */
+  readonly device: string;
+  readonly usable: boolean;
+  /** Why not, when not usable. */
+  readonly reason: string;
+}
+
 export interface ZoneReport {
   readonly zone_size_bytes: number;
   readonly block_size_bytes: number;
@@ -527,6 +538,8 @@ export interface NativeStorage {
    * opens in this process (recovery then rebuilds the map in windows of this size).
    */
   setFtlMapLimit(opts: { uuid: string; bytes: number }): void;
+  /** Whether NVMe over RDMA could be served on a network interface (its address, the RDMA device behind it), and why not. Synchronous. */
+  probeRdma(opts: { interface: string }): RdmaProbe;
 
   /** Benchmarks only: copies a range between two devices, `queue_depth` segments in flight (the raw-copy baseline of a rebuild). */
   copyDevice(opts: { src_uri: string; dst_uri: string; offset_bytes: number; length_bytes: number; segment_bytes: number; queue_depth: number }): Promise<BenchResult>;

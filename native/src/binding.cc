@@ -8,6 +8,7 @@
 
 #include "bridge.h"
 #include "device/placement.h"
+#include "nvmf/rdma_probe.h"
 #include "device/rules.h"
 #include "engine.h"
 #include "nexus/rules.h"
@@ -881,6 +882,31 @@ Napi::Value SetFtlMapLimit(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// probeRdma({interface}): whether NVMe over RDMA could be served on that interface, and why
+// not. Synchronous: a few syscalls, for engine start.
+Napi::Value ProbeRdma(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "probeRdma takes {interface}").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string interface;
+  try {
+    interface = get_string(info[0].As<Napi::Object>(), "interface");
+  } catch (const ArgumentError& e) {
+    Napi::TypeError::New(env, e.message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const nvmf::RdmaProbe p = nvmf::probe_rdma(interface);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("interface", p.interface);
+  o.Set("address", p.address);
+  o.Set("device", p.device);
+  o.Set("usable", Napi::Boolean::New(env, p.usable));
+  o.Set("reason", p.reason);
+  return o;
+}
+
 Napi::Value FtlRules(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -942,6 +968,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("destroyFtl", Napi::Function::New(env, DestroyFtl, "destroyFtl"));
   exports.Set("listFtl", Napi::Function::New(env, ListFtl, "listFtl"));
   exports.Set("setFtlMapLimit", Napi::Function::New(env, SetFtlMapLimit, "setFtlMapLimit"));
+  exports.Set("probeRdma", Napi::Function::New(env, ProbeRdma, "probeRdma"));
   exports.Set("zoneManage", Napi::Function::New(env, ZoneManage, "zoneManage"));
   exports.Set("zoneAppend", Napi::Function::New(env, ZoneAppend, "zoneAppend"));
   exports.Set("createNexus", Napi::Function::New(env, CreateNexus, "createNexus"));
