@@ -30,6 +30,8 @@ export interface EngineConfig {
   readonly enable_fault_injection: boolean;
   /** The DH-HMAC-CHAP secret this node's initiator authenticates with (--dhchap-secret-file); "" = none. */
   readonly dhchap_secret: string;
+  /** Serve NVMe over RDMA too, on this network interface (--rdma-interface); "" = TCP only. */
+  readonly rdma_interface: string;
 }
 
 export interface HostPort {
@@ -41,7 +43,7 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
                      [--device-dir DIR]...
                      [--nvmf-listen HOST:PORT] [--nvmf-advertise HOST] [--nvmf-discovery-listen HOST:PORT]
-                     [--enable-fault-injection] [--dhchap-secret-file FILE]
+                     [--rdma-interface IFACE] [--enable-fault-injection] [--dhchap-secret-file FILE]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
@@ -58,6 +60,10 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
                        at (default: the listen host; required when that is 0.0.0.0 or ::)
   --nvmf-discovery-listen H:P
                        the NVMe/TCP discovery controller (default 127.0.0.1:8009)
+  --rdma-interface IFACE
+                       also serve NVMe over RDMA (RoCE) on this network interface's IPv4
+                       address, same port as --nvmf-listen; when the interface has no
+                       RDMA device the engine serves TCP only and says why (log, GetInfo)
   --dhchap-secret-file FILE
                        this node's DH-HMAC-CHAP secret ("DHHC-1:…", as nvme gen-dhchap-key
                        prints it): nexus children on targets that require authentication
@@ -80,7 +86,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-advertise", "nvmf-discovery-listen", "dhchap-secret-file"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-advertise", "nvmf-discovery-listen", "dhchap-secret-file", "rdma-interface"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
     if (key === "device-dir") deviceDirs.push(value);
@@ -150,7 +156,24 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     const problem = checkDhchapSecret(dhchap_secret);
     if (problem) throw new ConfigError(`--dhchap-secret-file ${secretFile}: the secret ${problem}`);
   }
-  return { node, grpc_listen, data_dir, device_dirs, labels, cores, token, nvmf_listen, nvmf_advertise_host, nvmf_discovery_listen, enable_fault_injection, dhchap_secret };
+  const rdma_interface = values.get("rdma-interface") ?? "";
+  if (values.has("rdma-interface") && !/^[A-Za-z0-9_.:-]{1,15}$/.test(rdma_interface))
+    throw new ConfigError(`--rdma-interface must be a network interface name (at most 15 characters), got "${rdma_interface}"`);
+  return {
+    node,
+    grpc_listen,
+    data_dir,
+    device_dirs,
+    labels,
+    cores,
+    token,
+    nvmf_listen,
+    nvmf_advertise_host,
+    nvmf_discovery_listen,
+    enable_fault_injection,
+    dhchap_secret,
+    rdma_interface,
+  };
 }
 
 /** HOST:PORT or [IPv6]:PORT; port 0 asks for any free port. */

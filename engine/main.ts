@@ -33,7 +33,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   const { nvmf_listen: io, nvmf_discovery_listen: disc } = config;
   let nvmfPorts;
   try {
-    nvmfPorts = await native.startNvmf({ listen_host: io.host, listen_port: io.port, discovery_host: disc.host, discovery_port: disc.port });
+    nvmfPorts = await native.startNvmf({
+      listen_host: io.host,
+      listen_port: io.port,
+      discovery_host: disc.host,
+      discovery_port: disc.port,
+      rdma_interface: config.rdma_interface,
+    });
   } catch (err) {
     // Name the flag: the operator fixes a busy port by changing it.
     const message = (err as Error).message;
@@ -56,6 +62,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   const advertised = config.nvmf_advertise_host;
   const nvmfAddress = `${advertised.includes(":") ? `[${advertised}]` : advertised}:${nvmfPorts.listen_port}`;
   service.setNvmfAddress(nvmfAddress);
+  const rdma = nvmfPorts.rdma;
+  if (rdma) {
+    // Never silent: an engine asked for RDMA that cannot serve it says so, and serves TCP.
+    if (rdma.available) log.info("serving NVMe over RDMA", { interface: rdma.interface, address: `${rdma.address}:${rdma.port}`, device: rdma.device });
+    else log.warn("NVMe over RDMA is not served; TCP only", { interface: rdma.interface, reason: rdma.reason });
+    service.setRdmaTransport(rdma);
+  }
   const csal = new CsalService(native, new StateStore(config.data_dir), config.node, log, () => service.poolDevices());
   const nexus = new NexusService(native, new StateStore(config.data_dir), config.node, config.enable_fault_injection, log);
   nexus.setNvmfAddress(nvmfAddress);

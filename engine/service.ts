@@ -3,7 +3,7 @@
 // step with the pools on disk, and leaves the data path to the native addon.
 //
 // Architecture invariant: engine/ knows nothing of Pulumi.
-import type { DeviceInfo, NativeStorage, PoolInfo, ReplicaInfo } from "../native";
+import type { DeviceInfo, NativeStorage, PoolInfo, RdmaTransportInfo, ReplicaInfo } from "../native";
 import { isNativeError } from "../native";
 import {
   checkClusterSizeBytes,
@@ -22,6 +22,7 @@ export { checkNqn };
 import type { Device } from "./generated/strata/engine/v1/Device";
 import type { IoStats } from "./generated/strata/engine/v1/IoStats";
 import type { NodeInfo } from "./generated/strata/engine/v1/NodeInfo";
+import type { NvmfTransport } from "./generated/strata/engine/v1/NvmfTransport";
 import type { Pool } from "./generated/strata/engine/v1/Pool";
 import type { Replica } from "./generated/strata/engine/v1/Replica";
 import type { Subsystem } from "./generated/strata/engine/v1/Subsystem";
@@ -116,6 +117,7 @@ export class EngineService {
   private readonly shares = new Map<string, ShareSpec>();
   /** HOST:PORT hosts connect to, set once the target listens. */
   private nvmfAddress = "";
+  private rdmaTransport: RdmaTransportInfo | undefined;
   /** Whether this engine's initiator presents a DH-HMAC-CHAP secret (--dhchap-secret-file). */
   private hostDhchap = false;
 
@@ -188,6 +190,28 @@ export class EngineService {
   /** Records where the NVMe/TCP target listens (reported in Subsystem.address). */
   setNvmfAddress(address: string): void {
     this.nvmfAddress = address;
+  }
+
+  /** Records what became of the RDMA transport (--rdma-interface), reported in NodeInfo.transports. */
+  setRdmaTransport(rdma: RdmaTransportInfo): void {
+    this.rdmaTransport = rdma;
+  }
+
+  /** The transports NodeInfo reports: TCP, and RDMA when it was asked for. */
+  transports(): NvmfTransport[] {
+    const list: NvmfTransport[] = [{ trtype: "tcp", address: this.nvmfAddress, available: true, reason: "", interface: "", device: "" }];
+    const r = this.rdmaTransport;
+    if (r) {
+      list.push({
+        trtype: "rdma",
+        address: r.available ? `${r.address}:${r.port}` : "",
+        available: r.available,
+        reason: r.reason,
+        interface: r.interface,
+        device: r.device,
+      });
+    }
+    return list;
   }
 
   /**
@@ -311,6 +335,7 @@ export class EngineService {
       nvmf_endpoint: this.nvmfAddress,
       host_nqn: hostNqnOf(this.node),
       host_dhchap: this.hostDhchap,
+      transports: this.transports(),
     };
   }
 

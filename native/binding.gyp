@@ -30,6 +30,7 @@
         "src/nvmf/host_queue.cc",
         "src/nvmf/tcp_host.cc",
         "src/nvmf/rdma_probe.cc",
+        "src/nvmf/rdma.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",

@@ -101,6 +101,22 @@ export interface BenchResult {
 export interface NvmfListenInfo {
   readonly listen_port: number;
   readonly discovery_port: number;
+  /** Present when `rdma_interface` was given: whether NVMe over RDMA is served, and why not. */
+  readonly rdma?: RdmaTransportInfo;
+}
+
+/** What became of the RDMA transport an engine was asked to serve. */
+export interface RdmaTransportInfo {
+  readonly interface: string;
+  /** The interface's IPv4 address ("" when none). */
+  readonly address: string;
+  /** The RDMA listener's port (the TCP I/O port's number), 0 when not served. */
+  readonly port: number;
+  /** The RDMA device behind the address, e.g. "rxe0" ("" when none). */
+  readonly device: string;
+  readonly available: boolean;
+  /** Why not, when not available. */
+  readonly reason: string;
 }
 
 /** A host connected to a subsystem: one controller and its queues (admin + I/O). */
@@ -455,7 +471,14 @@ export interface NativeStorage {
    * Starts the NVMe/TCP target: the I/O listener and the discovery controller's listener
    * (port 0 = any free port). Once per start(); a busy port rejects with FAILED_PRECONDITION.
    */
-  startNvmf(opts: { listen_host: string; listen_port: number; discovery_host: string; discovery_port: number }): Promise<NvmfListenInfo>;
+  startNvmf(opts: {
+    listen_host: string;
+    listen_port: number;
+    discovery_host: string;
+    discovery_port: number;
+    /** Also serve NVMe over RDMA (I/O and discovery) on this interface's address; TCP is served regardless. */
+    rdma_interface?: string;
+  }): Promise<NvmfListenInfo>;
   /**
    * Shares a replica as an NVMe/TCP subsystem that only `allowed_host_nqns` may connect to.
    * Sharing again replaces the allow list in place (hosts no longer allowed are disconnected).

@@ -139,6 +139,16 @@ Napi::Value to_js(Napi::Env env, const nvmf::ListenResult& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("listen_port", num(env, r.listen_port));
   o.Set("discovery_port", num(env, r.discovery_port));
+  if (!r.rdma.interface.empty()) {
+    Napi::Object rdma = Napi::Object::New(env);
+    rdma.Set("interface", r.rdma.interface);
+    rdma.Set("address", r.rdma.address);
+    rdma.Set("port", num(env, r.rdma.port));
+    rdma.Set("device", r.rdma.device);
+    rdma.Set("available", Napi::Boolean::New(env, r.rdma.available));
+    rdma.Set("reason", r.rdma.reason);
+    o.Set("rdma", rdma);
+  }
   return o;
 }
 
@@ -548,9 +558,12 @@ std::vector<std::string> get_strings(const Napi::Object& o, const char* key) {
   return out;
 }
 
+std::string get_optional_string(const Napi::Object& o, const char* key);
+
 Napi::Value StartNvmf(const Napi::CallbackInfo& info) {
   return async_call<nvmf::ListenResult>(info, default_to_js<nvmf::ListenResult>(), [&](const Napi::Object& o, auto done) {
-    nvmf::ListenOptions opts{get_string(o, "listen_host"), get_port(o, "listen_port"), get_string(o, "discovery_host"), get_port(o, "discovery_port")};
+    nvmf::ListenOptions opts{get_string(o, "listen_host"), get_port(o, "listen_port"), get_string(o, "discovery_host"), get_port(o, "discovery_port"),
+                             get_optional_string(o, "rdma_interface")};
     Engine::instance().start_nvmf(std::move(opts), done);
   });
 }

@@ -9,6 +9,7 @@
 #include "device/nvmf_device.h"
 #include "device/replica_device.h"
 #include "nexus/nexus_device.h"
+#include "nvmf/rdma_probe.h"
 
 #include "util/log.h"
 #include "util/uuid.h"
@@ -463,6 +464,23 @@ void Engine::start_nvmf(nvmf::ListenOptions options, Callback<nvmf::ListenResult
     // Not listening: forget it, so a retry on another port can start afresh.
     std::lock_guard<std::mutex> lock(mutex_);
     if (nvmf_.get() == target) retired_nvmf_.push_back(std::move(nvmf_));
+  } else if (!options.rdma_interface.empty()) {
+    // RDMA comes in addition to TCP: when it cannot be served the engine still serves TCP,
+    // and the result says why (the engine logs it and reports it in GetInfo).
+    nvmf::RdmaTransportResult& rdma = bound.value().rdma;
+    const nvmf::RdmaProbe probe = nvmf::probe_rdma(options.rdma_interface);
+    rdma.interface = options.rdma_interface;
+    rdma.address = probe.address;
+    rdma.device = probe.device;
+    if (!probe.usable) {
+      rdma.reason = probe.reason;
+    } else if (auto served = target->listen_rdma(probe.address, bound.value().listen_port); !served.ok()) {
+      rdma.reason = served.error().message;
+    } else {
+      rdma.port = served.value().port;
+      rdma.device = served.value().device;
+      rdma.available = true;
+    }
   }
   done(std::move(bound));
 }

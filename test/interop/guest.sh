@@ -159,5 +159,8 @@ rm -f $CFG/ports/1/subsystems/$KNQN 2>/dev/null
 # DH-HMAC-CHAP: the refusals on any kernel; the full exchange where the kernel supports it.
 bash "$ROOT/test/interop/auth.sh" || FAILED=1
 
+# NVMe over RDMA on soft-RoCE: the kernel's nvme-rdma host against our target.
+bash "$ROOT/test/interop/rdma.sh" || FAILED=1
+
 [ $FAILED = 0 ] && echo "INTEROP PASS" || { echo "INTEROP FAIL"; echo "--- engine log tail"; tail -n 30 $WORK/engine.log; }
 exit $FAILED

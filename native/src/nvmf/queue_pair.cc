@@ -481,7 +481,7 @@ void QueuePair::execute_identify(Request& r) {
       put32(p + 516, discovery ? 0 : 1);       // NN
       put16(p + 520, discovery ? 0 : (1 << 2) | (1 << 3));  // ONCS: Dataset Management, Write Zeroes
       p[525] = discovery ? 0 : 1;              // VWC: present, so hosts send Flush
-      put32(p + 536, 1u | (1u << 20));         // SGLS: supported, offset addressing for in-capsule data
+      put32(p + 536, 1u | (1u << 20) | transport_sgl_support());  // SGLS: supported, offset addressing for in-capsule data
       put_text(p + 768, 256, discovery ? kDiscoveryNqn : subsystem_->nqn, '\0');
       put32(p + 1792, kIoccsz);                // IOCCSZ
       put32(p + 1796, 1);                      // IORCSZ

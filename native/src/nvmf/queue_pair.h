@@ -66,6 +66,9 @@ class QueuePair : public std::enable_shared_from_this<QueuePair> {
   // Any thread. With `let_closing_flush`, a queue pair that is already closing (flushing a
   // transport error or lingering for the host's disconnect) is left to finish that on its own.
   virtual void close_async(const std::string& reason, bool let_closing_flush = false) = 0;
+  // SGLS bits (Identify Controller) the transport adds to what every transport supports: RDMA
+  // serves keyed SGL data blocks.
+  virtual uint32_t transport_sgl_support() const { return 0; }
   // Any thread: a deleted controller this queue's parked Connect waited for has drained; the
   // Connect is evaluated again on the reactor.
   void fence_lifted();

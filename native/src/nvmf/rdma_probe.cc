@@ -22,10 +22,12 @@ RdmaProbe probe_rdma(const std::string& interface) {
     return p;
   }
   sockaddr_in addr{};
+  bool loopback = false;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) == 0) {
     for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
       if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET || interface != i->ifa_name) continue;
+      loopback = (i->ifa_flags & IFF_LOOPBACK) != 0;
       std::memcpy(&addr, i->ifa_addr, sizeof addr);
       char text[INET_ADDRSTRLEN] = {};
       inet_ntop(AF_INET, &addr.sin_addr, text, sizeof text);
@@ -36,6 +38,13 @@ RdmaProbe probe_rdma(const std::string& interface) {
   }
   if (p.address.empty()) {
     p.reason = str("network interface '", interface, "' has no IPv4 address to listen on");
+    return p;
+  }
+  if (loopback) {
+    // The RDMA CM binds a loopback address to whichever device it finds first: that is not
+    // the interface an operator named, so it is refused here rather than half-working.
+    p.reason = str("network interface '", interface, "' is a loopback interface; RDMA needs one with an RDMA device behind it",
+                   " (for soft-RoCE: rdma link add rxe0 type rxe netdev IFACE)");
     return p;
   }
   rdma_event_channel* channel = rdma_create_event_channel();

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "nvmf/rdma.h"
 #include "nvmf/tcp.h"
 #include "util/log.h"
 
@@ -201,10 +202,44 @@ void Target::listener_closed() {
   closed_cv_.notify_all();
 }
 
+uint64_t Target::next_connection_id() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return next_connection_id_++;
+}
+
+bool Target::adopt_connection(uint64_t id, std::shared_ptr<QueuePair> queue) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) return false;
+  connections_[id] = OpenConnection{queue, nullptr};
+  return true;
+}
+
+Result<RdmaListenResult> Target::listen_rdma(const std::string& address, uint16_t port) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!listening_) return Error{ErrorCode::kFailedPrecondition, "the target listens on TCP before RDMA"};
+    if (rdma_listener_) return Error{ErrorCode::kFailedPrecondition, "the target already listens on RDMA"};
+  }
+  auto listener = std::make_shared<RdmaListener>(*this, next_reactor());
+  auto bound = listener->bind_and_listen(address, port);
+  if (!bound.ok()) return bound.error();
+  RdmaListenResult result{address, bound.value(), listener->device()->name()};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rdma_listener_ = listener;
+    rdma_traddr_ = address;
+    rdma_port_ = result.port;
+    discovery_generation_++;
+  }
+  listener->reactor().post([listener] { listener->start(); });
+  log_line(str("nvmf: listening on RDMA ", address, ":", result.port, " (", result.device, "), discovery there too"));
+  return result;
+}
+
 void Target::connection_closed(uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (auto it = connections_.find(id); it != connections_.end()) {
-    it->second.listener->connections--;
+    if (it->second.listener) it->second.listener->connections--;
     connections_.erase(it);
   }
   closed_cv_.notify_all();
@@ -213,10 +248,12 @@ void Target::connection_closed(uint64_t id) {
 void Target::stop() {
   std::vector<std::shared_ptr<Listener>> listeners;
   std::vector<std::shared_ptr<QueuePair>> connections;
+  std::shared_ptr<RdmaListener> rdma;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
     listeners = listeners_;
+    rdma = rdma_listener_;
     for (auto& [id, open] : connections_) {
       if (auto c = open.connection.lock()) connections.push_back(c);
     }
@@ -232,10 +269,22 @@ void Target::stop() {
       }
     });
   }
+  if (rdma) rdma->stop_accepting_async();
   for (auto& c : connections) c->close_async("the engine is shutting down");
   std::unique_lock<std::mutex> lock(mutex_);
   bool done = closed_cv_.wait_for(lock, kStopWait, [this] { return connections_.empty() && open_listeners_ == 0; });
   if (!done) log_line(str("nvmf: ", connections_.size(), " connection(s) still closing after 10 s"));
+  if (rdma) {
+    // The CM channel goes last: the queues' CM ids report on it until they are destroyed.
+    bool rdma_closed = false;
+    rdma->shutdown_async([this, &rdma_closed] {
+      std::lock_guard<std::mutex> l(mutex_);
+      rdma_closed = true;
+      closed_cv_.notify_all();
+    });
+    closed_cv_.wait_for(lock, kStopWait, [&rdma_closed] { return rdma_closed; });
+    rdma_listener_.reset();
+  }
 }
 
 namespace {
@@ -486,23 +535,43 @@ std::vector<uint8_t> Target::discovery_log(const std::string& host_nqn) {
   for (auto& [nqn, sub] : subsystems_) {
     if (sub->allowed_host_nqns.count(host_nqn)) visible.push_back(sub.get());
   }
-  std::vector<uint8_t> log(kRecordBytes * (1 + visible.size()), 0);
+  // Every subsystem is reachable on every transport the target serves: one entry for each.
+  struct Port {
+    uint8_t trtype;  // 3 TCP, 1 RDMA
+    uint16_t portid;
+    const std::string* traddr;
+    uint16_t trsvcid;
+  };
+  std::vector<Port> ports{{3, 1, &io_traddr_, io_port_}};
+  if (rdma_listener_) ports.push_back({1, 2, &rdma_traddr_, rdma_port_});
+  const size_t records = visible.size() * ports.size();
+  std::vector<uint8_t> log(kRecordBytes * (1 + records), 0);
   put64(&log[0], discovery_generation_);  // GENCTR
-  put64(&log[8], visible.size());         // NUMREC
+  put64(&log[8], records);                // NUMREC
   put16(&log[16], 0);                     // RECFMT
-  for (size_t i = 0; i < visible.size(); i++) {
-    uint8_t* e = &log[kRecordBytes * (i + 1)];
-    e[0] = 3;                                                    // TRTYPE: TCP
-    e[1] = io_traddr_.find(':') != std::string::npos ? 2 : 1;   // ADRFAM: IPv6 / IPv4
-    e[2] = 2;                                                    // SUBTYPE: NVM subsystem
-    e[3] = 0x02;                                                 // TREQ: secure channel not required
-    put16(e + 4, 1);                                             // PORTID
-    put16(e + 6, 0xFFFF);                                        // CNTLID: dynamic
-    put16(e + 8, 32);                                            // ASQSZ
-    put_text(e + 32, 32, std::to_string(io_port_), '\0');        // TRSVCID
-    put_text(e + 256, 256, visible[i]->nqn, '\0');               // SUBNQN
-    put_text(e + 512, 256, io_traddr_, '\0');                    // TRADDR
-    e[768] = 0;                                                  // TSAS.SECTYPE: none
+  size_t i = 0;
+  for (const Subsystem* sub : visible) {
+    for (const Port& port : ports) {
+      uint8_t* e = &log[kRecordBytes * (++i)];
+      e[0] = port.trtype;                                              // TRTYPE
+      e[1] = port.traddr->find(':') != std::string::npos ? 2 : 1;    // ADRFAM: IPv6 / IPv4
+      e[2] = 2;                                                        // SUBTYPE: NVM subsystem
+      e[3] = 0x02;                                                     // TREQ: secure channel not required
+      put16(e + 4, port.portid);                                       // PORTID
+      put16(e + 6, 0xFFFF);                                            // CNTLID: dynamic
+      put16(e + 8, 32);                                                // ASQSZ
+      put_text(e + 32, 32, std::to_string(port.trsvcid), '\0');        // TRSVCID
+      put_text(e + 256, 256, sub->nqn, '\0');                          // SUBNQN
+      put_text(e + 512, 256, *port.traddr, '\0');                      // TRADDR
+      if (port.trtype == 1) {
+        // TSAS for RDMA: reliable connected QPs, no provider type, RDMA CM; PKEY 0.
+        e[768] = 1;  // RDMA_QPTYPE: connected
+        e[769] = 1;  // RDMA_PRTYPE: not specified
+        e[770] = 1;  // RDMA_CMS: RDMA_IP_CM
+      } else {
+        e[768] = 0;  // TSAS.SECTYPE: none
+      }
+    }
   }
   return log;
 }

@@ -41,19 +41,40 @@
 namespace strata::nvmf {
 
 class QueuePair;
+class RdmaListener;
 
 struct ListenOptions {
   std::string listen_host;
   uint16_t listen_port;
   std::string discovery_host;
   uint16_t discovery_port;
+  // Also serve NVMe over RDMA on this network interface's address (same port number as TCP
+  // I/O); empty = TCP only.
+  std::string rdma_interface = "";
+};
+
+// What became of the RDMA transport: served, or why not (never silent).
+struct RdmaTransportResult {
+  std::string interface;
+  std::string address;
+  uint16_t port = 0;
+  std::string device;
+  bool available = false;
+  std::string reason;  // why not, when !available
 };
 
 struct ListenResult {
   uint16_t listen_port;
   uint16_t discovery_port;
+  RdmaTransportResult rdma = {};  // interface empty: not asked for
 };
 
+// Where the target serves NVMe over RDMA (Target::listen_rdma).
+struct RdmaListenResult {
+  std::string address;
+  uint16_t port;
+  std::string device;  // the RDMA device behind the address (e.g. rxe0)
+};
 struct ConnectedHostData {
   std::string host_nqn;
   uint16_t cntlid;
@@ -150,6 +171,9 @@ class Target {
 
   // Any thread (the JS thread): binds both listeners (port 0 = ephemeral) and arms accept.
   Result<ListenResult> listen(const ListenOptions& options);
+  // Any thread, after listen(): also serves NVMe over RDMA (I/O and discovery) on `address`
+  // (an interface's IPv4 address with an RDMA device behind it), port 0 = ephemeral.
+  Result<RdmaListenResult> listen_rdma(const std::string& address, uint16_t port);
   // Control thread: closes listeners and every connection, and waits until they are closed.
   void stop();
 
@@ -196,6 +220,10 @@ class Target {
   // Discovery log page 0x70 for a host: only the subsystems it may connect to.
   std::vector<uint8_t> discovery_log(const std::string& host_nqn);
   void connection_closed(uint64_t id);
+  // For transports that create queue pairs themselves (RDMA): an id, then registration. False
+  // when the target is stopping (the caller closes the queue).
+  uint64_t next_connection_id();
+  bool adopt_connection(uint64_t id, std::shared_ptr<QueuePair> queue);
   Reactor& next_reactor();
 
  private:
@@ -210,7 +238,7 @@ class Target {
   };
   struct OpenConnection {
     std::weak_ptr<QueuePair> connection;
-    std::shared_ptr<Listener> listener;
+    std::shared_ptr<Listener> listener;  // null for RDMA queues (their listener counts nothing)
   };
   struct FenceWaiter {
     std::string subsystem_nqn;
@@ -237,6 +265,9 @@ class Target {
   size_t open_listeners_ = 0;
   std::string io_traddr_;
   uint16_t io_port_ = 0;
+  std::shared_ptr<RdmaListener> rdma_listener_;
+  std::string rdma_traddr_;
+  uint16_t rdma_port_ = 0;
   uint64_t discovery_generation_ = 1;
   std::map<std::string, std::shared_ptr<const Subsystem>> subsystems_;  // by NQN
   std::map<uint16_t, std::shared_ptr<Controller>> controllers_;         // by cntlid, including deleted ones still draining

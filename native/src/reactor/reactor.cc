@@ -81,12 +81,18 @@ io_uring_sqe* Reactor::next_sqe() {
   return sqe;
 }
 
-void Reactor::submit(const std::function<void(io_uring_sqe*)>& prepare, IoCallback done) {
+uint64_t Reactor::submit(const std::function<void(io_uring_sqe*)>& prepare, IoCallback done) {
   assert(on_reactor_thread());
   io_uring_sqe* sqe = next_sqe();
   prepare(sqe);
-  io_uring_sqe_set_data(sqe, new IoCallback(std::move(done)));
+  auto* callback = new IoCallback(std::move(done));
+  io_uring_sqe_set_data(sqe, callback);
   inflight_ops_++;
+  return reinterpret_cast<uint64_t>(callback);
+}
+
+void Reactor::cancel(uint64_t tag) {
+  submit([tag](io_uring_sqe* sqe) { io_uring_prep_cancel64(sqe, tag, 0); }, [](int) {});
 }
 
 void Reactor::arm_eventfd_read() {

@@ -51,8 +51,13 @@ class Reactor {
   int index() const { return index_; }
 
   // Reactor thread only: queues one SQE (prepared by `prepare`); `done` runs on completion.
-  // The SQE is submitted with the rest of this loop turn's batch.
-  void submit(const std::function<void(io_uring_sqe*)>& prepare, IoCallback done);
+  // The SQE is submitted with the rest of this loop turn's batch. Returns the operation's tag
+  // for cancel().
+  uint64_t submit(const std::function<void(io_uring_sqe*)>& prepare, IoCallback done);
+  // Reactor thread only: asks the kernel to cancel the operation `tag` (a poll on an fd about
+  // to be closed, which would otherwise never complete). Only for an operation whose callback
+  // has not run yet; its callback then runs with -ECANCELED (or its own result if it won).
+  void cancel(uint64_t tag);
 
  private:
   void set_state(ReactorState next);

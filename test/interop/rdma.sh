@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs inside the interop VM (test/interop/vm.sh; guest.sh calls it): NVMe over RDMA on
+# soft-RoCE. One rxe device on a dummy interface with an address (rxe does not work on lo or
+# across a veth pair) serves host and target alike. Functional only: soft-RoCE is no timing.
+#   - the engine serves RDMA with --rdma-interface; GetInfo says so; an interface without an
+#     RDMA device leaves the engine on TCP with the reason in GetInfo
+#   - the Linux nvme-rdma host discovers (an entry per transport), connects, runs fio verify at
+#     4K and 128K, trims, disconnects, reconnects after an engine restart with data intact
+# Prints PASS/FAIL per step; exits non-zero if any step failed.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=/tmp/strata-rdma
+mkdir -p $WORK
+HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:5a7a0000-0000-4000-8000-0000000d0a00
+HOSTID=5a7a0000-0000-4000-8000-0000000d0a00
+export STRATA_ENDPOINT=127.0.0.1:10134 STRATA_TOKEN=interop-token-0123456789
+echo "$STRATA_TOKEN" > $WORK/token
+IFACE=strata-rdma0
+ADDR=10.99.0.1
+POOL=21111111-2222-4333-8444-555555555555
+REPLICA=26666666-7777-4888-8999-aaaaaaaaaaaa
+NQN=nqn.2026-11.io.strata:replica:$REPLICA
+FAILED=0
+step() { local name=$1; shift; local t0=$(date +%s); if "$@" > $WORK/step.log 2>&1; then echo "PASS rdma: $name ($(( $(date +%s) - t0 )) s)"; else echo "FAIL rdma: $name"; sed 's/^/    /' $WORK/step.log | tail -n 30; FAILED=1; fi; }
+ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
+
+soft_roce() {
+  for m in dummy rdma_rxe rdma_ucm ib_uverbs nvme-rdma; do modprobe $m || return 1; done
+  ip link add $IFACE type dummy && ip addr add $ADDR/24 dev $IFACE && ip link set $IFACE up || return 1
+  rdma link add rxe0 type rxe netdev $IFACE || return 1
+  rdma link show
+  ulimit -l unlimited
+}
+start_engine() {  # extra flags...
+  [ -f $WORK/engine.log ] && cat $WORK/engine.log >> $WORK/engine-previous.log
+  : > $WORK/engine.log
+  node "$ROOT/bin/strata-engine.js" --node vm-rdma --data-dir $WORK/data --device-dir $WORK --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
+    --nvmf-listen 127.0.0.1:4430 --nvmf-discovery-listen 127.0.0.1:8019 "$@" >> $WORK/engine.log 2>&1 &
+  ENGINE_PID=$!
+  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done
+  cat $WORK/engine.log; return 1
+}
+stop_engine() { kill -TERM $ENGINE_PID; while kill -0 $ENGINE_PID 2>/dev/null; do sleep 0.2; done; }
+# GetInfo's RDMA transport as "available address device reason".
+rdma_transport() {
+  ctl GetInfo '{}' | node -e '
+    const t = (JSON.parse(require("fs").readFileSync(0, "utf8")).transports || []).find((x) => x.trtype === "rdma");
+    if (!t) { console.log("absent"); process.exit(0); }
+    console.log(JSON.stringify(t));'
+}
+device() {
+  for s in /sys/class/nvme-subsystem/*; do
+    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
+    for n in $s/nvme*n*; do [ -e "$n" ] && { echo /dev/$(basename $n); return 0; }; done
+  done
+  return 1
+}
+connect() {
+  nvme connect -t rdma -n $NQN -a $ADDR -s 4430 --hostnqn $HOSTNQN --hostid $HOSTID "$@" || return 1
+  for _ in $(seq 1 40); do DEV=$(device) && [ -b "$DEV" ] && return 0; sleep 0.5; done
+  return 1
+}
+transport_is_rdma() {  # the kernel's controller of our subsystem runs over rdma
+  for s in /sys/class/nvme-subsystem/*; do
+    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
+    for c in $s/nvme[0-9]*; do [ -e "$c/transport" ] && { echo "$(basename $c): $(cat $c/transport) $(cat $c/address)"; [ "$(cat $c/transport)" = rdma ] && return 0; }; done
+  done
+  return 1
+}
+disconnect() { nvme disconnect -n $NQN; }
+fio_verify() {  # bs jobs
+  fio --name=verify-$1 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=$1 --numjobs=$2 --iodepth=16 \
+    --size=24M --offset_increment=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting --minimal | cut -d';' -f1-8
+}
+trim_pass() {
+  fio --name=trim --filename=$DEV --direct=1 --ioengine=libaio --rw=trim --bs=1M --offset=128M --size=16M --iodepth=16 --minimal >/dev/null &&
+  cmp -n $((16 << 20)) <(dd if=$DEV bs=1M skip=128 count=16 iflag=direct 2>/dev/null) /dev/zero
+}
+
+cd "$ROOT"
+step "soft-RoCE: rxe0 on $IFACE ($ADDR)" soft_roce
+ulimit -l unlimited 2>/dev/null
+lo_refused() {
+  start_engine --rdma-interface lo || return 1
+  local t; t=$(rdma_transport); echo "$t"
+  stop_engine
+  echo "$t" | grep -q '"available":false' && echo "$t" | grep -q 'is a loopback interface'
+}
+step "an engine asked for RDMA on lo serves TCP and says why" lo_refused
+step "engine starts with --rdma-interface $IFACE" start_engine --rdma-interface $IFACE
+rdma_on_rxe() {
+  local t; t=$(rdma_transport); echo "$t"
+  echo "$t" | grep -q '"available":true' && echo "$t" | grep -q '"device":"rxe0"' && echo "$t" | grep -q "$ADDR:4430"
+}
+step "GetInfo reports the RDMA transport on rxe0" rdma_on_rxe
+step "pool, replica and share" bash -c "
+  node $ROOT/test/interop/ctl.js CreatePool '{\"uuid\":\"$POOL\",\"name\":\"vmr\",\"device_uri\":\"file://$WORK/disk.img?size_mib=512\",\"cluster_size_bytes\":1048576}' &&
+  node $ROOT/test/interop/ctl.js CreateReplica '{\"uuid\":\"$REPLICA\",\"name\":\"r\",\"pool\":\"vmr\",\"size_bytes\":268435456,\"thin\":true}' &&
+  node $ROOT/test/interop/ctl.js ShareReplica '{\"uuid\":\"$REPLICA\",\"allowed_host_nqns\":[\"$HOSTNQN\"]}'"
+step "nvme discover -t rdma lists the subsystem on both transports" bash -c "
+  nvme discover -t rdma -a $ADDR -s 4430 --hostnqn $HOSTNQN --hostid $HOSTID | tee /dev/stderr > $WORK/disc.txt || exit 1
+  grep -q $NQN $WORK/disc.txt && grep -q 'trtype:  rdma' $WORK/disc.txt && grep -q 'trtype:  tcp' $WORK/disc.txt && grep -q 'rdma_cms:    rdma-cm' $WORK/disc.txt"
+step "nvme connect -t rdma" connect
+echo "    device: ${DEV:-none}"
+step "the kernel's controller runs over rdma" transport_is_rdma
+step "fio verify 4K over RDMA, 2 jobs, iodepth 16" fio_verify 4k 2
+step "fio verify 128K over RDMA, 2 jobs, iodepth 16" fio_verify 128k 2
+step "trim pass reads back zeros" trim_pass
+step "write a marker" bash -c "dd if=/dev/urandom of=$WORK/marker bs=1M count=4 2>/dev/null && dd if=$WORK/marker of=$DEV bs=128k seek=1600 oflag=direct conv=fsync 2>/dev/null"
+step "nvme disconnect" disconnect
+step "engine restarts" stop_engine
+step "engine starts again" start_engine --rdma-interface $IFACE
+step "nvme connect -t rdma after restart" connect
+step "marker survived the restart" bash -c "cmp -n $((4 << 20)) $WORK/marker <(dd if=$DEV bs=128k skip=1600 count=32 iflag=direct 2>/dev/null)"
+step "nvme disconnect" disconnect
+step "a host not allowed is refused over RDMA" bash -c "! nvme connect -t rdma -n $NQN -a $ADDR -s 4430 --hostnqn nqn.2014-08.org.example:stranger"
+step "engine still serves after the refusal" bash -c "kill -0 $ENGINE_PID"
+stop_engine 2>/dev/null
+
+[ $FAILED = 0 ] && echo "RDMA INTEROP PASS" || { echo "RDMA INTEROP FAIL"; echo "--- engine log tail"; tail -n 40 $WORK/engine.log; }
+exit $FAILED
