@@ -21,6 +21,12 @@ export const CHILD_IO_TIMEOUT_MS_MAX = 600_000;
 export const LOCAL_CHILD_URI_PREFIX = "replica:///";
 /** Child URI of a shared replica on another node: nvmf://HOST:PORT/NQN[?hostnqn=…&io_timeout_ms=…&io_queues=…]. */
 export const REMOTE_CHILD_URI_PREFIX = "nvmf://";
+/** The same over NVMe/RDMA: nvmf+rdma://HOST:PORT/NQN[?…] (the replica's node serves RDMA). */
+export const REMOTE_RDMA_CHILD_URI_PREFIX = "nvmf+rdma://";
+/** Whether a child URI names a remote replica, over either transport. */
+export function isRemoteChildUri(uri: string): boolean {
+  return uri.startsWith(REMOTE_CHILD_URI_PREFIX) || uri.startsWith(REMOTE_RDMA_CHILD_URI_PREFIX);
+}
 
 /** The NQNs Strata names things with (the date is the naming authority's, never a version). */
 export const REPLICA_NQN_PREFIX = "nqn.2026-11.io.strata:replica:";
@@ -46,16 +52,16 @@ export function localChildUri(replicaUuid: string): string {
   return LOCAL_CHILD_URI_PREFIX + replicaUuid;
 }
 
-/** `address` is HOST:PORT as ShareReplica reports it; `nqn` the shared replica's subsystem. */
-export function remoteChildUri(address: string, nqn: string): string {
-  return `${REMOTE_CHILD_URI_PREFIX}${address}/${nqn}`;
+/** `address` is HOST:PORT as ShareReplica reports it (or the node's RDMA address); `nqn` the shared replica's subsystem. */
+export function remoteChildUri(address: string, nqn: string, transport: "tcp" | "rdma" = "tcp"): string {
+  return `${transport === "rdma" ? REMOTE_RDMA_CHILD_URI_PREFIX : REMOTE_CHILD_URI_PREFIX}${address}/${nqn}`;
 }
 
 /** Whether a child URI (as a nexus reports it) is this replica: local, or remote through its subsystem. */
 export function childUriIsReplica(uri: string, replicaUuid: string): boolean {
   if (uri === localChildUri(replicaUuid)) return true;
-  if (!uri.startsWith(REMOTE_CHILD_URI_PREFIX)) return false;
-  const path = uri.slice(uri.indexOf("/", REMOTE_CHILD_URI_PREFIX.length) + 1).split("?")[0];
+  if (!isRemoteChildUri(uri)) return false;
+  const path = uri.slice(uri.indexOf("/", uri.indexOf("://") + 3) + 1).split("?")[0];
   return decodeURIComponent(path) === replicaNqn(replicaUuid);
 }
 
@@ -80,7 +86,7 @@ export function checkChildUri(value: unknown): string | null {
   if (typeof value !== "string") return `${form}, got ${describe(value)}`;
   if (value.startsWith(LOCAL_CHILD_URI_PREFIX))
     return checkUuid(value.slice(LOCAL_CHILD_URI_PREFIX.length)) === null ? null : `"${value}" must name a replica uuid: ${LOCAL_CHILD_URI_PREFIX}<uuid>`;
-  if (value.startsWith(REMOTE_CHILD_URI_PREFIX)) {
+  if (isRemoteChildUri(value)) {
     const reason = checkNvmfUri(value);
     return reason === null ? null : `"${value}" ${reason}`;
   }

@@ -80,7 +80,7 @@ export function checkDeviceUri(value: unknown): string | null {
     return `must be a URI like file:///var/lib/strata/disk.img?size_mib=1024, got "${value}"`;
   }
   const scheme = url.protocol.replace(/:$/, "");
-  if (scheme === "nvmf") return checkNvmfUri(value);
+  if (scheme === "nvmf" || scheme === "nvmf+rdma") return checkNvmfUri(value);
   if (!(DEVICE_SCHEMES as readonly string[]).includes(scheme))
     return `has unknown scheme "${scheme}:"; supported: ${DEVICE_SCHEMES.map((s) => s + "://").join(", ")}`;
   if (url.host !== "") return `must have an empty host (three slashes: ${scheme}:///...), got host "${url.host}"`;
@@ -95,8 +95,8 @@ export function checkDeviceUri(value: unknown): string | null {
 }
 
 /**
- * nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]: a remote namespace through the
- * NVMe/TCP initiator, as a pool device or a nexus child (common/nexus-rules.ts checkChildUri).
+ * nvmf[+rdma]://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N]: a remote namespace through the
+ * NVMe/TCP (or NVMe/RDMA) initiator, as a pool device or a nexus child (common/nexus-rules.ts checkChildUri).
  */
 export function checkNvmfUri(value: unknown): string | null {
   const form = "nvmf://HOST:PORT/NQN";
@@ -107,7 +107,7 @@ export function checkNvmfUri(value: unknown): string | null {
   } catch {
     return `must be a URI like ${form}, got "${value}"`;
   }
-  if (url.protocol !== "nvmf:") return `must start with nvmf://, got "${value}"`;
+  if (url.protocol !== "nvmf:" && url.protocol !== "nvmf+rdma:") return `must start with nvmf:// (NVMe/TCP) or nvmf+rdma:// (NVMe/RDMA), got "${value}"`;
   if (url.hostname === "" || url.port === "") return `must look like ${form} (host and port), got "${value}"`;
   const nqn = decodeURIComponent(url.pathname.slice(1));
   if (nqn.includes("/") || checkNqn(nqn) !== null) return `must name a subsystem NQN ("nqn.…", printable, at most 223 bytes) after the port, got "${nqn}"`;
@@ -117,7 +117,7 @@ export function checkNvmfUri(value: unknown): string | null {
     } else if (key === "io_timeout_ms" || key === "io_queues") {
       if (!/^[1-9][0-9]{0,9}$/.test(v)) return `${key} must be a positive whole number, got "${v}"`;
     } else {
-      return `has unknown parameter "${key}"; nvmf:// takes hostnqn, io_timeout_ms and io_queues`;
+      return `has unknown parameter "${key}"; ${url.protocol}// takes hostnqn, io_timeout_ms and io_queues`;
     }
   }
   return null;

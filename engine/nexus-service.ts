@@ -11,7 +11,7 @@ import {
   checkNexusSizeBytes,
   CHILD_IO_TIMEOUT_MS_DEFAULT,
   NEXUS_MAX_CHILDREN,
-  REMOTE_CHILD_URI_PREFIX,
+  isRemoteChildUri,
 } from "../common/nexus-rules";
 import type { Nexus } from "./generated/strata/engine/v1/Nexus";
 import type { RebuildStats } from "./generated/strata/engine/v1/RebuildStats";
@@ -260,7 +260,7 @@ export class NexusService {
    * URI names one, so the replica's owner can allow exactly this node.
    */
   private openUri(uri: string): string {
-    if (!uri.startsWith(REMOTE_CHILD_URI_PREFIX) || /[?&]hostnqn=/.test(uri)) return uri;
+    if (!isRemoteChildUri(uri) || /[?&]hostnqn=/.test(uri)) return uri;
     return `${uri}${uri.includes("?") ? "&" : "?"}hostnqn=${hostNqnOf(this.node)}`;
   }
 

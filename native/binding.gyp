@@ -31,6 +31,8 @@
         "src/nvmf/tcp_host.cc",
         "src/nvmf/rdma_probe.cc",
         "src/nvmf/rdma.cc",
+        "src/nvmf/rdma_common.cc",
+        "src/nvmf/rdma_host.cc",
         "src/pool/metadata.cc",
         "src/pool/pool.cc",
         "src/pool/bench.cc",

@@ -871,6 +871,7 @@ Napi::Value NexusRules(const Napi::CallbackInfo& info) {
   o.Set("child_io_timeout_ms_default", num(env, nexus::kChildIoTimeoutMsDefault));
   o.Set("local_child_uri_prefix", Napi::String::New(env, nexus::kLocalChildUriPrefix));
   o.Set("remote_child_uri_prefix", Napi::String::New(env, nexus::kRemoteChildUriPrefix));
+  o.Set("remote_rdma_child_uri_prefix", Napi::String::New(env, nexus::kRemoteRdmaChildUriPrefix));
   o.Set("replica_nqn_prefix", Napi::String::New(env, nvmf::kSubsystemNqnPrefix));
   o.Set("nexus_nqn_prefix", Napi::String::New(env, nvmf::kNexusNqnPrefix));
   o.Set("node_nqn_prefix", Napi::String::New(env, nvmf::kNodeNqnPrefix));

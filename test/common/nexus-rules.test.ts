@@ -32,8 +32,26 @@ test("child URIs: each malformed shape is refused with the two accepted forms", 
   t.regex(checkChildUri(42)!, /got number 42/);
 });
 
+test("a remote child over NVMe/RDMA: nvmf+rdma:// with the same grammar", (t) => {
+  const uri = remoteChildUri("10.99.0.1:4420", replicaNqn(R), "rdma");
+  t.is(uri, `nvmf+rdma://10.99.0.1:4420/${replicaNqn(R)}`);
+  t.is(checkChildUri(uri), null);
+  t.is(checkChildUri(`${uri}?hostnqn=${nodeNqn("a")}&io_timeout_ms=2000`), null);
+  t.true(childUriIsReplica(uri, R));
+  t.true(childUriIsReplica(`${uri}?hostnqn=${nodeNqn("a")}`, R));
+  t.regex(checkChildUri(`nvmf+rdma://10.99.0.1/${replicaNqn(R)}`)!, /host and port/);
+  t.regex(checkChildUri(`nvmf+rdma://10.99.0.1:4420/${replicaNqn(R)}?mode=rw`)!, /unknown parameter "mode"; nvmf\+rdma:\/\/ takes/);
+  t.regex(checkChildUri(`nvmf+tcp://10.99.0.1:4420/${replicaNqn(R)}`)!, /must be replica:\/\/\/<uuid>/);
+});
+
 test("the nvmf:// grammar is one: a pool device and a nexus child accept the same URIs", (t) => {
-  for (const uri of [remoteChildUri("127.0.0.1:4420", replicaNqn(R)), "nvmf://127.0.0.1:4420/nqn.x?io_queues=0", "nvmf://h:1/nqn.a/b"]) {
+  for (const uri of [
+    remoteChildUri("127.0.0.1:4420", replicaNqn(R)),
+    remoteChildUri("127.0.0.1:4420", replicaNqn(R), "rdma"),
+    "nvmf://127.0.0.1:4420/nqn.x?io_queues=0",
+    "nvmf+rdma://127.0.0.1:4420/nqn.x?io_queues=0",
+    "nvmf://h:1/nqn.a/b",
+  ]) {
     t.is(checkDeviceUri(uri) === null, checkChildUri(uri) === null, uri);
   }
 });

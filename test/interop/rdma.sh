@@ -6,6 +6,9 @@
 #     RDMA device leaves the engine on TCP with the reason in GetInfo
 #   - the Linux nvme-rdma host discovers (an entry per transport), connects, runs fio verify at
 #     4K and 128K, trims, disconnects, reconnects after an engine restart with data intact
+#   - our initiator (nvmf+rdma://) against the kernel's nvmet-rdma reads back what it wrote
+#   - both legs over RDMA: a nexus on one engine over three replicas of a second engine
+#     (children nvmf+rdma://), published to the kernel host over RDMA, passes fio verify
 # Prints PASS/FAIL per step; exits non-zero if any step failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -115,7 +118,69 @@ step "marker survived the restart" bash -c "cmp -n $((4 << 20)) $WORK/marker <(d
 step "nvme disconnect" disconnect
 step "a host not allowed is refused over RDMA" bash -c "! nvme connect -t rdma -n $NQN -a $ADDR -s 4430 --hostnqn nqn.2014-08.org.example:stranger"
 step "engine still serves after the refusal" bash -c "kill -0 $ENGINE_PID"
+
+# Both legs over RDMA: engine B holds three replicas, engine A (this one) a nexus over them.
+B_ENDPOINT=127.0.0.1:10135
+start_engine_b() {
+  : > $WORK/engine-b.log
+  node "$ROOT/bin/strata-engine.js" --node vm-rdma-b --data-dir $WORK/data-b --device-dir $WORK --token-file $WORK/token --grpc-listen $B_ENDPOINT \
+    --nvmf-listen 127.0.0.1:4440 --nvmf-discovery-listen 127.0.0.1:8029 --rdma-interface $IFACE >> $WORK/engine-b.log 2>&1 &
+  ENGINE_B_PID=$!
+  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine-b.log 2>/dev/null && return 0; sleep 0.5; done
+  cat $WORK/engine-b.log; return 1
+}
+NEXUS=27777777-8888-4999-8aaa-bbbbbbbbbbbb
+nexus_over_rdma() {
+  local a_nqn children=""
+  a_nqn=$(ctl GetInfo '{}' | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).host_nqn)') || return 1
+  STRATA_ENDPOINT=$B_ENDPOINT ctl CreatePool "{\"uuid\":\"31111111-2222-4333-8444-555555555555\",\"name\":\"vmb\",\"device_uri\":\"file://$WORK/disk-b.img?size_mib=512\",\"cluster_size_bytes\":1048576}" >/dev/null || return 1
+  for i in 1 2 3; do
+    local r=3000000$i-7777-4888-8999-aaaaaaaaaaaa
+    STRATA_ENDPOINT=$B_ENDPOINT ctl CreateReplica "{\"uuid\":\"$r\",\"name\":\"b$i\",\"pool\":\"vmb\",\"size_bytes\":68157440,\"thin\":true}" >/dev/null || return 1
+    STRATA_ENDPOINT=$B_ENDPOINT ctl ShareReplica "{\"uuid\":\"$r\",\"allowed_host_nqns\":[\"$a_nqn\"]}" >/dev/null || return 1
+    children="$children${children:+,}\"nvmf+rdma://$ADDR:4440/nqn.2026-11.io.strata:replica:$r\""
+  done
+  ctl CreateNexus "{\"uuid\":\"$NEXUS\",\"size_bytes\":67108864,\"children\":[$children]}" &&
+  ctl PublishNexus "{\"uuid\":\"$NEXUS\",\"frontend_host_nqn\":\"$HOSTNQN\"}" >/dev/null
+}
+nexus_children_rdma_healthy() {
+  ctl ListNexus '{}' | node -e '
+    const n = JSON.parse(require("fs").readFileSync(0, "utf8")).nexuses[0];
+    const w = n.children.map((c) => c.write_ops);
+    console.error(n.health, n.children.map((c) => `${c.uri} ${c.state}`), w);
+    process.exit(n.health === "online" && n.children.every((c) => c.uri.startsWith("nvmf+rdma://")) && w.every((x) => x > 0 && x === w[0]) ? 0 : 1);'
+}
+step "engine B (replicas) starts with --rdma-interface" start_engine_b
+step "a nexus over three RDMA children on engine B, published" nexus_over_rdma
+NQN=nqn.2026-11.io.strata:nexus:$NEXUS
+step "nvme connect -t rdma to the nexus" connect
+step "the kernel reaches the nexus over rdma" transport_is_rdma
+step "fio verify 4K on the nexus, both legs RDMA" fio_verify 4k 2
+step "fio verify 128K on the nexus, both legs RDMA" bash -c "fio --name=v128 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=128k --iodepth=16 --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 --minimal >/dev/null"
+step "nexus online, every write on all three RDMA children" nexus_children_rdma_healthy
+step "nvme disconnect (nexus)" disconnect
 stop_engine 2>/dev/null
+kill -TERM $ENGINE_B_PID 2>/dev/null; wait $ENGINE_B_PID 2>/dev/null
+
+# Our initiator against the kernel's nvmet-rdma: a 64 MiB loop namespace on port 4431.
+KNQN=nqn.2026-11.io.strata:interop:kernel-rdma-target
+CFG=/sys/kernel/config/nvmet
+kernel_rdma_target() {
+  modprobe nvmet && modprobe nvmet-rdma && modprobe loop || return 1
+  truncate -s 64M $WORK/knvmet.img || return 1
+  KLOOP=$(losetup -f --show $WORK/knvmet.img) || return 1
+  mkdir -p $CFG/subsystems/$KNQN/namespaces/1 $CFG/ports/2 || return 1
+  echo 1 > $CFG/subsystems/$KNQN/attr_allow_any_host
+  echo -n $KLOOP > $CFG/subsystems/$KNQN/namespaces/1/device_path
+  echo 1 > $CFG/subsystems/$KNQN/namespaces/1/enable || return 1
+  echo rdma > $CFG/ports/2/addr_trtype; echo ipv4 > $CFG/ports/2/addr_adrfam
+  echo $ADDR > $CFG/ports/2/addr_traddr; echo 4431 > $CFG/ports/2/addr_trsvcid
+  ln -s $CFG/subsystems/$KNQN $CFG/ports/2/subsystems/$KNQN
+}
+step "kernel nvmet-rdma target on $ADDR:4431" kernel_rdma_target
+node "$ROOT/test/interop/initiator.js" "nvmf+rdma://$ADDR:4431/$KNQN?hostnqn=$HOSTNQN" | sed 's/^\(PASS\|FAIL\) /\1 rdma initiator: /' | tee $WORK/initiator.log
+grep -q "^FAIL" $WORK/initiator.log && FAILED=1
+rm -f $CFG/ports/2/subsystems/$KNQN 2>/dev/null
 
 [ $FAILED = 0 ] && echo "RDMA INTEROP PASS" || { echo "RDMA INTEROP FAIL"; echo "--- engine log tail"; tail -n 40 $WORK/engine.log; }
 exit $FAILED

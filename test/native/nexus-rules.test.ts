@@ -16,6 +16,7 @@ test("the TypeScript nexus rules equal the ones compiled into the addon", (t) =>
     child_io_timeout_ms_default: rules.CHILD_IO_TIMEOUT_MS_DEFAULT,
     local_child_uri_prefix: rules.LOCAL_CHILD_URI_PREFIX,
     remote_child_uri_prefix: rules.REMOTE_CHILD_URI_PREFIX,
+    remote_rdma_child_uri_prefix: rules.REMOTE_RDMA_CHILD_URI_PREFIX,
     replica_nqn_prefix: rules.REPLICA_NQN_PREFIX,
     nexus_nqn_prefix: rules.NEXUS_NQN_PREFIX,
     node_nqn_prefix: rules.NODE_NQN_PREFIX,

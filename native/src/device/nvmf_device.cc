@@ -23,8 +23,11 @@ Result<uint32_t> parse_u32(const std::string& uri, const std::string& key, const
 }  // namespace
 
 Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
-  constexpr const char* kForm = "nvmf://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N&reconnect=0|1]";
-  std::string rest = uri.substr(std::strlen("nvmf://"));
+  constexpr const char* kForm = "nvmf[+rdma]://HOST:PORT/NQN[?hostnqn=NQN&io_timeout_ms=N&io_queues=N&reconnect=0|1]";
+  // nvmf:// is NVMe/TCP; nvmf+rdma:// the same target over NVMe/RDMA.
+  const bool rdma = uri.rfind("nvmf+rdma://", 0) == 0;
+  const std::string scheme = rdma ? "nvmf+rdma://" : "nvmf://";
+  std::string rest = uri.substr(scheme.size());
   std::string query;
   if (auto q = rest.find('?'); q != std::string::npos) {
     query = rest.substr(q + 1);
@@ -36,6 +39,7 @@ Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
     return Error{ErrorCode::kInvalidArgument, str("device URI '", uri, "' must look like ", kForm)};
   }
   nvmf::InitiatorOptions o;
+  o.transport = rdma ? nvmf::HostTransport::kRdma : nvmf::HostTransport::kTcp;
   o.host = rest.substr(0, colon);
   auto port = parse_u32(uri, "port", rest.substr(colon + 1, slash - colon - 1), 1, 65535);
   if (!port.ok()) return port.error();
@@ -61,7 +65,7 @@ Result<std::unique_ptr<Device>> NvmfDevice::open(const std::string& uri) {
       return Error{ErrorCode::kInvalidArgument, str("device URI '", uri, "' has unknown or bad parameter '", pair, "'; form: ", kForm)};
     }
   }
-  std::string base = str("nvmf://", o.host, ":", o.port, "/", o.subnqn);
+  std::string base = str(scheme, o.host, ":", o.port, "/", o.subnqn);
   auto c = nvmf::HostController::connect(base, o);
   if (!c.ok()) return c.error();
   DeviceDescription d{base, DeviceKind::kBlock, "", base, c.value()->size_bytes(), c.value()->block_bytes(), "", true};

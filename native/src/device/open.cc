@@ -44,7 +44,7 @@
 namespace strata {
 namespace {
 
-constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N, nvmf://HOST:PORT/NQN, zoned://?base=URI&zone_mib=N, fdp://?base=URI&handles=N, ftl://?cache=URI&base=URI";
+constexpr const char* kSupportedSchemes = "file:///path[?size_mib=N], uring:///dev/NAME, malloc:///name?size_mib=N, nvmf://HOST:PORT/NQN, nvmf+rdma://HOST:PORT/NQN, zoned://?base=URI&zone_mib=N, fdp://?base=URI&handles=N, ftl://?cache=URI&base=URI";
 constexpr const char* kAllowRule =
     "only regular files and block devices with major 7, 8, 43, 259 or 240-255 may hold a pool";
 constexpr uint64_t kMaxSizeMib = uint64_t{1} << 30;  // 1 PiB: a limit on everything
@@ -311,7 +311,7 @@ const char* device_kind_name(DeviceKind kind) {
 }
 
 Result<std::unique_ptr<Device>> open_device(const std::string& uri, bool may_create) {
-  if (uri.rfind("nvmf://", 0) == 0) return NvmfDevice::open(uri);  // remote namespace through the NVMe/TCP initiator
+  if (uri.rfind("nvmf://", 0) == 0 || uri.rfind("nvmf+rdma://", 0) == 0) return NvmfDevice::open(uri);  // remote namespace through the initiator
   if (uri.rfind("zoned://", 0) == 0) return open_zoned_device(uri, may_create);  // ZNS rules over another device
   if (uri.rfind("fdp://", 0) == 0) return open_fdp_device(uri, may_create);      // FDP placement over another device
   if (uri.rfind("ftl://", 0) == 0) return open_ftl_device(uri, may_create);      // CSAL tiered device (ftl/ftl_device.h)

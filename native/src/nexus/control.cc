@@ -23,8 +23,8 @@ constexpr int kChildOpenAttempts = 3;
 constexpr uint32_t kChildOpenBackoffMs = 200;
 
 Status check_child_uri(const std::string& uri) {
-  if (uri.rfind(nexus::kLocalChildUriPrefix, 0) == 0 || uri.rfind(nexus::kRemoteChildUriPrefix, 0) == 0) return Status();
-  return Status(ErrorCode::kInvalidArgument, str("child '", uri, "' must be replica:///<uuid> (a replica on this node) or nvmf://HOST:PORT/NQN (a shared replica on another node)"));
+  if (uri.rfind(nexus::kLocalChildUriPrefix, 0) == 0 || nexus::is_remote_child_uri(uri)) return Status();
+  return Status(ErrorCode::kInvalidArgument, str("child '", uri, "' must be replica:///<uuid> (a replica on this node) or nvmf[+rdma]://HOST:PORT/NQN (a shared replica on another node)"));
 }
 }  // namespace
 
@@ -64,7 +64,7 @@ nexus::OpenedChild Engine::open_child(const std::string& uri, uint64_t nexus_siz
   c.uri = uri;
   c.identity = nexus::child_identity(uri);
   std::string open_uri = uri;
-  if (uri.rfind("nvmf://", 0) == 0) {
+  if (nexus::is_remote_child_uri(uri)) {
     // A child must fail fast enough for the nexus to carry on without it.
     if (uri.find("io_timeout_ms=") == std::string::npos) open_uri += str(open_uri.find('?') == std::string::npos ? "?" : "&", "io_timeout_ms=", io_timeout_ms);
     // And it never reconnects by itself: a new association may reach another replica (recreated,

@@ -4,6 +4,7 @@
 // change here that is not made there fails the tests instead of `pulumi up`.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "nexus/label.h"
 
@@ -22,6 +23,10 @@ constexpr uint32_t kChildIoTimeoutMsDefault = 5000;
 // Child URIs: a replica on this node, or a remote namespace through the NVMe/TCP initiator.
 constexpr const char* kLocalChildUriPrefix = "replica:///";  // replica:///<uuid>
 constexpr const char* kRemoteChildUriPrefix = "nvmf://";     // nvmf://HOST:PORT/NQN[?params]
+constexpr const char* kRemoteRdmaChildUriPrefix = "nvmf+rdma://";  // the same over NVMe/RDMA
+inline bool is_remote_child_uri(const std::string& uri) {
+  return uri.rfind(kRemoteChildUriPrefix, 0) == 0 || uri.rfind(kRemoteRdmaChildUriPrefix, 0) == 0;
+}
 
 static_assert(kChildIoTimeoutMsMin <= kChildIoTimeoutMsDefault && kChildIoTimeoutMsDefault <= kChildIoTimeoutMsMax);
 static_assert(kChildLabelRegionBytes % kSizeAlignmentBytes == 0, "nexus data must start block-aligned on every child");

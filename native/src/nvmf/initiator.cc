@@ -15,6 +15,7 @@
 #include "nvmf/auth.h"
 #include "nvmf/host_queue.h"
 #include "nvmf/protocol.h"
+#include "nvmf/rdma_host.h"
 #include "nvmf/tcp_host.h"
 
 namespace strata::nvmf {
@@ -33,6 +34,20 @@ std::map<std::string, auth::HostKeys> g_host_keys;  // guarded by g_mutex
 std::atomic<uint16_t> g_next_tid{1};
 
 }  // namespace
+
+// The connections setup() made, one per queue ([0] = admin): sockets or RDMA links.
+struct QueueLinks {
+  std::vector<int> fds;
+  std::vector<std::shared_ptr<RdmaHostLink>> rdma;
+  size_t size() const { return fds.size() + rdma.size(); }
+  void close() {
+    for (int fd : fds) ::close(fd);
+    fds.clear();
+    rdma.clear();
+  }
+};
+
+const char* host_transport_name(HostTransport transport) { return transport == HostTransport::kRdma ? "rdma" : "tcp"; }
 
 std::optional<auth::HostKeys> host_keys_for(const std::string& host_nqn) {
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -127,17 +142,27 @@ void HostController::set_state(HostControllerState next) {
   state_ = next;
 }
 
-Status HostController::setup(std::vector<int>& fds) {
-  auto admin = tcp_connect_queue(options_, 0, 0);
-  if (!admin.ok()) return admin.error();
-  int afd = admin.value().fd;
-  TcpSetupChannel admin_channel(afd);
-  fds.push_back(afd);
-  uint16_t cntlid = admin.value().cntlid;
-  max_h2c_bytes_ = admin.value().max_h2c_bytes;
+Status HostController::setup(QueueLinks& links) {
+  const bool rdma = options_.transport == HostTransport::kRdma;
+  std::unique_ptr<SetupChannel> channel;
+  uint16_t cntlid = 0;
+  if (rdma) {
+    auto admin = rdma_connect_queue(options_, 0, 0, 32, 0);
+    if (!admin.ok()) return admin.error();
+    links.rdma.push_back(admin.value());
+    channel = std::make_unique<RdmaSetupChannel>(*links.rdma[0], options_.connect_timeout_ms);
+    cntlid = admin.value()->cntlid;
+  } else {
+    auto admin = tcp_connect_queue(options_, 0, 0);
+    if (!admin.ok()) return admin.error();
+    links.fds.push_back(admin.value().fd);
+    channel = std::make_unique<TcpSetupChannel>(admin.value().fd);
+    cntlid = admin.value().cntlid;
+    max_h2c_bytes_ = admin.value().max_h2c_bytes;
+  }
+  SetupChannel& admin_channel = *channel;
   auto fail = [&](Error e) {
-    for (int fd : fds) ::close(fd);
-    fds.clear();
+    links.close();
     return Status(std::move(e));
   };
   // CC: EN=1, IOSQES=6 (64 B), IOCQES=4 (16 B); then wait for CSTS.RDY.
@@ -176,12 +201,18 @@ Status HostController::setup(std::vector<int>& fds) {
     if (granted < options_.io_queues) return fail(Error{ErrorCode::kIoError, str("the target grants ", granted, " I/O queues, ", options_.io_queues, " asked")});
   }
   for (uint32_t q = 1; q <= options_.io_queues; q++) {
+    if (rdma) {
+      auto io = rdma_connect_queue(options_, static_cast<uint16_t>(q), cntlid, options_.queue_depth, in_capsule_bytes_);
+      if (!io.ok()) return fail(io.error());
+      links.rdma.push_back(io.value());
+      continue;
+    }
     auto io = tcp_connect_queue(options_, static_cast<uint16_t>(q), cntlid);
     if (!io.ok()) return fail(io.error());
-    fds.push_back(io.value().fd);
+    links.fds.push_back(io.value().fd);
   }
   // Back to plain blocking sockets: io_uring handles waiting; socket timeouts would surface as EAGAIN.
-  for (int fd : fds) {
+  for (int fd : links.fds) {
     timeval zero{};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &zero, sizeof zero);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof zero);
@@ -200,8 +231,8 @@ Result<std::shared_ptr<HostController>> HostController::connect(const std::strin
   if (reactors.empty()) return Error{ErrorCode::kFailedPrecondition, "the engine is not running: no reactor for the NVMe/TCP initiator"};
   if (options.io_queues == 0 || options.io_queues > kIoQueuesMax) return Error{ErrorCode::kInvalidArgument, "io_queues must be 1 to 64"};
   std::shared_ptr<HostController> c(new HostController(uri, std::move(options)));
-  std::vector<int> fds;
-  Status s = c->setup(fds);
+  QueueLinks links;
+  Status s = c->setup(links);
   if (!s.ok()) {
     std::lock_guard<std::mutex> lock(c->mutex_);
     c->last_error_ = s.error().message;
@@ -209,15 +240,22 @@ Result<std::shared_ptr<HostController>> HostController::connect(const std::strin
     return s.error();
   }
   uint32_t first = g_next_reactor.fetch_add(1);
-  for (size_t i = 0; i < fds.size(); i++) {
+  for (size_t i = 0; i < links.size(); i++) {
     Reactor* r = reactors[(first + i) % reactors.size()];
-    auto q = std::make_shared<TcpHostQueue>(c, r, static_cast<uint16_t>(i), i == 0 ? 32 : c->options_.queue_depth, c->in_capsule_bytes_, c->max_h2c_bytes_);
+    const auto qid = static_cast<uint16_t>(i);
+    const uint32_t depth = i == 0 ? 32 : c->options_.queue_depth;
+    std::shared_ptr<HostQueue> q;
+    if (c->options_.transport == HostTransport::kRdma) {
+      // No in-capsule data on the admin queue: the Linux target takes none there.
+      q = std::make_shared<RdmaHostQueue>(c, r, qid, depth, i == 0 ? 0 : c->in_capsule_bytes_);
+    } else {
+      q = std::make_shared<TcpHostQueue>(c, r, qid, depth, c->in_capsule_bytes_, c->max_h2c_bytes_);
+    }
     if (i == 0) q->set_keep_alive_ms(c->options_.kato_ms / 2);
     q->set_reconnect(c->options_.reconnect);
     c->queues_.push_back(q);
-    int fd = fds[i];
-    r->post([q, fd] { q->attach(fd); });
   }
+  c->attach_links(links);
   {
     std::lock_guard<std::mutex> lock(c->mutex_);
     c->set_state(HostControllerState::kLive);
@@ -226,6 +264,24 @@ Result<std::shared_ptr<HostController>> HostController::connect(const std::strin
   std::erase_if(g_controllers, [](auto& w) { return w.expired(); });
   g_controllers.push_back(c);
   return c;
+}
+
+void HostController::attach_links(QueueLinks& links) {
+  for (size_t i = 0; i < queues_.size(); i++) {
+    if (options_.transport == HostTransport::kRdma) {
+      if (i >= links.rdma.size()) break;
+      auto q = std::static_pointer_cast<RdmaHostQueue>(queues_[i]);
+      auto link = links.rdma[i];
+      q->reactor()->post([q, link] { q->attach(link); });
+    } else {
+      if (i >= links.fds.size()) break;
+      auto q = std::static_pointer_cast<TcpHostQueue>(queues_[i]);
+      int fd = links.fds[i];
+      q->reactor()->post([q, fd] { q->attach(fd); });
+    }
+  }
+  links.fds.clear();
+  links.rdma.clear();
 }
 
 HostController::~HostController() {
@@ -335,8 +391,8 @@ void HostController::reconnect_loop() {
   while (!closing_) {
     for (uint32_t slept = 0; slept < backoff_ms && !closing_; slept += 10) usleep(10000);
     if (closing_) return;
-    std::vector<int> fds;
-    Status s = setup(fds);
+    QueueLinks links;
+    Status s = setup(links);
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(mutex_);
       last_error_ = str("reconnect: ", s.error().message);
@@ -346,17 +402,13 @@ void HostController::reconnect_loop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (state_ != HostControllerState::kReconnecting) {
-        for (int fd : fds) ::close(fd);
+        links.close();
         return;
       }
       reconnects_++;
       set_state(HostControllerState::kLive);
     }
-    for (size_t i = 0; i < fds.size() && i < queues_.size(); i++) {
-      auto q = std::static_pointer_cast<TcpHostQueue>(queues_[i]);
-      int fd = fds[i];
-      q->reactor()->post([q, fd] { q->attach(fd); });
-    }
+    attach_links(links);
     return;
   }
 }

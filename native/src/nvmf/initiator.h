@@ -35,7 +35,15 @@ enum class HostControllerState {
 };
 const char* host_controller_state_name(HostControllerState state);
 
+// How a controller's queues reach the target.
+enum class HostTransport {
+  kTcp,   // nvmf://
+  kRdma,  // nvmf+rdma:// (RDMA CM, RC queue pairs)
+};
+const char* host_transport_name(HostTransport transport);
+
 struct InitiatorOptions {
+  HostTransport transport = HostTransport::kTcp;
   std::string host;  // IPv4 address or name
   uint16_t port = 4420;
   std::string subnqn;
@@ -75,6 +83,7 @@ std::vector<ControllerInfo> list_controllers();
 void close_all_controllers();
 
 class HostQueue;
+struct QueueLinks;
 
 class HostController : public std::enable_shared_from_this<HostController> {
  public:
@@ -107,7 +116,9 @@ class HostController : public std::enable_shared_from_this<HostController> {
  private:
   explicit HostController(std::string uri, InitiatorOptions options) : uri_(std::move(uri)), options_(std::move(options)) {}
   void set_state(HostControllerState next);  // the one place the state changes
-  Status setup(std::vector<int>& fds_out);  // blocking: admin + I/O connections
+  Status setup(QueueLinks& out);  // blocking: admin + I/O connections
+  // Hands each queue its new connection (on the queue's reactor).
+  void attach_links(QueueLinks& links);
   void reconnect_loop();
 
   const std::string uri_;

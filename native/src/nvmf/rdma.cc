@@ -27,86 +27,23 @@ constexpr long long kTimerTickNs = 500'000'000;
 constexpr uint32_t kCqeBytes = 16;
 constexpr uint32_t kSqeBytes = 64;
 constexpr int kPollBatch = 32;
-// Size classes of a device's registered data buffers: small admin and 4-8 KiB I/O, the Linux
-// host's common 128 KiB, and MDTS-sized transfers. ~44 MiB registered per device.
-constexpr struct {
-  size_t bytes, count;
-} kBufferClasses[] = {{8 * 1024, 1024}, {128 * 1024, 192}, {kMaxTransferBytes, 12}};
-
-Status set_nonblocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return Error{ErrorCode::kIoError, str("fcntl O_NONBLOCK: ", std::strerror(errno))};
-  return Status{};
-}
-
-std::string address_of(sockaddr* sa) {
-  if (sa == nullptr || sa->sa_family != AF_INET) return "?";
-  auto* a = reinterpret_cast<sockaddr_in*>(sa);
-  char text[INET_ADDRSTRLEN] = "?";
-  inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-  return str(text, ":", ntohs(a->sin_port));
-}
 
 }  // namespace
 
 // ---- device ---------------------------------------------------------------------------------------
 
 Result<std::shared_ptr<RdmaDevice>> RdmaDevice::open(ibv_context* verbs) {
-  auto d = std::shared_ptr<RdmaDevice>(new RdmaDevice());
+  auto d = std::make_shared<RdmaDevice>();
   d->verbs_ = verbs;
   if (ibv_query_device(verbs, &d->attr_) != 0) return Error{ErrorCode::kIoError, str("ibv_query_device: ", std::strerror(errno))};
-  d->pd_ = ibv_alloc_pd(verbs);
-  if (d->pd_ == nullptr) return Error{ErrorCode::kIoError, str("ibv_alloc_pd: ", std::strerror(errno))};
-  size_t total = 0;
-  for (auto& c : kBufferClasses) {
-    SizeClass sc{c.bytes, c.count, total, {}};
-    for (uint32_t i = c.count; i-- > 0;) sc.free.push_back(i);
-    total += c.bytes * c.count;
-    d->classes_.push_back(std::move(sc));
-  }
-  void* p = nullptr;
-  if (posix_memalign(&p, kDirectIoAlignmentBytes, total) != 0) return Error{ErrorCode::kNoSpace, "cannot allocate the RDMA data buffers"};
-  d->region_ = static_cast<uint8_t*>(p);
-  d->region_mr_ = ibv_reg_mr(d->pd_, d->region_, total, IBV_ACCESS_LOCAL_WRITE);
-  if (d->region_mr_ == nullptr) {
-    return Error{ErrorCode::kIoError, str("cannot register ", total >> 20, " MiB of RDMA data buffers (ibv_reg_mr: ", std::strerror(errno),
-                                           "); is the locked-memory limit (ulimit -l) too low?")};
-  }
+  auto pd = RdmaPd::alloc(verbs);
+  if (!pd.ok()) return pd.error();
+  d->pd_ = pd.value();
+  // The target's buffers are only ever the local side of its READs and WRITEs.
+  auto pool = RdmaBufferPool::create(d->pd_, {{8 * 1024, 1024}, {128 * 1024, 192}, {kMaxTransferBytes, 12}}, IBV_ACCESS_LOCAL_WRITE);
+  if (!pool.ok()) return pool.error();
+  d->pool_ = pool.value();
   return d;
-}
-
-RdmaDevice::~RdmaDevice() {
-  if (region_mr_ != nullptr) ibv_dereg_mr(region_mr_);
-  std::free(region_);
-  if (pd_ != nullptr) ibv_dealloc_pd(pd_);
-}
-
-RdmaDevice::Lease RdmaDevice::take(size_t bytes) {
-  auto self = shared_from_this();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t ci = 0; ci < classes_.size(); ci++) {
-      SizeClass& c = classes_[ci];
-      if (c.buffer_bytes < bytes || c.free.empty()) continue;
-      const uint32_t index = c.free.back();
-      c.free.pop_back();
-      uint8_t* data = region_ + c.offset + size_t{index} * c.buffer_bytes;
-      return Lease{AlignedBuffer::borrow(data, bytes,
-                                         [self, ci, index] {
-                                           std::lock_guard<std::mutex> l(self->mutex_);
-                                           self->classes_[ci].free.push_back(index);
-                                         }),
-                   region_mr_->lkey};
-    }
-  }
-  // Every class that fits is in use: a buffer of its own, registered for this request.
-  fallbacks_++;
-  auto owned = std::make_shared<AlignedBuffer>(bytes);
-  ibv_mr* mr = ibv_reg_mr(pd_, owned->data(), std::max<size_t>(bytes, 1), IBV_ACCESS_LOCAL_WRITE);
-  if (mr == nullptr) return Lease{};
-  return Lease{AlignedBuffer::borrow(owned->data(), bytes,
-                                     [self, owned, mr] { ibv_dereg_mr(mr); }),
-               mr->lkey};
 }
 
 // ---- listener -------------------------------------------------------------------------------------
@@ -534,7 +471,7 @@ void RdmaQueuePair::handle_capsule(uint32_t index, uint32_t bytes) {
 }
 
 bool RdmaQueuePair::lease_buffer(Request& r, uint32_t bytes) {
-  RdmaDevice::Lease lease = device_->take(bytes);
+  RdmaBufferPool::Lease lease = device_->take(bytes);
   if (!lease.buffer) return false;
   r.buffer = std::move(lease.buffer);
   transfers_[r.slot].local_key = lease.lkey;

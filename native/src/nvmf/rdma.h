@@ -33,59 +33,26 @@
 #include <vector>
 
 #include "nvmf/queue_pair.h"
+#include "nvmf/rdma_common.h"
 
 namespace strata::nvmf {
 
-// The NVMe-oF RDMA CM private data (NVMe-oF spec, RDMA transport binding): all little-endian.
-namespace rdma_cm {
-constexpr size_t kRequestBytes = 32;  // RECFMT, QID, HRQSIZE, HSQSIZE, CNTLID, reserved
-constexpr size_t kAcceptBytes = 32;   // RECFMT, CRQSIZE, reserved
-constexpr size_t kRejectBytes = 4;    // RECFMT, STS
-constexpr uint16_t kRecfmt = 0;
-// Reject status (STS) values.
-constexpr uint16_t kInvalidLength = 0x01, kInvalidRecfmt = 0x02, kInvalidQid = 0x03, kInvalidHsqsize = 0x04,
-                   kInvalidHrqsize = 0x05, kNoResources = 0x06;
-}  // namespace rdma_cm
-
-// SGL descriptor type bytes the RDMA binding adds (type << 4 | subtype).
-constexpr uint8_t kSglKeyedDataBlock = 0x40;            // keyed data block, address
-constexpr uint8_t kSglKeyedDataBlockInvalidate = 0x4F;  // ... and invalidate the key with the response
-
-// What one RDMA device lends every queue on it: the protection domain and registered data
-// buffers in size classes (registered once, never per I/O). A request takes the smallest free
-// buffer that fits; when the classes run dry it gets a buffer registered for it alone (counted
-// in `fallback_registrations`): slower, never wrong. Held by shared_ptr from every leased
-// buffer, so memory the backend still reads or writes is never unregistered under it.
-class RdmaDevice : public std::enable_shared_from_this<RdmaDevice> {
+// What one RDMA device lends every queue of the target on it: the protection domain and
+// registered data buffers (registered once, never per I/O; rdma_common.h).
+class RdmaDevice {
  public:
-  struct Lease {
-    std::shared_ptr<AlignedBuffer> buffer;  // null when even a one-off registration failed
-    uint32_t lkey = 0;
-  };
   static Result<std::shared_ptr<RdmaDevice>> open(ibv_context* verbs);
-  ~RdmaDevice();
-  Lease take(size_t bytes);  // any thread
+  RdmaBufferPool::Lease take(size_t bytes) { return pool_->take(bytes); }  // any thread
   ibv_context* verbs() const { return verbs_; }
-  ibv_pd* pd() const { return pd_; }
+  ibv_pd* pd() const { return pd_->pd; }
   const ibv_device_attr& attr() const { return attr_; }
   std::string name() const { return ibv_get_device_name(verbs_->device); }
-  uint64_t fallback_registrations() const { return fallbacks_.load(); }
 
  private:
-  struct SizeClass {
-    size_t buffer_bytes;
-    size_t count;
-    size_t offset;  // into region_
-    std::vector<uint32_t> free;
-  };
   ibv_context* verbs_ = nullptr;
-  ibv_pd* pd_ = nullptr;
+  std::shared_ptr<RdmaPd> pd_;
   ibv_device_attr attr_{};
-  uint8_t* region_ = nullptr;
-  ibv_mr* region_mr_ = nullptr;
-  std::mutex mutex_;  // guards the free lists
-  std::vector<SizeClass> classes_;
-  std::atomic<uint64_t> fallbacks_{0};
+  std::shared_ptr<RdmaBufferPool> pool_;
 };
 
 class RdmaQueuePair;

@@ -5,6 +5,8 @@ import { status } from "@grpc/grpc-js";
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isEngineCallError } from "../../../common/client";
 import { ENGINE_BIN, startEngine, TestEngine, nvmfPortOf } from "../../helpers/engine";
@@ -99,4 +101,37 @@ test("a busy NVMe/TCP port stops the engine with a message naming the flag", asy
   blocker.close();
   t.is(run.status, 1);
   t.regex(run.stderr, /--nvmf-discovery-listen: cannot listen on 127\.0\.0\.1:\d+: Address already in use/);
+});
+
+test("--rdma-interface: an engine that cannot serve RDMA serves TCP, logs why and GetInfo reports both transports", async (t) => {
+  // This machine has no RDMA device (the VM's soft-RoCE checks the served case): loopback is
+  // refused by name, and the engine must not start silently without the transport it was asked for.
+  const e = await startEngine({ extraArgs: ["--rdma-interface", "lo"] });
+  engines.push(e);
+  const c = e.connect();
+  const info = await c.call("GetInfo", {});
+  c.close();
+  const transports = info.transports ?? [];
+  t.deepEqual(transports.map((x) => [x.trtype, x.available]), [["tcp", true], ["rdma", false]]);
+  t.is(transports[0].address, `127.0.0.1:${nvmfPortOf(e)}`);
+  t.is(transports[1].interface, "lo");
+  t.regex(transports[1].reason ?? "", /^network interface 'lo' is a loopback interface/);
+  t.regex(e.logs, /"NVMe over RDMA is not served; TCP only".*"interface":"lo".*loopback interface/);
+
+  const plain = await startEngine();
+  engines.push(plain);
+  const pc = plain.connect();
+  t.deepEqual(((await pc.call("GetInfo", {})).transports ?? []).map((x) => x.trtype), ["tcp"], "no --rdma-interface: TCP only, nothing to explain");
+  pc.close();
+});
+
+test("--rdma-interface must name an interface", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "strata-rdma-flag-"));
+  writeFileSync(join(dir, "token"), "a-token-of-at-least-16-characters");
+  const run = spawnSync(process.execPath, [ENGINE_BIN, "--node", "x", "--data-dir", join(dir, "d"), "--token-file", join(dir, "token"), "--rdma-interface", "eth0; rm -rf /"], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  t.is(run.status, 2);
+  t.regex(run.stderr, /--rdma-interface must be a network interface name/);
 });
