@@ -14,6 +14,7 @@ import type { Nexus__Output as Nexus } from "../engine/generated/strata/engine/v
 import { CALL_DEADLINE_MS, everyStep, MUTATE_DEADLINE_MS, onNode, REPLICA_SLOTS, replicaUuidFor } from "./cluster";
 import type { ClusterConfig } from "./connection";
 import type { PlacedReplica } from "./placement";
+import { nodeTransports, nvmeConnectCommand, resolveLeg, type TransportMode } from "./transport";
 import type { ChildState, NexusHealth, NexusStatus } from "./volume-spec";
 
 export interface ReplicatedSpec {
@@ -24,6 +25,9 @@ export interface ReplicatedSpec {
   readonly frontendHostNqn: string;
   readonly placement: readonly PlacedReplica[];
   readonly leaving: readonly PlacedReplica[];
+  /** The frontend leg's and the replica leg's transports (default "tcp"). */
+  readonly transport?: TransportMode;
+  readonly replicaTransport?: TransportMode;
 }
 
 /** How often a wait for rebuilds looks at the nexus. */
@@ -47,14 +51,28 @@ export async function nexusHost(cluster: ClusterConfig, nexusNode: string): Prom
  * node whose engine authenticates gets shares that require its secret, so a peer that merely
  * claims its NQN is refused.
  */
-export async function childUri(cluster: ClusterConfig, nexusNode: string, host: NexusHost, replica: PlacedReplica): Promise<string> {
+export async function childUri(
+  cluster: ClusterConfig,
+  nexusNode: string,
+  host: NexusHost,
+  replica: PlacedReplica,
+  transport: TransportMode = "tcp",
+): Promise<string> {
   if (replica.node === nexusNode) return localChildUri(replica.replicaUuid);
+  // The leg's ends are both Strata nodes: RDMA only where both serve it ("rdma" was checked at preview).
+  let rdmaAddress = "";
+  if (transport !== "tcp") {
+    const ends = [await nodeTransports(cluster, nexusNode), await nodeTransports(cluster, replica.node)];
+    const leg = resolveLeg(transport, ends);
+    if ("error" in leg) throw new Error(`replica ${replica.replicaUuid}: replicaTransport "rdma": ${leg.error}`);
+    if (leg.transport === "rdma") rdmaAddress = ends[1].rdmaAddress;
+  }
   return onNode(cluster, replica.node, async (engine) => {
     const who = host.dhchapSecret
       ? { allowed_host_nqns: [], hosts: [{ nqn: host.nqn, dhchap_secret: host.dhchapSecret, dhchap_ctrl_secret: "" }] }
       : { allowed_host_nqns: [host.nqn], hosts: [] };
     const sub = await engine.call("ShareReplica", { uuid: replica.replicaUuid, ...who }, MUTATE_DEADLINE_MS);
-    return remoteChildUri(sub.address, sub.nqn);
+    return rdmaAddress ? remoteChildUri(rdmaAddress, sub.nqn, "rdma") : remoteChildUri(sub.address, sub.nqn);
   });
 }
 
@@ -81,7 +99,7 @@ export async function converge(cluster: ClusterConfig, spec: ReplicatedSpec, opt
   const uriOf = async (r: PlacedReplica) => {
     let uri = uris.get(r.replicaUuid);
     if (uri === undefined) {
-      uri = await childUri(cluster, spec.nexusNode, host, r);
+      uri = await childUri(cluster, spec.nexusNode, host, r, spec.replicaTransport);
       uris.set(r.replicaUuid, uri);
     }
     return uri;
@@ -243,24 +261,49 @@ export function splitAddress(address: string): { host: string; port: number } {
 }
 
 /** What the nexus node reports about the volume's nexus. */
-export async function observeNexus(cluster: ClusterConfig, spec: Pick<ReplicatedSpec, "nexusUuid" | "nexusNode" | "placement" | "leaving">): Promise<NexusStatus> {
+export async function observeNexus(
+  cluster: ClusterConfig,
+  spec: Pick<ReplicatedSpec, "nexusUuid" | "nexusNode" | "placement" | "leaving" | "transport">,
+): Promise<NexusStatus> {
   const node = spec.nexusNode;
   const n = await onNode(cluster, node, (engine) => findNexus(engine, spec.nexusUuid));
+  // The frontend leg: the nexus is served on every transport of its node; report the chosen one.
+  let transport: "tcp" | "rdma" = "tcp";
+  let rdmaAddress = "";
+  if ((spec.transport ?? "tcp") !== "tcp") {
+    const ends = [await nodeTransports(cluster, node)];
+    const leg = resolveLeg(spec.transport ?? "tcp", ends);
+    if ("transport" in leg && leg.transport === "rdma") {
+      transport = "rdma";
+      rdmaAddress = ends[0].rdmaAddress;
+    }
+  }
   const children = [...spec.placement, ...spec.leaving].map((replica) => {
     const c = n ? childOf(n, replica.replicaUuid) : undefined;
     const total = Number(c?.rebuild?.bytes_total ?? 0);
     const rebuildPercent = c?.state === "rebuilding" && total > 0 ? Math.floor((Number(c.rebuild!.bytes_done) * 100) / total) : c?.state === "rebuilding" ? 0 : 100;
-    return { node: replica.node, replicaUuid: replica.replicaUuid, state: (c?.state ?? "missing") as ChildState, reason: c?.reason ?? "none", rebuildPercent };
+    const childTransport = !c ? "" : c.uri.startsWith("replica:") ? "local" : c.uri.startsWith("nvmf+rdma:") ? "rdma" : "tcp";
+    return {
+      node: replica.node,
+      replicaUuid: replica.replicaUuid,
+      state: (c?.state ?? "missing") as ChildState,
+      reason: c?.reason ?? "none",
+      rebuildPercent,
+      transport: childTransport as NexusStatus["children"][number]["transport"],
+    };
   });
-  const address = n?.address ?? "";
+  const published = (n?.address ?? "") !== "";
+  const address = published && transport === "rdma" ? rdmaAddress : n?.address ?? "";
   return {
     uuid: spec.nexusUuid,
     node,
     health: (n?.health ?? "missing") as NexusHealth,
     sizeBytes: Number(n?.size_bytes ?? 0),
     nqn: n?.nqn ?? "",
+    transport,
     address,
     ...splitAddress(address),
+    connectCommand: published ? nvmeConnectCommand(transport, address, n?.nqn ?? "", n?.frontend_host_nqn ?? "") : "",
     children,
   };
 }

@@ -3,6 +3,7 @@
 // to today's shape (snake_case placement entries, a pool list of bare uuids, no nexus node).
 import { NEXUS_LABEL_REGION_BYTES } from "../common/nexus-rules";
 import type { PlacedReplica } from "./placement";
+import type { Transport, TransportMode } from "./transport";
 
 /** The most replicas a volume may have: a product limit (a nexus could take NEXUS_MAX_CHILDREN children; 5 is plenty). */
 export const MAX_REPLICAS = 5;
@@ -51,6 +52,10 @@ export interface VolumeInputs {
   readonly group: string;
   /** The host NQN of the frontend node the nexus is published to ("" = unpublished). */
   readonly frontendHostNqn: string;
+  /** The frontend leg's transport: "tcp" (default), "rdma" or "auto" (provider/transport.ts). */
+  readonly transport: TransportMode;
+  /** The nexus-to-replica leg's transport for remote replicas: "tcp" (default), "rdma" or "auto". */
+  readonly replicaTransport: TransportMode;
   /** The URN of the volume declared before this one: orders placement (never a change by itself). */
   readonly planAfter: string;
   /** Pools declared earlier in the program (placement input only: never a change by itself). */
@@ -83,6 +88,8 @@ export interface NexusChildStatus {
   readonly reason: string;
   /** Percent of the rebuild done while rebuilding; 100 otherwise. */
   readonly rebuildPercent: number;
+  /** How the nexus reaches it: "local" (same node), "tcp" or "rdma"; "" when it is not a child. */
+  readonly transport?: "local" | Transport | "";
 }
 
 export interface NexusStatus {
@@ -92,10 +99,14 @@ export interface NexusStatus {
   readonly sizeBytes: number;
   /** The NVMe/TCP subsystem the frontend connects to ("" while unpublished). */
   readonly nqn: string;
-  /** HOST:PORT of the NVMe/TCP listener ("" while unpublished), and the same split in two. */
+  /** The frontend leg's transport ("tcp" or "rdma"), as `transport` resolved on the nexus node. */
+  readonly transport: Transport;
+  /** HOST:PORT the frontend connects to over that transport ("" while unpublished), and the same split in two. */
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** The `nvme connect -t … -a … -s … -n … --hostnqn …` command of the frontend host ("" while unpublished). */
+  readonly connectCommand: string;
   readonly children: NexusChildStatus[];
 }
 
@@ -164,6 +175,8 @@ export function normalizeState<T extends Partial<VolumeOutputs>>(raw: T): T {
     group: raw.group ?? "",
     declaredPools: raw.declaredPools ?? [],
     planAfter: raw.planAfter ?? "",
+    transport: raw.transport ?? "tcp",
+    replicaTransport: raw.replicaTransport ?? "tcp",
     nexusUuid,
     nexusNode: typeof raw.nexusNode === "string" && raw.nexusNode ? raw.nexusNode : nexusUuid ? placement[0]?.node ?? "" : "",
   };

@@ -14,6 +14,7 @@ import { checkLabels, checkName, checkNqn, checkSizeBytes, checkUuid, describe }
 import { CALL_DEADLINE_MS, MUTATE_DEADLINE_MS, newUuid, nexusUuidFor, onNode, replicaUuidFor } from "./cluster";
 import { ClusterConfig, ConfiguredProvider } from "./connection";
 import { converge, destroyNexus, observeNexus } from "./nexus";
+import { checkTransportMode, nodeTransports, resolveLeg, type NodeTransports } from "./transport";
 import { isPlacementError, PlacedReplica, PlacementRequest } from "./placement";
 import { planPlacement } from "./plan";
 import { isUnknown } from "./unknown";
@@ -63,6 +64,8 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
       topologySpread: "preferred",
       group: "",
       frontendHostNqn: "",
+      transport: "tcp",
+      replicaTransport: "tcp",
       ...rawNews,
       placement: [],
       leaving: [],
@@ -100,6 +103,18 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
       fail("frontendHostNqn", checkNqn(inputs.frontendHostNqn));
       if (legacy) fail("frontendHostNqn", `volume ${uuid} was made by an older Strata as a plain replica without a nexus: it cannot be published`);
     }
+    if (!isUnknown(inputs.transport)) fail("transport", checkTransportMode(inputs.transport));
+    if (!isUnknown(inputs.replicaTransport)) {
+      fail("replicaTransport", checkTransportMode(inputs.replicaTransport));
+      // A child keeps the transport it was added with: switching one means re-adding it (a full
+      // rebuild), which this provider does not do behind a one-word change.
+      if (olds && olds.replicaTransport !== inputs.replicaTransport)
+        fail(
+          "replicaTransport",
+          `cannot change from "${olds.replicaTransport}" to "${inputs.replicaTransport}" in place: existing children keep the transport they were added with; ` +
+            "declare a new volume with the transport and copy the data",
+        );
+    }
     if (!isUnknown(inputs.poolLabels)) fail("poolLabels", checkLabels(inputs.poolLabels));
     if (!isUnknown(inputs.nodeSelector)) fail("nodeSelector", checkLabels(inputs.nodeSelector));
     if (!isUnknown(inputs.topologySpread) && !SPREAD_MODES.includes(inputs.topologySpread))
@@ -123,6 +138,7 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
       const placement = placed.placement.map((r) => ({ ...r, reason: reasonOf(r) }));
       const nexusNode = inputs.nexusUuid ? inputs.nexusNode || placement[0].node : "";
       inputs = { ...inputs, placement, leaving: placed.leaving, nexusNode };
+      failures.push(...(await this.checkTransports(inputs)));
     } catch (err) {
       // Reported on sizeBytes: what most often does not fit is the size (the message names every pool's reason).
       if (isPlacementError(err)) return { inputs, failures: [{ property: "sizeBytes", reason: (err as Error).message }] };
@@ -165,6 +181,34 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
     return planPlacement(this.clusterOrThrow(), inputs.uuid, inputs.declaredPools, req, existing, (slot) => replicaUuidFor(inputs.uuid, slot));
   }
 
+  /**
+   * A leg declared "rdma" must have RDMA on every Strata end, or preview fails naming the node:
+   * the frontend leg on the nexus node, the replica leg on the nexus node and every node of a
+   * remote replica. "auto" never fails (it falls back to TCP).
+   */
+  private async checkTransports(inputs: VolumeInputs): Promise<dynamic.CheckFailure[]> {
+    if (!inputs.nexusUuid || (inputs.transport !== "rdma" && inputs.replicaTransport !== "rdma")) return [];
+    const cluster = this.clusterOrThrow();
+    const known = new Map<string, Promise<NodeTransports>>();
+    const of = (node: string) => {
+      if (!known.has(node)) known.set(node, nodeTransports(cluster, node));
+      return known.get(node)!;
+    };
+    const failures: dynamic.CheckFailure[] = [];
+    if (inputs.transport === "rdma") {
+      const leg = resolveLeg("rdma", [await of(inputs.nexusNode)]);
+      if ("error" in leg) failures.push({ property: "transport", reason: `the frontend leg cannot use RDMA: ${leg.error}` });
+    }
+    if (inputs.replicaTransport === "rdma") {
+      const remote = [...new Set(inputs.placement.map((r) => r.node).filter((n) => n !== inputs.nexusNode))];
+      if (remote.length > 0) {
+        const leg = resolveLeg("rdma", [await of(inputs.nexusNode), ...(await Promise.all(remote.map(of)))]);
+        if ("error" in leg) failures.push({ property: "replicaTransport", reason: `the replica leg cannot use RDMA: ${leg.error}` });
+      }
+    }
+    return failures;
+  }
+
   async diff(_id: string, rawOlds: VolumeOutputs, news: VolumeInputs): Promise<dynamic.DiffResult> {
     const olds = normalizeState(rawOlds);
     const replaces: string[] = [];
@@ -174,6 +218,8 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
       olds.thin !== news.thin ||
       olds.replicas !== news.replicas ||
       (olds.frontendHostNqn ?? "") !== (news.frontendHostNqn ?? "") ||
+      olds.transport !== news.transport ||
+      olds.replicaTransport !== news.replicaTransport ||
       !samePlacement(olds.placement, news.placement) ||
       (news.leaving ?? []).length > 0 ||
       !sameLabels(olds.poolLabels, news.poolLabels) ||
@@ -296,6 +342,8 @@ export class VolumeProvider extends ConfiguredProvider implements dynamic.Resour
       poolLabels: {},
       topologyKey: "zone",
       frontendHostNqn: home.nexus.frontend_host_nqn,
+      // The replica leg as the children were added: RDMA when any remote child uses it.
+      replicaTransport: home.nexus.children.some((c) => c.uri.startsWith("nvmf+rdma://")) ? "rdma" : "tcp",
       placement,
       leaving: [],
       nexusUuid,

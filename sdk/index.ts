@@ -30,6 +30,7 @@ import type {
   SpreadMode,
   VolumeHealth,
 } from "../provider/volume-spec";
+import type { Transport, TransportMode } from "../provider/transport";
 
 export { MIB, GIB } from "../common/validate";
 export { NEXUS_LABEL_REGION_BYTES } from "../common/nexus-rules";
@@ -45,6 +46,8 @@ export type {
   ReplicaState,
   ReplicaStatus,
   SpreadMode,
+  Transport,
+  TransportMode,
   VolumeHealth,
 };
 
@@ -264,6 +267,21 @@ export interface VolumeArgs {
    * volume to the new frontend in place.
    */
   readonly frontendHostNqn?: pulumi.Input<string>;
+  /**
+   * The frontend leg's NVMe-oF transport: "tcp" (default), "rdma" (the nexus node must serve
+   * NVMe over RDMA: its engine runs with --rdma-interface on an interface with an RDMA device;
+   * otherwise preview fails naming the node) or "auto" (RDMA when the nexus node serves it). The
+   * outputs `nexus.transport`, `nexus.address` and `nexus.connectCommand` say what to connect
+   * with; the nexus stays reachable over TCP too.
+   */
+  readonly transport?: pulumi.Input<TransportMode>;
+  /**
+   * The nexus-to-replica leg for replicas on other nodes: "tcp" (default), "rdma" (the nexus node
+   * and every remote replica's node must serve RDMA, or preview fails naming the node) or "auto"
+   * (RDMA where both ends serve it). `nexus.children[].transport` says what each child uses. Set
+   * when the volume is made: existing children keep theirs, so a change is refused at preview.
+   */
+  readonly replicaTransport?: pulumi.Input<TransportMode>;
   /** Place only on these pools (Pool resources or pool uuids). Default: any pool that fits. */
   readonly pools?: (Pool | pulumi.Input<string>)[];
   /** Place only on pools carrying all these labels. */
@@ -353,6 +371,8 @@ export class Volume extends pulumi.dynamic.Resource {
         topologySpread: args.topologySpread ?? "preferred",
         group: args.group ?? "",
         frontendHostNqn: args.frontendHostNqn ?? "",
+        transport: args.transport ?? "tcp",
+        replicaTransport: args.replicaTransport ?? "tcp",
         declaredPools: opts?.id ? [] : declaredPoolsSoFar(),
         uuid: opts?.id ? undefined : importId || derivedUuid("Volume", name),
         importId,

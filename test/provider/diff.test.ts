@@ -40,6 +40,8 @@ const volume: VolumeOutputs = {
   topologySpread: "preferred",
   group: "",
   frontendHostNqn: "",
+  transport: "tcp",
+  replicaTransport: "tcp",
   declaredPools: [],
   planAfter: "",
   placement: [{ replicaUuid: "r", node: "node-a", poolUuid: pool.uuid, pool: "p", reason: "" }],
