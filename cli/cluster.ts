@@ -103,6 +103,8 @@ export interface ClusterUpOptions {
   readonly nodes: number;
   readonly basePort: number;
   readonly diskMib: number;
+  /** Every engine also serves NVMe over RDMA on this interface ("" = TCP only). */
+  readonly rdmaInterface?: string;
   readonly home: string;
   /** Write endpoints, disks and token into this stack's config (skipped when null). */
   readonly stack: StackOptions | null;
@@ -160,7 +162,8 @@ export async function clusterUp(opts: ClusterUpOptions): Promise<ClusterRecord> 
        "--dhchap-secret-file", secretFile,
        // Several engines share this machine, so each gets its own NVMe/TCP ports, stable across
        // restarts so a host can reconnect: the gRPC port + 1000 for I/O, + 2000 for discovery.
-       "--nvmf-listen", `${host}:${port + 1000}`, "--nvmf-discovery-listen", `${host}:${port + 2000}`],
+       "--nvmf-listen", `${host}:${port + 1000}`, "--nvmf-discovery-listen", `${host}:${port + 2000}`,
+       ...(opts.rdmaInterface ? ["--rdma-interface", opts.rdmaInterface] : [])],
       { detached: true, stdio: ["ignore", out, out] },
     );
     closeSync(out);
@@ -208,6 +211,8 @@ export interface NodeStatus {
   readonly state: "running" | "stopped" | "unreachable";
   /** Where the node serves NVMe/TCP; empty when it is not running. */
   readonly nvmf_endpoint: string;
+  /** NVMe over RDMA: "ADDRESS (DEVICE)" when served, "no: REASON" when asked for but not served, "" when not asked for. */
+  readonly rdma: string;
   readonly pools: number;
   readonly used_bytes: number;
   readonly capacity_bytes: number;
@@ -237,13 +242,19 @@ export interface CsalStatus {
   readonly map_limit_bytes: number;
 }
 
+function rdmaStatus(transports: readonly { trtype: string; available: boolean; address: string; device: string; reason: string }[]): string {
+  const r = transports.find((t) => t.trtype === "rdma");
+  if (!r) return "";
+  return r.available ? `${r.address} (${r.device})` : `no: ${r.reason}`;
+}
+
 export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> {
   const record = loadCluster(home);
   if (!record) return [];
   const token = readToken(record);
   return Promise.all(
     record.nodes.map(async (n): Promise<NodeStatus> => {
-      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0, csal: [] };
+      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", rdma: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0, csal: [] };
       if (!alive(n.pid)) return { ...base, state: "stopped", pid: null };
       const engine = connectEngine({ node: n.node, endpoint: n.endpoint, token });
       try {
@@ -259,6 +270,7 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
           state: "running",
           pid: n.pid,
           nvmf_endpoint: info.nvmf_endpoint,
+          rdma: rdmaStatus(info.transports ?? []),
           pools: pools.length,
           used_bytes: pools.reduce((s, p) => s + p.used_bytes, 0),
           capacity_bytes: pools.reduce((s, p) => s + p.capacity_bytes, 0),

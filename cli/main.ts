@@ -9,8 +9,10 @@ import { recoverInterruptedUpdate, DEFAULT_STACK, openStack } from "./pulumi";
 
 const USAGE = `usage: strata <command>
 
-  cluster up [--nodes N] [--base-port P] [--disk-mib M] [--dir DIR]
-                          start N local engines (default 3) and write the stack config
+  cluster up [--nodes N] [--base-port P] [--disk-mib M] [--dir DIR] [--rdma-interface IFACE]
+                          start N local engines (default 3) and write the stack config;
+                          with --rdma-interface they also serve NVMe over RDMA on that
+                          interface's address (\`strata cluster status\` says whether they do)
   cluster status [--dir DIR]
                           one line per node: endpoint, state, pools, capacity, replicas
   cluster down [--purge] [--dir DIR]
@@ -144,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
             nodes: intFlag(rest, "--nodes", 3),
             basePort: intFlag(rest, "--base-port", DEFAULT_BASE_PORT),
             diskMib: intFlag(rest, "--disk-mib", DEFAULT_DISK_MIB),
+            rdmaInterface: flag(rest, "--rdma-interface") ?? "",
             home,
             stack: rest.includes("--no-config") ? null : { home },
             log: print,
@@ -157,11 +160,12 @@ export async function main(argv: string[]): Promise<number> {
           }
           print(
             formatTable([
-              ["NODE", "ENDPOINT", "NVMF", "STATE", "POOLS", "USED/CAPACITY", "REPLICAS"],
+              ["NODE", "ENDPOINT", "NVMF", "RDMA", "STATE", "POOLS", "USED/CAPACITY", "REPLICAS"],
               ...rows.map((r) => [
                 r.node,
                 r.endpoint,
                 r.nvmf_endpoint || "-",
+                r.rdma || "-",
                 r.state,
                 String(r.pools),
                 `${formatBytes(r.used_bytes)}/${formatBytes(r.capacity_bytes)}`,

@@ -9,6 +9,7 @@
 #   - our initiator (nvmf+rdma://) against the kernel's nvmet-rdma reads back what it wrote
 #   - both legs over RDMA: a nexus on one engine over three replicas of a second engine
 #     (children nvmf+rdma://), published to the kernel host over RDMA, passes fio verify
+#   - a Volume with transport "rdma" deploys through the real Pulumi CLI (rdma-pulumi.js)
 # Prints PASS/FAIL per step; exits non-zero if any step failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -181,6 +182,11 @@ step "kernel nvmet-rdma target on $ADDR:4431" kernel_rdma_target
 node "$ROOT/test/interop/initiator.js" "nvmf+rdma://$ADDR:4431/$KNQN?hostnqn=$HOSTNQN" | sed 's/^\(PASS\|FAIL\) /\1 rdma initiator: /' | tee $WORK/initiator.log
 grep -q "^FAIL" $WORK/initiator.log && FAILED=1
 rm -f $CFG/ports/2/subsystems/$KNQN 2>/dev/null
+
+# The user's path: strata cluster up --rdma-interface, then a Volume with transport "rdma" and
+# replicaTransport "rdma" through the real Pulumi CLI; its data verified over NVMe/RDMA.
+node "$ROOT/test/interop/rdma-pulumi.js" $IFACE $ADDR 2>&1 | tee $WORK/pulumi.log
+grep -q "^FAIL" $WORK/pulumi.log && FAILED=1
 
 [ $FAILED = 0 ] && echo "RDMA INTEROP PASS" || { echo "RDMA INTEROP FAIL"; echo "--- engine log tail"; tail -n 40 $WORK/engine.log; }
 exit $FAILED
