@@ -14,41 +14,11 @@ POOL=11111111-2222-4333-8444-555555555555
 REPLICA=66666666-7777-4888-8999-aaaaaaaaaaaa
 NQN=nqn.2026-11.io.strata:replica:$REPLICA
 FAILED=0
-step() { local name=$1; shift; local t0=$(date +%s); if "$@" > $WORK/step.log 2>&1; then echo "PASS $name ($(( $(date +%s) - t0 )) s)"; else echo "FAIL $name"; sed 's/^/    /' $WORK/step.log | tail -n 30; FAILED=1; fi; }
-ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
+source "$ROOT/test/interop/lib.sh"
 
-start_engine() {
-  # A fresh log per start, so "engine ready" means this process.
-  [ -f $WORK/engine.log ] && cat $WORK/engine.log >> $WORK/engine-previous.log
-  : > $WORK/engine.log
-  node "$ROOT/bin/strata-engine.js" --node vm --data-dir $WORK/data --device-dir $WORK --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
-    >> $WORK/engine.log 2>&1 &
-  ENGINE_PID=$!
-  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done
-  cat $WORK/engine.log; return 1
-}
+start_engine() { start_engine_at $WORK/data $STRATA_ENDPOINT; }
 stop_engine() { kill -TERM $ENGINE_PID && wait $ENGINE_PID; }
-device() {  # the block device of our subsystem's namespace
-  for s in /sys/class/nvme-subsystem/*; do
-    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
-    for n in $s/nvme*n*; do [ -e "$n" ] && { echo /dev/$(basename $n); return 0; }; done
-  done
-  return 1
-}
-connect() {
-  nvme connect -t tcp -n $NQN -a 127.0.0.1 -s 4420 --hostnqn $HOSTNQN --hostid $HOSTID "$@" || return 1
-  for _ in $(seq 1 40); do DEV=$(device) && [ -b "$DEV" ] && return 0; sleep 0.5; done
-  return 1
-}
-disconnect() { nvme disconnect -n $NQN; }
-fio_verify() {  # bs jobs
-  fio --name=verify-$1 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=$1 --numjobs=$2 --iodepth=16 \
-    --size=24M --offset_increment=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting --minimal | cut -d';' -f1-8
-}
-trim_pass() {
-  fio --name=trim --filename=$DEV --direct=1 --ioengine=libaio --rw=trim --bs=1M --offset=128M --size=16M --iodepth=16 --minimal >/dev/null &&
-  cmp -n $((16 << 20)) <(dd if=$DEV bs=1M skip=128 count=16 iflag=direct 2>/dev/null) /dev/zero
-}
+connect() { kernel_connect tcp 127.0.0.1 4420 "$@"; }
 
 modprobe nvme-tcp
 cd "$ROOT"

@@ -9,7 +9,8 @@
 #   - our initiator (nvmf+rdma://) against the kernel's nvmet-rdma reads back what it wrote
 #   - both legs over RDMA: a nexus on one engine over three replicas of a second engine
 #     (children nvmf+rdma://), published to the kernel host over RDMA, passes fio verify
-#   - a Volume with transport "rdma" deploys through the real Pulumi CLI (rdma-pulumi.js)
+#   - with STRATA_RDMA_PULUMI=1: a Volume with transport "rdma" deploys through the real
+#     Pulumi CLI (rdma-pulumi.js; npm run test:interop-rdma-pulumi)
 # Prints PASS/FAIL per step; exits non-zero if any step failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,8 +26,8 @@ POOL=21111111-2222-4333-8444-555555555555
 REPLICA=26666666-7777-4888-8999-aaaaaaaaaaaa
 NQN=nqn.2026-11.io.strata:replica:$REPLICA
 FAILED=0
-step() { local name=$1; shift; local t0=$(date +%s); if "$@" > $WORK/step.log 2>&1; then echo "PASS rdma: $name ($(( $(date +%s) - t0 )) s)"; else echo "FAIL rdma: $name"; sed 's/^/    /' $WORK/step.log | tail -n 30; FAILED=1; fi; }
-ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
+STEP_PREFIX="rdma: "
+source "$ROOT/test/interop/lib.sh"
 
 soft_roce() {
   for m in dummy rdma_rxe rdma_ucm ib_uverbs nvme-rdma; do modprobe $m || return 1; done
@@ -36,13 +37,7 @@ soft_roce() {
   ulimit -l unlimited
 }
 start_engine() {  # extra flags...
-  [ -f $WORK/engine.log ] && cat $WORK/engine.log >> $WORK/engine-previous.log
-  : > $WORK/engine.log
-  node "$ROOT/bin/strata-engine.js" --node vm-rdma --data-dir $WORK/data --device-dir $WORK --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT \
-    --nvmf-listen 127.0.0.1:4430 --nvmf-discovery-listen 127.0.0.1:8019 "$@" >> $WORK/engine.log 2>&1 &
-  ENGINE_PID=$!
-  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log 2>/dev/null && return 0; sleep 0.5; done
-  cat $WORK/engine.log; return 1
+  ENGINE_NODE=vm-rdma start_engine_at $WORK/data $STRATA_ENDPOINT --nvmf-listen 127.0.0.1:4430 --nvmf-discovery-listen 127.0.0.1:8019 "$@"
 }
 stop_engine() { kill -TERM $ENGINE_PID; while kill -0 $ENGINE_PID 2>/dev/null; do sleep 0.2; done; }
 # GetInfo's RDMA transport as "available address device reason".
@@ -52,18 +47,7 @@ rdma_transport() {
     if (!t) { console.log("absent"); process.exit(0); }
     console.log(JSON.stringify(t));'
 }
-device() {
-  for s in /sys/class/nvme-subsystem/*; do
-    [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
-    for n in $s/nvme*n*; do [ -e "$n" ] && { echo /dev/$(basename $n); return 0; }; done
-  done
-  return 1
-}
-connect() {
-  nvme connect -t rdma -n $NQN -a $ADDR -s 4430 --hostnqn $HOSTNQN --hostid $HOSTID "$@" || return 1
-  for _ in $(seq 1 40); do DEV=$(device) && [ -b "$DEV" ] && return 0; sleep 0.5; done
-  return 1
-}
+connect() { kernel_connect rdma $ADDR 4430 "$@"; }
 transport_is_rdma() {  # the kernel's controller of our subsystem runs over rdma
   for s in /sys/class/nvme-subsystem/*; do
     [ "$(cat $s/subsysnqn 2>/dev/null)" = "$NQN" ] || continue
@@ -71,16 +55,6 @@ transport_is_rdma() {  # the kernel's controller of our subsystem runs over rdma
   done
   return 1
 }
-disconnect() { nvme disconnect -n $NQN; }
-fio_verify() {  # bs jobs
-  fio --name=verify-$1 --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=$1 --numjobs=$2 --iodepth=16 \
-    --size=24M --offset_increment=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting --minimal | cut -d';' -f1-8
-}
-trim_pass() {
-  fio --name=trim --filename=$DEV --direct=1 --ioengine=libaio --rw=trim --bs=1M --offset=128M --size=16M --iodepth=16 --minimal >/dev/null &&
-  cmp -n $((16 << 20)) <(dd if=$DEV bs=1M skip=128 count=16 iflag=direct 2>/dev/null) /dev/zero
-}
-
 cd "$ROOT"
 step "soft-RoCE: rxe0 on $IFACE ($ADDR)" soft_roce
 ulimit -l unlimited 2>/dev/null
@@ -116,6 +90,24 @@ step "engine restarts" stop_engine
 step "engine starts again" start_engine --rdma-interface $IFACE
 step "nvme connect -t rdma after restart" connect
 step "marker survived the restart" bash -c "cmp -n $((4 << 20)) $WORK/marker <(dd if=$DEV bs=128k skip=1600 count=32 iflag=direct 2>/dev/null)"
+# A hostile host, while the kernel host's I/O runs: each abuse ends only its own connection.
+abuse() {  # CASE
+  "$WORK/rdma-abuse" $ADDR 4430 "$1" || return 1
+  kill -0 $ENGINE_PID || { echo "the engine died"; return 1; }
+}
+abuse_under_load() {
+  cc -O2 -o $WORK/rdma-abuse "$ROOT/test/interop/rdma-abuse.c" -lrdmacm -libverbs || return 1
+  fio --name=bystander --filename=$DEV --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=8 --size=16M --offset=64M \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --time_based=0 --loops=6 --minimal > $WORK/bystander.txt 2>&1 &
+  local fio_pid=$!
+  local rc=0
+  for c in short-private-data big-hsqsize runt-capsule bad-rkey vanish-mid-transfer storm; do abuse $c || rc=1; done
+  wait $fio_pid || { echo "the bystander host's fio verify failed:"; cat $WORK/bystander.txt; rc=1; }
+  echo "bystander: $(cut -d';' -f1-8 $WORK/bystander.txt | tail -1)"
+  grep -c "closing" $WORK/engine.log | sed 's/^/connections the engine closed: /'
+  return $rc
+}
+step "malformed capsules, bad keys, vanishing hosts and a 100-QP storm end only their own connections; the kernel host's fio verify goes on" abuse_under_load
 step "nvme disconnect" disconnect
 step "a host not allowed is refused over RDMA" bash -c "! nvme connect -t rdma -n $NQN -a $ADDR -s 4430 --hostnqn nqn.2014-08.org.example:stranger"
 step "engine still serves after the refusal" bash -c "kill -0 $ENGINE_PID"
@@ -123,12 +115,9 @@ step "engine still serves after the refusal" bash -c "kill -0 $ENGINE_PID"
 # Both legs over RDMA: engine B holds three replicas, engine A (this one) a nexus over them.
 B_ENDPOINT=127.0.0.1:10135
 start_engine_b() {
-  : > $WORK/engine-b.log
-  node "$ROOT/bin/strata-engine.js" --node vm-rdma-b --data-dir $WORK/data-b --device-dir $WORK --token-file $WORK/token --grpc-listen $B_ENDPOINT \
-    --nvmf-listen 127.0.0.1:4440 --nvmf-discovery-listen 127.0.0.1:8029 --rdma-interface $IFACE >> $WORK/engine-b.log 2>&1 &
-  ENGINE_B_PID=$!
-  for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine-b.log 2>/dev/null && return 0; sleep 0.5; done
-  cat $WORK/engine-b.log; return 1
+  local pid=$ENGINE_PID
+  LOG=engine-b.log ENGINE_NODE=vm-rdma-b start_engine_at $WORK/data-b $B_ENDPOINT --nvmf-listen 127.0.0.1:4440 --nvmf-discovery-listen 127.0.0.1:8029 --rdma-interface $IFACE || return 1
+  ENGINE_B_PID=$ENGINE_PID ENGINE_PID=$pid
 }
 NEXUS=27777777-8888-4999-8aaa-bbbbbbbbbbbb
 nexus_over_rdma() {
@@ -183,10 +172,13 @@ node "$ROOT/test/interop/initiator.js" "nvmf+rdma://$ADDR:4431/$KNQN?hostnqn=$HO
 grep -q "^FAIL" $WORK/initiator.log && FAILED=1
 rm -f $CFG/ports/2/subsystems/$KNQN 2>/dev/null
 
-# The user's path: strata cluster up --rdma-interface, then a Volume with transport "rdma" and
-# replicaTransport "rdma" through the real Pulumi CLI; its data verified over NVMe/RDMA.
-node "$ROOT/test/interop/rdma-pulumi.js" $IFACE $ADDR 2>&1 | tee $WORK/pulumi.log
-grep -q "^FAIL" $WORK/pulumi.log && FAILED=1
+# The user's path (strata cluster up --rdma-interface, then a Volume with both legs on RDMA
+# through the real Pulumi CLI) takes ~8 minutes under TCG: `npm run test:interop-rdma-pulumi`
+# runs it on its own (STRATA_RDMA_PULUMI=1 here), outside `npm test`'s 90-minute budget.
+if [ "${STRATA_RDMA_PULUMI:-0}" = 1 ]; then
+  node "$ROOT/test/interop/rdma-pulumi.js" $IFACE $ADDR 2>&1 | tee $WORK/pulumi.log
+  grep -q "^FAIL" $WORK/pulumi.log && FAILED=1
+fi
 
 [ $FAILED = 0 ] && echo "RDMA INTEROP PASS" || { echo "RDMA INTEROP FAIL"; echo "--- engine log tail"; tail -n 40 $WORK/engine.log; }
 exit $FAILED
