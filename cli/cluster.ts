@@ -14,7 +14,10 @@ import { openStack, StackOptions } from "./pulumi";
 export const ZONES = ["zone-a", "zone-b", "zone-c"];
 export const DEFAULT_BASE_PORT = 10124;
 export const DEFAULT_DISK_MIB = 2048;
-const READY_TIMEOUT_MS = 20_000;
+// How long `cluster up` waits for a started engine that is still alive to answer. Generous: an
+// engine restarted after a crash first recovers its pools (a CSAL device scans its log and
+// bands), which took over 20 s in the interop VM under load; one that exits fails at once.
+const READY_TIMEOUT_MS = 120_000;
 
 export interface NodeRecord {
   readonly node: string;
