@@ -2,8 +2,10 @@
 // each case does one thing a broken or malicious peer might, and checks that the target ends
 // that one connection (or refuses it) the way the NVMe-oF RDMA binding says. The shell then
 // checks that the engine lives and other hosts' I/O went on.
-//   rdma-abuse ADDR PORT CASE      CASE: short-private-data | big-hsqsize | runt-capsule |
+//   rdma-abuse ADDR PORT CASE      CASE: bad-recfmt | bad-qid | big-hsqsize | runt-capsule |
 //                                        bad-rkey | vanish-mid-transfer | storm
+// (A short private data block cannot be sent: on RoCE the CM pads it to 56 bytes, so the
+// target checks the fields, not the length.)
 // Prints "PASS case: detail" or "FAIL case: why"; exits 0 on PASS.
 #include <arpa/inet.h>
 #include <infiniband/verbs.h>
@@ -80,7 +82,7 @@ static void hang_up(struct conn* c) {
 }
 
 static void request(uint8_t* p, uint16_t qid, uint16_t hrqsize, uint16_t hsqsize) {
-  memset(p, 0, 32);
+  memset(p, 0, 32);  // RECFMT 0
   p[2] = qid & 0xff, p[3] = qid >> 8;
   p[4] = hrqsize & 0xff, p[5] = hrqsize >> 8;
   p[6] = hsqsize & 0xff, p[7] = hsqsize >> 8;
@@ -125,10 +127,16 @@ int main(int argc, char** argv) {
   uint8_t priv[32];
   struct conn c;
   int sts = 0;
-  if (!strcmp(g_case, "short-private-data")) {
+  if (!strcmp(g_case, "bad-recfmt")) {
     request(priv, 0, 32, 31);
-    int e = dial(&c, addr, port, priv, 8, &sts);
-    if (e != RDMA_CM_EVENT_REJECTED || sts != 1) return fail("8 bytes of private data were not rejected with STS 1 (invalid length)");
+    priv[0] = 1;
+    int e = dial(&c, addr, port, priv, 32, &sts);
+    if (e != RDMA_CM_EVENT_REJECTED || sts != 2) return fail("record format 1 was not rejected with STS 2 (invalid RECFMT)");
+    printf("PASS %s: rejected, STS %d\n", g_case, sts);
+  } else if (!strcmp(g_case, "bad-qid")) {
+    request(priv, 65, 32, 31);
+    int e = dial(&c, addr, port, priv, 32, &sts);
+    if (e != RDMA_CM_EVENT_REJECTED || sts != 3) return fail("queue id 65 was not rejected with STS 3 (invalid QID)");
     printf("PASS %s: rejected, STS %d\n", g_case, sts);
   } else if (!strcmp(g_case, "big-hsqsize")) {
     request(priv, 1, 1024, 1023);
