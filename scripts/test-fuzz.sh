@@ -16,22 +16,24 @@ fi
 # earlier runs found; the checked-in seeds are copied in every time.
 OUT=.strata/fuzz
 mkdir -p "$OUT"
-SRC=(native/src/nvmf/queue_pair.cc native/src/nvmf/tcp.cc native/src/nvmf/auth.cc native/src/nvmf/target.cc native/src/reactor/reactor.cc
-     native/src/util/crc32c.cc native/src/util/status.cc native/src/util/uuid.cc)
+# The target links the RDMA listener (rdma.cc), so the harnesses link it and rdma-core too.
+SRC=(native/src/nvmf/queue_pair.cc native/src/nvmf/tcp.cc native/src/nvmf/rdma.cc native/src/nvmf/rdma_common.cc native/src/nvmf/auth.cc
+     native/src/nvmf/target.cc native/src/reactor/reactor.cc native/src/util/crc32c.cc native/src/util/status.cc native/src/util/uuid.cc)
+LIBS=(-luring -lcrypto -lrdmacm -libverbs)
 # -fno-sanitize-recover: a UBSan finding must stop the run, not scroll past.
 FLAGS=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -Wall -Wextra -Werror -Wno-missing-field-initializers -Inative/src -Inative)
 for f in pdu dispatch; do
   if [[ ! -x "$OUT/fuzz_$f" || -n "$(find native/fuzz native/src/nvmf native/src/util native/src/reactor -newer "$OUT/fuzz_$f" -name '*.[ch]*' | head -1)" ]]; then
     echo "test-fuzz: building fuzz_$f"
-    "$CXX" "${FLAGS[@]}" "native/fuzz/fuzz_$f.cc" "${SRC[@]}" -luring -lcrypto -o "$OUT/fuzz_$f"
+    "$CXX" "${FLAGS[@]}" "native/fuzz/fuzz_$f.cc" "${SRC[@]}" "${LIBS[@]}" -o "$OUT/fuzz_$f"
   fi
 done
 # Seeds: native/fuzz/corpus/ is checked in; gen_corpus (built from the same PDU builders as the
 # harnesses) rewrites it so the seeds always match the harnesses' input formats.
 if [[ ! -x "$OUT/gen_corpus" || native/fuzz/gen_corpus.cc -nt "$OUT/gen_corpus" || native/fuzz/harness.h -nt "$OUT/gen_corpus" ]]; then
   "$CXX" -std=c++20 -O1 -Wall -Wextra -Werror -Wno-missing-field-initializers -Inative/src -Inative \
-    native/fuzz/gen_corpus.cc "${SRC[@]}" -luring -lcrypto -o "$OUT/gen_corpus"
+    native/fuzz/gen_corpus.cc "${SRC[@]}" "${LIBS[@]}" -o "$OUT/gen_corpus"
 fi
 mkdir -p native/fuzz/corpus/pdu native/fuzz/corpus/dispatch
 "$OUT/gen_corpus" native/fuzz/corpus

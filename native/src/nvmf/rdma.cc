@@ -249,9 +249,9 @@ Status RdmaQueuePair::setup(uint16_t receive_entries, const rdma_conn_param& req
 
   receive_bytes_ = kSqeBytes + kInCapsuleDataBytes;
   receive_region_.assign(size_t{receive_entries} * receive_bytes_, 0);
-  receive_mr_ = ibv_reg_mr(device_->pd(), receive_region_.data(), receive_region_.size(), IBV_ACCESS_LOCAL_WRITE);
+  receive_mr_ = register_memory(device_->pd(), receive_region_.data(), receive_region_.size(), IBV_ACCESS_LOCAL_WRITE);
   response_region_.assign(size_t{kQueueEntriesMax} * kCqeBytes, 0);
-  response_mr_ = ibv_reg_mr(device_->pd(), response_region_.data(), response_region_.size(), 0);
+  response_mr_ = register_memory(device_->pd(), response_region_.data(), response_region_.size(), 0);
   if (receive_mr_ == nullptr || response_mr_ == nullptr) return Error{ErrorCode::kFailedPrecondition, str("ibv_reg_mr: ", std::strerror(errno))};
   transfers_.assign(kQueueEntriesMax, Transfer{});
   for (uint32_t i = 0; i < receive_entries; i++) {

@@ -34,6 +34,8 @@ void put_keyed_sgl(uint8_t* sqe, uint64_t address, uint32_t length, uint32_t key
   d[15] = kSglKeyedDataBlock;
 }
 
+ibv_mr* register_memory(ibv_pd* pd, void* address, size_t bytes, int access) { return (ibv_reg_mr)(pd, address, bytes, access); }
+
 Status set_nonblocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return Error{ErrorCode::kIoError, str("fcntl O_NONBLOCK: ", std::strerror(errno))};
@@ -73,7 +75,7 @@ Result<std::shared_ptr<RdmaBufferPool>> RdmaBufferPool::create(std::shared_ptr<R
   void* p = nullptr;
   if (posix_memalign(&p, kDirectIoAlignmentBytes, total) != 0) return Error{ErrorCode::kNoSpace, "cannot allocate RDMA data buffers"};
   pool->region_ = static_cast<uint8_t*>(p);
-  pool->mr_ = ibv_reg_mr(pool->pd_->pd, pool->region_, total, access);
+  pool->mr_ = register_memory(pool->pd_->pd, pool->region_, total, access);
   if (pool->mr_ == nullptr) {
     return Error{ErrorCode::kIoError, str("cannot register ", total >> 20, " MiB of RDMA data buffers (ibv_reg_mr: ", std::strerror(errno),
                                           "); is the locked-memory limit (ulimit -l) too low?")};
@@ -106,7 +108,7 @@ RdmaBufferPool::Lease RdmaBufferPool::take(size_t bytes) {
   }
   fallbacks_++;
   auto owned = std::make_shared<AlignedBuffer>(bytes);
-  ibv_mr* mr = ibv_reg_mr(pd_->pd, owned->data(), std::max<size_t>(bytes, 1), access_);
+  ibv_mr* mr = register_memory(pd_->pd, owned->data(), std::max<size_t>(bytes, 1), access_);
   if (mr == nullptr) return Lease{};
   return Lease{AlignedBuffer::borrow(owned->data(), bytes, [self, owned, mr] { ibv_dereg_mr(mr); }), mr->lkey, mr->rkey};
 }

@@ -36,6 +36,9 @@ constexpr uint8_t kSglKeyedDataBlockInvalidate = 0x4F;  // ... and invalidate th
 void put_keyed_sgl(uint8_t* sqe, uint64_t address, uint32_t length, uint32_t key);
 
 Status set_nonblocking(int fd);
+// ibv_reg_mr without verbs.h's macro of the same name (which trips clang's
+// -Wdeprecated-enum-enum-conversion under C++20): the library function itself.
+ibv_mr* register_memory(ibv_pd* pd, void* address, size_t bytes, int access);
 std::string address_of(sockaddr* sa);
 
 // A protection domain; freed when its last user (a pool, a queue) lets go.

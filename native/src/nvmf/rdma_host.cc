@@ -139,9 +139,9 @@ Result<std::shared_ptr<RdmaHostLink>> rdma_connect_queue(const InitiatorOptions&
   // Command ids run 1..depth; capsule 0 is the setup exchanges'.
   link->capsule_bytes = kSqeBytes + in_capsule_bytes;
   link->capsules.assign(size_t{depth + 1} * link->capsule_bytes, 0);
-  link->capsules_mr = ibv_reg_mr(link->pd->pd, link->capsules.data(), link->capsules.size(), 0);
+  link->capsules_mr = register_memory(link->pd->pd, link->capsules.data(), link->capsules.size(), 0);
   link->responses.assign(size_t{depth} * kCqeBytes, 0);
-  link->responses_mr = ibv_reg_mr(link->pd->pd, link->responses.data(), link->responses.size(), IBV_ACCESS_LOCAL_WRITE);
+  link->responses_mr = register_memory(link->pd->pd, link->responses.data(), link->responses.size(), IBV_ACCESS_LOCAL_WRITE);
   if (link->capsules_mr == nullptr || link->responses_mr == nullptr) return Error{ErrorCode::kIoError, str(where, ": ibv_reg_mr: ", std::strerror(errno))};
   // This queue's data buffers, the only memory its target may read or write.
   std::vector<RdmaBufferClass> classes = qid == 0 ? std::vector<RdmaBufferClass>{{8 * 1024, 8}}
