@@ -18,6 +18,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kListenBacklog = 128;
+// Queue pairs one listener holds at most; a connect request beyond it is rejected (No
+// Resources). Before Connect a peer is unauthenticated, and each queue pair holds its receive
+// buffers (up to 128 x 8 KiB), a CQ and a completion channel fd for up to 10 s: the cap bounds
+// what such peers can pin (~1 GiB at worst), as kMaxConnectionsPerListener does for TCP.
+constexpr size_t kMaxQueuePairs = 1024;
 // A connection must bring a successful Connect within this (as on TCP).
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // After the QP went to error, posted work must have flushed within this; then the queue's
@@ -156,6 +161,23 @@ void RdmaListener::on_connect_request(rdma_cm_id* id, const rdma_conn_param& par
   if (qid > kIoQueuesMax) return reject(id, rdma_cm::kInvalidQid, str("queue id ", qid));
   if (hsqsize == 0 || hsqsize >= kQueueEntriesMax) return reject(id, rdma_cm::kInvalidHsqsize, str("HSQSIZE ", hsqsize, " (must be 1..", kQueueEntriesMax - 1, ")"));
   if (hrqsize == 0 || hrqsize > kQueueEntriesMax) return reject(id, rdma_cm::kInvalidHrqsize, str("HRQSIZE ", hrqsize));
+  bool full = false;
+  uint64_t refused = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    full = queues_.size() >= kMaxQueuePairs;
+    if (full) refused = ++refused_;
+  }
+  if (full) {
+    // Logged on the first refusal and every 1000th after, so a flood cannot flood the log.
+    if (refused % 1000 == 1) log_line(str("nvmf: ", kMaxQueuePairs, " RDMA queue pairs are open; refusing more (", refused, " so far)"));
+    rdma_cm_id* rejected = id;
+    std::array<uint8_t, rdma_cm::kRejectBytes> data{};
+    put16(data.data() + 2, rdma_cm::kNoResources);
+    rdma_reject(rejected, data.data(), data.size());
+    rdma_destroy_id(rejected);
+    return;
+  }
   const uint64_t connection_id = target_.next_connection_id();
   auto queue = std::make_shared<RdmaQueuePair>(target_, target_.next_reactor(), connection_id, address_of(rdma_get_peer_addr(id)), shared_from_this(), id);
   {

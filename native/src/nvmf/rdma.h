@@ -92,8 +92,9 @@ class RdmaListener : public std::enable_shared_from_this<RdmaListener> {
   bool shutting_down_ = false;  // reactor thread only
   std::function<void()> shutdown_done_;
   std::atomic<bool> closed_{false};
-  std::mutex mutex_;  // guards queues_
+  std::mutex mutex_;  // guards queues_ and refused_
   std::map<rdma_cm_id*, std::weak_ptr<RdmaQueuePair>> queues_;
+  uint64_t refused_ = 0;  // connect requests refused at the queue pair cap
 };
 
 enum class RdmaQueueState {
