@@ -277,14 +277,7 @@ Status RdmaQueuePair::setup(uint16_t receive_entries, const rdma_conn_param& req
   if (receive_mr_ == nullptr || response_mr_ == nullptr) return Error{ErrorCode::kFailedPrecondition, str("ibv_reg_mr: ", std::strerror(errno))};
   transfers_.assign(kQueueEntriesMax, Transfer{});
   for (uint32_t i = 0; i < receive_entries; i++) {
-    ibv_sge sge{reinterpret_cast<uintptr_t>(&receive_region_[size_t{i} * receive_bytes_]), receive_bytes_, receive_mr_->lkey};
-    ibv_recv_wr wr{};
-    ibv_recv_wr* bad = nullptr;
-    wr.wr_id = wr_id(Work::kRecv, static_cast<uint16_t>(i), 0);
-    wr.sg_list = &sge;
-    wr.num_sge = 1;
-    if (ibv_post_recv(cm_id_->qp, &wr, &bad) != 0) return Error{ErrorCode::kFailedPrecondition, "ibv_post_recv failed"};
-    posted_receives_++;
+    if (!post_one_receive(i)) return Error{ErrorCode::kFailedPrecondition, "ibv_post_recv failed"};
   }
 
   const ibv_device_attr& attr = device_->attr();
@@ -405,16 +398,20 @@ void RdmaQueuePair::handle_completion(const ibv_wc& wc) {
   fail(str("completion of unknown work ", wc.wr_id));
 }
 
-void RdmaQueuePair::post_receive(uint32_t index) {
-  if (!serving()) return;
+bool RdmaQueuePair::post_one_receive(uint32_t index) {
   ibv_sge sge{reinterpret_cast<uintptr_t>(&receive_region_[size_t{index} * receive_bytes_]), receive_bytes_, receive_mr_->lkey};
   ibv_recv_wr wr{};
   ibv_recv_wr* bad = nullptr;
   wr.wr_id = wr_id(Work::kRecv, static_cast<uint16_t>(index), 0);
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  if (ibv_post_recv(cm_id_->qp, &wr, &bad) != 0) return fail("ibv_post_recv failed");
+  if (ibv_post_recv(cm_id_->qp, &wr, &bad) != 0) return false;
   posted_receives_++;
+  return true;
+}
+
+void RdmaQueuePair::post_receive(uint32_t index) {
+  if (serving() && !post_one_receive(index)) fail("ibv_post_recv failed");
 }
 
 void RdmaQueuePair::handle_capsule(uint32_t index, uint32_t bytes) {

@@ -145,7 +145,8 @@ class RdmaQueuePair final : public QueuePair {
   void on_completion_event();
   void handle_completion(const ibv_wc& wc);
   void handle_capsule(uint32_t receive_index, uint32_t bytes);
-  void post_receive(uint32_t receive_index);
+  void post_receive(uint32_t receive_index);  // while serving; a failure ends the queue pair
+  bool post_one_receive(uint32_t receive_index);
   // Takes a registered buffer for r; false (after refusing r) when none could be had.
   bool lease_buffer(Request& r, uint32_t bytes);
   void start_read(Request& r);

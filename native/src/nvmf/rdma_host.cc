@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include "util/log.h"
@@ -22,10 +21,6 @@ constexpr uint32_t kSqeBytes = 64;
 constexpr int kPollBatch = 32;
 // wr_id: what a work request was (top byte) and its index (receive buffer or command id).
 constexpr uint64_t kWorkRecv = 1ull << 56, kWorkSend = 2ull << 56, kWorkMask = 0xffull << 56;
-
-uint64_t now_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-}
 
 // Blocking, with a timeout: the next CM event on the link's channel, which must be `expected`.
 Status await_cm_event(RdmaHostLink& link, rdma_cm_event_type expected, uint32_t timeout_ms, const std::string& what) {
@@ -56,7 +51,7 @@ Result<ibv_wc> next_completion(RdmaHostLink& link, uint64_t deadline_ms) {
     const int n = ibv_poll_cq(link.cq, 1, &wc);
     if (n < 0) return Error{ErrorCode::kIoError, "ibv_poll_cq failed"};
     if (n == 1) return wc;
-    const uint64_t now = now_ms();
+    const uint64_t now = host_now_ms();
     if (now >= deadline_ms) return Error{ErrorCode::kIoError, "no response from the target in time"};
     pollfd p{link.comp_channel->fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(deadline_ms - now)) <= 0) continue;
@@ -205,7 +200,7 @@ Result<SyncCompletion> RdmaSetupChannel::command(const uint8_t sqe[64], const ui
   wr.sg_list = &sge;
   wr.num_sge = 1;
   if (ibv_post_send(l.id->qp, &wr, &bad) != 0) return Error{ErrorCode::kIoError, "posting a setup command failed"};
-  const uint64_t deadline = now_ms() + timeout_ms_;
+  const uint64_t deadline = host_now_ms() + timeout_ms_;
   for (;;) {
     auto wc = next_completion(l, deadline);
     if (!wc.ok()) return wc.error();
