@@ -32,6 +32,8 @@ export interface EngineConfig {
   readonly dhchap_secret: string;
   /** Serve NVMe over RDMA too, on this network interface (--rdma-interface); "" = TCP only. */
   readonly rdma_interface: string;
+  /** Where Prometheus scrapes GET /metrics (--metrics-listen); null = not served. */
+  readonly metrics_listen: HostPort | null;
 }
 
 export interface HostPort {
@@ -43,7 +45,8 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
                      [--grpc-listen HOST:PORT] [--labels k=v,...] [--cores N]
                      [--device-dir DIR]...
                      [--nvmf-listen HOST:PORT] [--nvmf-advertise HOST] [--nvmf-discovery-listen HOST:PORT]
-                     [--rdma-interface IFACE] [--enable-fault-injection] [--dhchap-secret-file FILE]
+                     [--rdma-interface IFACE] [--metrics-listen HOST:PORT]
+                     [--enable-fault-injection] [--dhchap-secret-file FILE]
 
   --node NAME          this storage node's name (unique in the cluster)
   --grpc-listen H:P    where the engine API listens (default 127.0.0.1:10124)
@@ -64,6 +67,8 @@ export const USAGE = `usage: strata-engine --node NAME --data-dir DIR --token-fi
                        also serve NVMe over RDMA (RoCE) on this network interface's IPv4
                        address, same port as --nvmf-listen; when the interface has no
                        RDMA device the engine serves TCP only and says why (log, GetInfo)
+  --metrics-listen H:P serve Prometheus metrics at http://H:P/metrics (pools, replicas,
+                       nexuses, NVMe-oF, CSAL); off by default
   --dhchap-secret-file FILE
                        this node's DH-HMAC-CHAP secret ("DHHC-1:…", as nvme gen-dhchap-key
                        prints it): nexus children on targets that require authentication
@@ -86,7 +91,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     }
     const eq = arg.indexOf("=");
     const [key, value] = eq > 0 ? [arg.slice(2, eq), arg.slice(eq + 1)] : [arg.slice(2), argv[++i]];
-    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-advertise", "nvmf-discovery-listen", "dhchap-secret-file", "rdma-interface"].includes(key))
+    if (!["node", "grpc-listen", "data-dir", "device-dir", "labels", "cores", "token-file", "nvmf-listen", "nvmf-advertise", "nvmf-discovery-listen", "dhchap-secret-file", "rdma-interface", "metrics-listen"].includes(key))
       throw new ConfigError(`unknown flag --${key}`);
     if (value === undefined) throw new ConfigError(`--${key} needs a value`);
     if (key === "device-dir") deviceDirs.push(value);
@@ -159,6 +164,8 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
   const rdma_interface = values.get("rdma-interface") ?? "";
   if (values.has("rdma-interface") && !/^[A-Za-z0-9_.:-]{1,15}$/.test(rdma_interface))
     throw new ConfigError(`--rdma-interface must be a network interface name (at most 15 characters), got "${rdma_interface}"`);
+  const metricsText = values.get("metrics-listen");
+  const metrics_listen = metricsText === undefined ? null : parseHostPort("metrics-listen", metricsText);
   return {
     node,
     grpc_listen,
@@ -173,6 +180,7 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     enable_fault_injection,
     dhchap_secret,
     rdma_interface,
+    metrics_listen,
   };
 }
 

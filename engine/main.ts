@@ -3,6 +3,7 @@
 import { mkdirSync } from "node:fs";
 import { loadNative } from "../native";
 import { ConfigError, parseFlags, USAGE } from "./config";
+import { startMetricsServer, type MetricsServer } from "./metrics";
 import { createLogger } from "./log";
 import { CsalService } from "./csal-service";
 import { NexusService } from "./nexus-service";
@@ -89,9 +90,33 @@ export async function main(argv: readonly string[]): Promise<number> {
     await service.shutdown();
     return 1;
   }
+  let metrics: MetricsServer | null = null;
+  if (config.metrics_listen) {
+    const { host, port } = config.metrics_listen;
+    try {
+      metrics = await startMetricsServer(host, port, async () => ({
+        node: config.node,
+        pools: await service.listPools(),
+        replicas: await Promise.all(
+          (await service.listReplicas("")).map(async (replica) => ({ replica, stats: await service.getStats(replica.uuid ?? "").catch(() => null) })),
+        ),
+        nexuses: await nexus.listNexus(),
+        subsystems: await service.listSubsystems(),
+        controllers: await service.listControllers(),
+        csal: await csal.listCsalDevices(),
+      }));
+    } catch (err) {
+      log.error("cannot serve metrics", { flag: "--metrics-listen", reason: (err as Error).message });
+      process.stderr.write(`strata-engine: --metrics-listen: ${(err as Error).message}\n`);
+      await server.stop();
+      await service.shutdown();
+      return 1;
+    }
+  }
   log.info("engine ready", {
     grpc_listen: config.grpc_listen,
     port: server.port,
+    metrics_port: metrics?.port ?? 0,
     cores: config.cores,
     pid: process.pid,
     nvmf_port: nvmfPorts.listen_port,
@@ -106,6 +131,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  await metrics?.stop();
   await server.stop();
   await service.shutdown();
   log.info("engine stopped");

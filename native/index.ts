@@ -71,6 +71,8 @@ export interface IoStats {
   /** Latency histogram: bucket upper bounds in microseconds and counts per bucket. */
   readonly latency_bucket_upper_us: readonly number[];
   readonly latency_bucket_counts: readonly number[];
+  /** Sum of every recorded I/O's latency, µs. */
+  readonly latency_sum_us: number;
 }
 
 export interface PoolCheckReport {

@@ -16,8 +16,9 @@ missing=()
 # tshark: the third-party NVMe/TCP decoder of test/native/nvmf/tshark.test.ts; clang and
 # libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of scripts/test-fuzz.sh; libssl-dev:
 # OpenSSL (HMAC, SHA-2, FFDHE) for DH-HMAC-CHAP in the fuzzers (the addon uses Node's own);
-# rdma-core (librdmacm, libibverbs and their providers, rxe among them): NVMe over RDMA.
-for pkg in liburing-dev g++ make python3 pkg-config fio tshark clang libclang-rt-14-dev libssl-dev librdmacm-dev libibverbs-dev rdma-core ibverbs-providers; do
+# rdma-core (librdmacm, libibverbs and their providers, rxe among them): NVMe over RDMA;
+# prometheus: promtool, which checks the engine's metrics exposition (test/engine/metrics.test.ts).
+for pkg in liburing-dev g++ make python3 pkg-config fio tshark clang libclang-rt-14-dev libssl-dev librdmacm-dev libibverbs-dev rdma-core ibverbs-providers prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -107,6 +107,7 @@ Napi::Value to_js(Napi::Env env, const IoStats& s) {
   }
   o.Set("latency_bucket_upper_us", upper);
   o.Set("latency_bucket_counts", counts);
+  o.Set("latency_sum_us", num(env, s.latency_sum_us));
   return o;
 }
 

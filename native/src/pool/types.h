@@ -13,12 +13,14 @@ constexpr int kLatencyBucketCount = 24;  // upper bounds 1, 2, 4, ... 2^23 µs; 
 struct IoStats {
   uint64_t read_ops = 0, write_ops = 0, read_bytes = 0, write_bytes = 0, flush_ops = 0, unmap_ops = 0, errors = 0;
   std::array<uint64_t, kLatencyBucketCount> latency_bucket_counts{};
+  uint64_t latency_sum_us = 0;  // of every recorded I/O (Prometheus histograms carry a sum)
 
   static uint64_t bucket_upper_us(int bucket) { return uint64_t{1} << bucket; }
   void record_latency(uint64_t latency_us) {
     int bucket = 0;
     while (bucket < kLatencyBucketCount - 1 && latency_us > bucket_upper_us(bucket)) bucket++;
     latency_bucket_counts[bucket]++;
+    latency_sum_us += latency_us;
   }
 };
 
