@@ -104,7 +104,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         subsystems: await service.listSubsystems(),
         controllers: await service.listControllers(),
         csal: await csal.listCsalDevices(),
-      }));
+      }), async () => {
+        // Listing pools crosses into every pool's reactor: a wedged reactor fails readiness.
+        await service.listPools();
+      });
     } catch (err) {
       log.error("cannot serve metrics", { flag: "--metrics-listen", reason: (err as Error).message });
       process.stderr.write(`strata-engine: --metrics-listen: ${(err as Error).message}\n`);

@@ -182,11 +182,40 @@ export interface MetricsServer {
   stop(): Promise<void>;
 }
 
-/** Serves GET /metrics on host:port (port 0 = any free port). */
-export async function startMetricsServer(host: string, port: number, snapshot: () => Promise<MetricsSnapshot>): Promise<MetricsServer> {
+/** How long /readyz waits for the engine to answer before it reports not ready. */
+export const READY_TIMEOUT_MS = 2000;
+
+/**
+ * Serves GET /metrics on host:port (port 0 = any free port), and beside it the probes a
+ * Kubernetes kubelet (or any supervisor) asks: /livez answers while the process's event loop
+ * runs; /readyz answers 200 only when `ready` (a real round trip through the engine's
+ * services and reactors) completes within READY_TIMEOUT_MS, else 503 with the reason.
+ */
+export async function startMetricsServer(
+  host: string,
+  port: number,
+  snapshot: () => Promise<MetricsSnapshot>,
+  ready: () => Promise<void> = async () => {},
+): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
-    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
-      res.writeHead(404, { "content-type": "text/plain" }).end("only GET /metrics is served here\n");
+    const path = (req.url ?? "").split("?")[0];
+    if (req.method === "GET" && path === "/livez") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      return;
+    }
+    if (req.method === "GET" && path === "/readyz") {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the engine did not answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      });
+      Promise.race([ready(), late]).then(
+        () => res.writeHead(200, { "content-type": "text/plain" }).end("ok\n"),
+        (err: unknown) => res.writeHead(503, { "content-type": "text/plain" }).end(`not ready: ${(err as Error).message}\n`),
+      ).finally(() => clearTimeout(timer));
+      return;
+    }
+    if (req.method !== "GET" || path !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("served here: GET /metrics, /livez, /readyz\n");
       return;
     }
     snapshot().then(

@@ -143,6 +143,10 @@ test("--metrics-listen: counters move with I/O through NVMe/TCP; promtool accept
   t.true(value(after, "strata_replica_io_latency_seconds_sum")! > 0);
   t.is(parse(after).samples.find((s) => s.name === "strata_pool_capacity_bytes")!.labels.pool, "m");
   t.is((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
+  const live = await fetch(`http://127.0.0.1:${port}/livez`);
+  t.is(live.status, 200, "/livez answers while the engine runs");
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+  t.is(ready.status, 200, `/readyz: ${await ready.text()}`);
 
   const promtool = spawnSync("promtool", ["--version"], { encoding: "utf8" });
   if (promtool.error) return t.fail("promtool is missing: scripts/setup.sh installs Debian's prometheus package");
