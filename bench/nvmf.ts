@@ -7,7 +7,7 @@
 // The target engine runs in a child process (`node dist/bench/nvmf.js --target`), as in
 // production where the host and the storage node are different engines.
 import { fork, ChildProcess } from "node:child_process";
-import { median, ONLY, Workload, WORKLOADS } from "./workloads";
+import { CounterTotals, median, ONLY, perIo, sumCounters, Workload, WORKLOADS } from "./workloads";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +21,8 @@ const SPAN_BYTES = 256 * MiB;
 const HOST_NQN = "nqn.2026-11.io.strata:node:bench-initiator";
 const SELECTED = WORKLOADS.filter((w) => ONLY.test(w.name));
 
-type Msg = { id: number; op: "bench"; w: Workload } | { id: number; op: "stop" };
+type Msg = { id: number; op: "bench"; w: Workload } | { id: number; op: "counters" } | { id: number; op: "stop" };
+type Reply = BenchResult | CounterTotals | null;
 
 /** The target side: a pool on a file, a thick pre-written replica, shared over NVMe/TCP. */
 async function targetMain(): Promise<void> {
@@ -44,6 +45,7 @@ async function targetMain(): Promise<void> {
         process.send!({ id: m.id, result: null }, () => process.exit(0));
         return;
       }
+      if (m.op === "counters") return process.send!({ id: m.id, result: sumCounters(native.reactorCounters()) });
       const { w } = m;
       const result = await native.benchReplica({ uuid, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES });
       process.send!({ id: m.id, result });
@@ -54,21 +56,24 @@ async function targetMain(): Promise<void> {
 
 class Child {
   private next = 1;
-  private readonly waiting = new Map<number, (r: BenchResult | null) => void>();
+  private readonly waiting = new Map<number, (r: Reply) => void>();
   readonly ready: Promise<{ port: number; nqn: string }>;
   private readonly proc: ChildProcess;
   constructor() {
     this.proc = fork(__filename, ["--target"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.ready = new Promise((resolve, reject) => {
       this.proc.once("exit", (code) => reject(new Error(`target process exited with ${code}`)));
-      this.proc.on("message", (m: { id: number; ready?: { port: number; nqn: string }; result?: BenchResult | null }) => {
+      this.proc.on("message", (m: { id: number; ready?: { port: number; nqn: string }; result?: Reply }) => {
         if (m.ready) return resolve(m.ready);
         this.waiting.get(m.id)?.(m.result ?? null);
         this.waiting.delete(m.id);
       });
     });
   }
-  call(msg: { op: "bench"; w: Workload } | { op: "stop" }): Promise<BenchResult | null> {
+  call(msg: { op: "bench"; w: Workload }): Promise<BenchResult>;
+  call(msg: { op: "counters" }): Promise<CounterTotals>;
+  call(msg: { op: "stop" }): Promise<null>;
+  call(msg: { op: "bench"; w: Workload } | { op: "counters" } | { op: "stop" }): Promise<Reply> {
     const id = this.next++;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
@@ -83,14 +88,20 @@ async function main(): Promise<void> {
   const native = loadNative();
   native.start({ cores: 2 });
   const uri = `nvmf://127.0.0.1:${port}/${nqn}?hostnqn=${HOST_NQN}`;
-  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[] }[] = SELECTED.map((w) => ({ workload: w.name, local: [], remote: [] }));
+  type Costs = { host: CounterTotals; target: CounterTotals };
+  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[]; costs: Costs[] }[] = SELECTED.map((w) => ({ workload: w.name, local: [], remote: [], costs: [] }));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, w] of SELECTED.entries()) {
       // ABBA order: whichever side runs second also absorbs the page-cache writeback of the
       // first side's writes, so neither side is always second.
       const local = async () => rows[i].local.push((await child.call({ op: "bench", w }))!);
-      const remote = async () =>
-        rows[i].remote.push(await native.benchDevice({ uri, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES }));
+      const remote = async () => {
+        const host0 = sumCounters(native.reactorCounters()), target0 = await child.call({ op: "counters" });
+        const r = await native.benchDevice({ uri, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES });
+        const host1 = sumCounters(native.reactorCounters()), target1 = await child.call({ op: "counters" });
+        rows[i].remote.push(r);
+        rows[i].costs.push({ host: perIo(host0, host1, r.ops), target: perIo(target0, target1, r.ops) });
+      };
       if (round % 2 === 0) {
         await local();
         await remote();
@@ -119,6 +130,18 @@ async function main(): Promise<void> {
   const widths = header.map((_, c) => Math.max(...table.map((row) => row[c].length)));
   console.log(`NVMe/TCP over loopback: ${ROUNDS} rounds x ${RUNTIME_MS / 1000} s per workload, medians; local = benchReplica in the target engine, remote = benchDevice(${uri.replace(/\?.*/, "")}) from a second engine process`);
   for (const row of table) console.log("| " + row.map((cell, c) => cell.padEnd(widths[c])).join(" | ") + " |");
+  // Per remote I/O, from the reactors' own counters (last round): what the profile attributes
+  // the time to. sleeps = wakeups; enters = io_uring_enter syscalls; hops = cross-thread posts.
+  const costHeader = ["workload (per remote I/O)", "host sleeps", "host enters", "host hops", "target sleeps", "target enters", "target hops", "target eventfd writes"];
+  const costTable = [costHeader];
+  for (const r of rows) {
+    const c = r.costs.at(-1)!;
+    costTable.push([r.workload, ...[c.host.sleeps, c.host.enters, c.host.posts_remote, c.target.sleeps, c.target.enters, c.target.posts_remote, c.target.wakeup_writes].map((x) => x.toFixed(2))]);
+    if (r.workload === "randread_4k_qd1") summary.target_sleeps_per_io_qd1 = Number(c.target.sleeps.toFixed(2));
+    if (r.workload === "randread_4k_qd1") summary.host_sleeps_per_io_qd1 = Number(c.host.sleeps.toFixed(2));
+  }
+  const costWidths = costHeader.map((_, c) => Math.max(...costTable.map((row) => row[c].length)));
+  for (const row of costTable) console.log("| " + row.map((cell, c) => cell.padEnd(costWidths[c])).join(" | ") + " |");
   console.log(JSON.stringify(summary));
 }
 

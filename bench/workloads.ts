@@ -22,3 +22,25 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }
+
+/** The reactor counters a benchmark reports per I/O (native ReactorCounters, summed over reactors). */
+export interface CounterTotals {
+  sleeps: number;
+  enters: number;
+  posts_remote: number;
+  wakeup_writes: number;
+  polls: number;
+}
+
+export function sumCounters(all: readonly CounterTotals[]): CounterTotals {
+  const t: CounterTotals = { sleeps: 0, enters: 0, posts_remote: 0, wakeup_writes: 0, polls: 0 };
+  for (const c of all) for (const k of Object.keys(t) as (keyof CounterTotals)[]) t[k] += c[k];
+  return t;
+}
+
+/** (after - before) / ops for every counter: how many of each one I/O cost. */
+export function perIo(before: CounterTotals, after: CounterTotals, ops: number): CounterTotals {
+  const t = {} as CounterTotals;
+  for (const k of Object.keys(before) as (keyof CounterTotals)[]) t[k] = ops > 0 ? (after[k] - before[k]) / ops : 0;
+  return t;
+}

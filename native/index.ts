@@ -99,6 +99,26 @@ export interface BenchResult {
   readonly lat_p999_us: number;
 }
 
+/** What one reactor did since it started (monotonic counts; reactor.h ReactorCounters). */
+export interface ReactorCounters {
+  /** Blocking io_uring_enter calls: each ends in a thread wakeup. */
+  readonly sleeps: number;
+  /** io_uring_enter system calls of any kind. */
+  readonly enters: number;
+  /** Completed io_uring operations. */
+  readonly completions: number;
+  /** Tasks posted from another thread (cross-reactor hops). */
+  readonly posts_remote: number;
+  /** Tasks a reactor posted to itself (no syscall). */
+  readonly posts_local: number;
+  /** eventfd writes to wake a sleeping reactor (one syscall each). */
+  readonly wakeup_writes: number;
+  /** Loop turns spent polling instead of sleeping. */
+  readonly polls: number;
+  /** Poll windows that found work before they ran out. */
+  readonly poll_hits: number;
+}
+
 /** The ports the NVMe/TCP target bound (useful when 0 asked for any free port). */
 export interface NvmfListenInfo {
   readonly listen_port: number;
@@ -402,6 +422,8 @@ export interface NativeStorage {
   start(opts: { cores: number; fault_injection?: boolean; device_dirs?: string[] }): void;
   /** Drains in-flight I/O, writes clean-shutdown state for every pool, stops reactors. */
   shutdown(): Promise<void>;
+  /** Each reactor's counters since start (native/src/reactor/reactor.h), for benchmarks. */
+  reactorCounters(): ReactorCounters[];
 
   probeDevice(opts: { uri: string }): Promise<DeviceInfo>;
   listDevices(): Promise<DeviceInfo[]>;

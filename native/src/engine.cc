@@ -76,6 +76,13 @@ Status Engine::check_running() {
                                                                                  : "the native engine is not started: call start({ cores }) first");
 }
 
+std::vector<ReactorCounters> Engine::reactor_counters() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<ReactorCounters> out;
+  for (auto& r : reactors_) out.push_back(r->counters());
+  return out;
+}
+
 void Engine::shutdown(StatusCallback done) {
   std::vector<std::shared_ptr<Pool>> pools;
   std::vector<std::shared_ptr<nexus::Nexus>> nexuses;

@@ -43,6 +43,8 @@ class Engine {
   // `fault_injection`: wrap nexus children so faults can be injected (a test flag).
   Status start(int cores, bool fault_injection = false);
   void shutdown(StatusCallback done);
+  // Every reactor's counters (reactor.h), in reactor order; empty when not started.
+  std::vector<ReactorCounters> reactor_counters();
 
   void probe_device(const std::string& uri, Callback<DeviceInfoData> done);
   void list_devices(Callback<std::vector<DeviceInfoData>> done);
