@@ -89,12 +89,24 @@ async function main(): Promise<void> {
   native.start({ cores: 2 });
   const uri = `nvmf://127.0.0.1:${port}/${nqn}?hostnqn=${HOST_NQN}`;
   type Costs = { host: CounterTotals; target: CounterTotals };
-  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[]; costs: Costs[] }[] = SELECTED.map((w) => ({ workload: w.name, local: [], remote: [], costs: [] }));
+  const rows: { workload: string; local: BenchResult[]; remote: BenchResult[]; costs: Costs[]; localCpuUs: number[] }[] = SELECTED.map((w) => ({
+    workload: w.name,
+    local: [],
+    remote: [],
+    costs: [],
+    localCpuUs: [],
+  }));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, w] of SELECTED.entries()) {
       // ABBA order: whichever side runs second also absorbs the page-cache writeback of the
       // first side's writes, so neither side is always second.
-      const local = async () => rows[i].local.push((await child.call({ op: "bench", w }))!);
+      const local = async () => {
+        const target0 = await child.call({ op: "counters" });
+        const r = await child.call({ op: "bench", w });
+        const target1 = await child.call({ op: "counters" });
+        rows[i].local.push(r);
+        rows[i].localCpuUs.push((target1.cpu_us - target0.cpu_us) / r.ops);
+      };
       const remote = async () => {
         const host0 = sumCounters(native.reactorCounters()), target0 = await child.call({ op: "counters" });
         const r = await native.benchDevice({ uri, pattern: w.pattern, block_size_bytes: w.block_size_bytes, queue_depth: w.queue_depth, duration_ms: RUNTIME_MS, span_bytes: SPAN_BYTES });
@@ -132,11 +144,13 @@ async function main(): Promise<void> {
   for (const row of table) console.log("| " + row.map((cell, c) => cell.padEnd(widths[c])).join(" | ") + " |");
   // Per remote I/O, from the reactors' own counters (last round): what the profile attributes
   // the time to. sleeps = wakeups; enters = io_uring_enter syscalls; hops = cross-thread posts.
-  const costHeader = ["workload (per remote I/O)", "host sleeps", "host enters", "host hops", "target sleeps", "target enters", "target hops", "target eventfd writes"];
+  const costHeader = ["workload (per remote I/O)", "host sleeps", "host enters", "host hops", "target sleeps", "target enters", "target hops", "target eventfd writes", "CPU us remote (host+target)", "CPU us local"];
   const costTable = [costHeader];
   for (const r of rows) {
     const c = r.costs.at(-1)!;
-    costTable.push([r.workload, ...[c.host.sleeps, c.host.enters, c.host.posts_remote, c.target.sleeps, c.target.enters, c.target.posts_remote, c.target.wakeup_writes].map((x) => x.toFixed(2))]);
+    const remoteCpu = c.host.cpu_us + c.target.cpu_us, localCpu = median(r.localCpuUs);
+    costTable.push([r.workload, ...[c.host.sleeps, c.host.enters, c.host.posts_remote, c.target.sleeps, c.target.enters, c.target.posts_remote, c.target.wakeup_writes, remoteCpu, localCpu].map((x) => x.toFixed(2))]);
+    summary[`cpu_per_io_remote_vs_local_${r.workload}_ratio`] = Number((remoteCpu / localCpu).toFixed(2));
     if (r.workload === "randread_4k_qd1") summary.target_sleeps_per_io_qd1 = Number(c.target.sleeps.toFixed(2));
     if (r.workload === "randread_4k_qd1") summary.host_sleeps_per_io_qd1 = Number(c.host.sleeps.toFixed(2));
   }
