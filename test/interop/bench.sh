@@ -54,12 +54,22 @@ for _ in $(seq 1 40); do DEV_OURS=$(dev_of $OURS) && DEV_K=$(dev_of $KNQN) && br
 # Both written end to end once: no first-write effects.
 for d in $DEV_OURS $DEV_K; do dd if=/dev/zero of=$d bs=1M count=256 oflag=direct 2>/dev/null; done
 
-run() {  # name device rw bs iodepth -> "iops p50_us"
+# Busy CPU time of the whole guest so far, in clock ticks (/proc/stat: every state but idle and
+# iowait). Whole-system, because nvmet-tcp's work runs in kernel threads and softirqs no process
+# owns; the host side (fio, nvme-tcp) is the same on both sides, so the difference is the target's.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+run() {  # name device rw bs iodepth -> "iops p50_us cpu_us_per_io"
+  local t0 t1
+  t0=$(busy_ticks)
   fio --name=$1 --filename=$2 --direct=1 --ioengine=libaio --rw=$3 --bs=$4 --iodepth=$5 --size=256M --time_based --runtime=$RUNTIME \
-    --output-format=json 2>/dev/null | node -e '
-      const j = JSON.parse(require("fs").readFileSync(0, "utf8")).jobs[0];
+    --output-format=json 2>/dev/null > $WORK/fio.json
+  t1=$(busy_ticks)
+  node -e '
+      const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).jobs[0];
       const side = j.read.io_bytes > 0 ? j.read : j.write;
-      console.log(side.iops.toFixed(0), ((side.clat_ns.percentile || {})["50.000000"] || 0) / 1000);'
+      const ticks = Number(process.argv[3]) - Number(process.argv[2]), hz = Number(process.argv[4]);
+      console.log(side.iops.toFixed(0), ((side.clat_ns.percentile || {})["50.000000"] || 0) / 1000, ((ticks / hz) * 1e6 / Math.max(1, side.total_ios)).toFixed(1));' \
+    $WORK/fio.json "$t0" "$t1" "$(getconf CLK_TCK)"
 }
 RESULTS=$WORK/results.txt
 : > $RESULTS
@@ -81,11 +91,14 @@ node -e '
   const names = [...new Set(rows.map((r) => r[0]))];
   const out = {};
   console.log("kernel NVMe/TCP host in the VM (TCG), fio, medians: strata target vs nvmet-tcp, identical loop devices");
-  console.log("| workload | strata IOPS | strata p50 us | nvmet IOPS | nvmet p50 us | strata/nvmet |");
+  console.log("| workload | strata IOPS | strata p50 us | nvmet IOPS | nvmet p50 us | strata/nvmet | CPU us/IO strata | CPU us/IO nvmet | CPU ratio |");
   for (const n of names) {
     const pick = (side, i) => med(rows.filter((r) => r[0] === n && r[1] === side).map((r) => Number(r[i])));
-    const [si, sl, ki, kl] = [pick("ours", 2), pick("ours", 3), pick("nvmet", 2), pick("nvmet", 3)];
-    console.log(`| ${n} | ${si} | ${sl} | ${ki} | ${kl} | ${(si / ki).toFixed(2)} |`);
+    const [si, sl, ki, kl, sc, kc] = [pick("ours", 2), pick("ours", 3), pick("nvmet", 2), pick("nvmet", 3), pick("ours", 4), pick("nvmet", 4)];
+    console.log(`| ${n} | ${si} | ${sl} | ${ki} | ${kl} | ${(si / ki).toFixed(2)} | ${sc} | ${kc} | ${(sc / kc).toFixed(2)} |`);
     out[`kernel_host_strata_vs_nvmet_${n}_ratio`] = Number((si / ki).toFixed(3));
+    out[`cpu_per_io_vs_nvmet_${n}_ratio`] = Number((sc / kc).toFixed(3));
   }
+  // The headline: CPU per I/O at depth, where both targets are busy (at qd1 ours polls by design).
+  out.cpu_per_io_vs_nvmet_ratio = out.cpu_per_io_vs_nvmet_randread_4k_qd32_ratio;
   console.log(JSON.stringify(out));' $RESULTS
