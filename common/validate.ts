@@ -23,6 +23,12 @@ export const MAX_SIZE_BYTES = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER
 
 export const DEVICE_SCHEMES = ["file", "uring", "malloc"] as const;
 
+/** A Linux network interface name (IFNAMSIZ - 1 characters), as --rdma-interface takes it. */
+export function checkInterfaceName(value: unknown): string | null {
+  if (typeof value !== "string") return `must be a network interface name, got ${describe(value)}`;
+  return /^[A-Za-z0-9_.:-]{1,15}$/.test(value) ? null : `must be a network interface name (at most 15 letters, digits, '_', '.', ':' or '-'), got "${value}"`;
+}
+
 export function checkUuid(value: unknown): string | null {
   if (typeof value !== "string") return `must be a string uuid, got ${describe(value)}`;
   return UUID_RE.test(value) ? null : `must be a lower-case uuid like 4f0c1d2e-…, got "${value}"`;

@@ -2,7 +2,7 @@
 // with a message naming the flag.
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { checkDhchapSecret, checkLabels, checkName } from "../common/validate";
+import { checkDhchapSecret, checkInterfaceName, checkLabels, checkName } from "../common/validate";
 
 export interface EngineConfig {
   readonly node: string;
@@ -162,8 +162,8 @@ export function parseFlags(argv: readonly string[]): EngineConfig {
     if (problem) throw new ConfigError(`--dhchap-secret-file ${secretFile}: the secret ${problem}`);
   }
   const rdma_interface = values.get("rdma-interface") ?? "";
-  if (values.has("rdma-interface") && !/^[A-Za-z0-9_.:-]{1,15}$/.test(rdma_interface))
-    throw new ConfigError(`--rdma-interface must be a network interface name (at most 15 characters), got "${rdma_interface}"`);
+  const interfaceProblem = values.has("rdma-interface") ? checkInterfaceName(rdma_interface) : null;
+  if (interfaceProblem) throw new ConfigError(`--rdma-interface ${interfaceProblem}`);
   const metricsText = values.get("metrics-listen");
   const metrics_listen = metricsText === undefined ? null : parseHostPort("metrics-listen", metricsText);
   return {
