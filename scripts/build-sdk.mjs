@@ -54,4 +54,7 @@ if (!client.protoRoot().startsWith(dist)) fail(`the built client reads its proto
 client.engineDefinition();
 const index = require(join(sdk, pkg.exports["."].default));
 for (const name of ["Pool", "Volume", "MIB", "GIB", "CONFIG_KEYS"]) if (!(name in index)) fail(`the package does not export ${name}`);
+// "@strata/sdk/kubernetes" (StrataNodes) loads only with @pulumi/kubernetes, an optional peer.
+const kubernetes = require(join(sdk, pkg.exports["./kubernetes"].default));
+if (!("StrataNodes" in kubernetes)) fail("the package's ./kubernetes entry does not export StrataNodes");
 console.log(`build-sdk: @strata/sdk ${pkg.version} built in sdk/dist`);

@@ -81,3 +81,9 @@ done_step
 step "Pulumi CLI"
 bash scripts/install-pulumi.sh
 done_step
+
+# @pulumi/kubernetes (sdk/kubernetes.ts) needs its provider plugin, which cannot be downloaded
+# here either: built from the Go module proxy like the CLI, into the same bin directory.
+step "Pulumi Kubernetes provider plugin"
+bash scripts/install-k8s-plugin.sh
+done_step

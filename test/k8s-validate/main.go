@@ -1,314 +1,141 @@
-// k8s-validate: checks rendered Kubernetes manifests the way the API server of one named
-// Kubernetes version would decode them, so `npm test` catches a manifest the cluster would refuse
-// without a cluster. Each object is decoded strictly into its k8s.io/api type (an unknown or
-// duplicate field, or a value of the wrong type, is an error, as with `kubectl apply
-// --validate=strict`), then given the semantic checks that matter for what StrataNodes renders,
-// using apimachinery's own validators for names, labels, quantities and keys.
+// Command k8s-validate checks rendered Kubernetes YAML manifests against the
+// API of one pinned Kubernetes version without needing a cluster.
 //
-// Usage: k8s-validate PATH... (files or directories of .yaml/.yml, multi-document allowed).
-// Output: a first line naming the Kubernetes version, then "ok FILE KIND/NAME" or
-// "error FILE KIND/NAME: FIELD: MESSAGE" per object. Exit 0 all valid, 1 any error, 2 usage/IO.
+// It does what a kube-apiserver would do to a create request for the kinds
+// Strata renders: refuse kinds the version does not serve, decode strictly
+// (unknown, duplicate and mistyped fields are errors, as with
+// `kubectl apply --validate=strict`), then run the apiserver's semantic
+// checks (see checks.go).
+//
+// Usage: k8s-validate DIR_OR_FILE...
+//
+// Output is a version line, then "ok <file> <kind>/<name>" per valid object
+// or "error <file> <kind>/<name>: <field path>: <message>" per problem. Exit
+// status is 0 when everything is valid, 1 when any object is invalid and 2
+// on usage or I/O errors.
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
+	"sort"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 )
 
-// The Kubernetes minor version whose API types (k8s.io/api v0.X.Y = Kubernetes 1.X.Y) decode here.
-func kubernetesVersion() string {
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range info.Deps {
-			if d.Path == "k8s.io/api" {
-				return "kubernetes v1." + strings.TrimPrefix(d.Version, "v0.") + " (k8s.io/api " + d.Version + ")"
-			}
-		}
-	}
-	return "kubernetes (unknown k8s.io/api version)"
+// The Kubernetes version validated against. k8s.io/api v0.X.Y is cut from
+// Kubernetes v1.X.Y, so these must move together with go.mod; run refuses
+// to start if the linked k8s.io/api differs, so the printed version is true.
+const (
+	kubernetesVersion = "v1.37"
+	kubernetesMinor   = 37
+	k8sAPIVersion     = "v0.37.2"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-type problem struct{ field, message string }
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "usage: k8s-validate DIR_OR_FILE...")
+		return 2
+	}
+	if err := checkLinkedAPIVersion(); err != nil {
+		fmt.Fprintln(stderr, "k8s-validate:", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "kubernetes %s (k8s.io/api %s)\n", kubernetesVersion, k8sAPIVersion)
 
-type checker struct{ problems []problem }
+	files, err := collectFiles(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "k8s-validate:", err)
+		return 2
+	}
+	if len(files) == 0 {
+		// An empty run is almost always a wrong path in a test script;
+		// passing it silently would hide that.
+		fmt.Fprintln(stderr, "k8s-validate: no .yaml/.yml files found")
+		return 2
+	}
 
-func (c *checker) add(field, format string, args ...any) {
-	c.problems = append(c.problems, problem{field, fmt.Sprintf(format, args...)})
+	v := newValidator()
+	invalid := false
+	for _, f := range files {
+		results, err := v.validateFile(f)
+		if err != nil {
+			fmt.Fprintln(stderr, "k8s-validate:", err)
+			return 2
+		}
+		for _, r := range results {
+			if len(r.errs) == 0 {
+				fmt.Fprintf(stdout, "ok %s %s/%s\n", f, r.kind, r.name)
+				continue
+			}
+			invalid = true
+			for _, e := range r.errs {
+				fmt.Fprintf(stdout, "error %s %s/%s: %s\n", f, r.kind, r.name, oneLine(e))
+			}
+		}
+	}
+	if invalid {
+		return 1
+	}
+	return 0
 }
 
-func (c *checker) errs(field string, messages []string) {
-	for _, m := range messages {
-		c.add(field, "%s", m)
+// checkLinkedAPIVersion makes sure the constants above describe the
+// k8s.io/api actually compiled in. Build info is missing only in unusual
+// builds, where the constants are trusted.
+func checkLinkedAPIVersion() error {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
 	}
+	for _, dep := range bi.Deps {
+		if dep.Path == "k8s.io/api" && dep.Version != k8sAPIVersion {
+			return fmt.Errorf("linked k8s.io/api %s but the constants in main.go say %s; update them together", dep.Version, k8sAPIVersion)
+		}
+	}
+	return nil
 }
 
-func (c *checker) meta(m metav1.ObjectMeta, namespaced bool) {
-	if m.Name == "" {
-		c.add("metadata.name", "required")
-	} else {
-		c.errs("metadata.name", validation.IsDNS1123Subdomain(m.Name))
-	}
-	if namespaced && m.Namespace != "" {
-		c.errs("metadata.namespace", validation.IsDNS1123Label(m.Namespace))
-	}
-	c.labels("metadata.labels", m.Labels)
-	for k := range m.Annotations {
-		c.errs("metadata.annotations["+k+"]", validation.IsQualifiedName(k))
-	}
-}
-
-func (c *checker) labels(field string, labels map[string]string) {
-	for k, v := range labels {
-		c.errs(field+"["+k+"]", validation.IsQualifiedName(k))
-		c.errs(field+"["+k+"]", validation.IsValidLabelValue(v))
-	}
-}
-
-func (c *checker) probe(field string, p *corev1.Probe) {
-	if p == nil {
-		return
-	}
-	handlers := 0
-	if p.Exec != nil {
-		handlers++
-	}
-	if p.HTTPGet != nil {
-		handlers++
-	}
-	if p.TCPSocket != nil {
-		handlers++
-	}
-	if p.GRPC != nil {
-		handlers++
-	}
-	if handlers != 1 {
-		c.add(field, "must have exactly one handler, has %d", handlers)
-	}
-}
-
-func (c *checker) podSpec(field string, spec corev1.PodSpec, ports map[string]bool) {
-	volumes := map[string]bool{}
-	for i, v := range spec.Volumes {
-		f := fmt.Sprintf("%s.volumes[%d]", field, i)
-		c.errs(f+".name", validation.IsDNS1123Label(v.Name))
-		if volumes[v.Name] {
-			c.add(f+".name", "duplicate volume %q", v.Name)
+// collectFiles expands the arguments into a sorted list of files, so output
+// order is stable across runs and machines.
+func collectFiles(args []string) ([]string, error) {
+	var files []string
+	for _, arg := range args {
+		info, err := os.Stat(arg)
+		if err != nil {
+			return nil, err
 		}
-		volumes[v.Name] = true
-		if v.HostPath != nil && !strings.HasPrefix(v.HostPath.Path, "/") {
-			c.add(f+".hostPath.path", "must be an absolute path, got %q", v.HostPath.Path)
+		if !info.IsDir() {
+			// A file named explicitly is validated whatever its extension:
+			// the caller asked for it.
+			files = append(files, arg)
+			continue
 		}
-	}
-	if len(spec.Containers) == 0 {
-		c.add(field+".containers", "at least one container is required")
-	}
-	names := map[string]bool{}
-	for i, ct := range spec.Containers {
-		f := fmt.Sprintf("%s.containers[%d]", field, i)
-		c.errs(f+".name", validation.IsDNS1123Label(ct.Name))
-		if names[ct.Name] {
-			c.add(f+".name", "duplicate container name %q", ct.Name)
-		}
-		names[ct.Name] = true
-		if ct.Image == "" {
-			c.add(f+".image", "required")
-		}
-		portNames := map[string]bool{}
-		for j, p := range ct.Ports {
-			pf := fmt.Sprintf("%s.ports[%d]", f, j)
-			c.errs(pf+".containerPort", validation.IsValidPortNum(int(p.ContainerPort)))
-			if p.Name != "" {
-				c.errs(pf+".name", validation.IsValidPortName(p.Name))
-				if portNames[p.Name] {
-					c.add(pf+".name", "duplicate port name %q", p.Name)
-				}
-				portNames[p.Name] = true
-				ports[p.Name] = true
-			}
-			if spec.HostNetwork && p.HostPort != 0 && p.HostPort != p.ContainerPort {
-				c.add(pf+".hostPort", "must equal containerPort with hostNetwork")
-			}
-		}
-		for name, req := range ct.Resources.Requests {
-			if lim, ok := ct.Resources.Limits[name]; ok && req.Cmp(lim) > 0 {
-				c.add(fmt.Sprintf("%s.resources.requests[%s]", f, name), "must be less than or equal to the limit %s, got %s", lim.String(), req.String())
-			}
-			if strings.HasPrefix(string(name), corev1.ResourceHugePagesPrefix) {
-				if lim, ok := ct.Resources.Limits[name]; !ok || req.Cmp(lim) != 0 {
-					c.add(fmt.Sprintf("%s.resources.requests[%s]", f, name), "huge pages need a limit equal to the request")
-				}
-			}
-		}
-		for j, m := range ct.VolumeMounts {
-			mf := fmt.Sprintf("%s.volumeMounts[%d]", f, j)
-			if !volumes[m.Name] {
-				c.add(mf+".name", "volume %q is not declared in the pod's volumes", m.Name)
-			}
-			if !strings.HasPrefix(m.MountPath, "/") {
-				c.add(mf+".mountPath", "must be absolute, got %q", m.MountPath)
-			}
-		}
-		for j, e := range ct.Env {
-			c.errs(fmt.Sprintf("%s.env[%d].name", f, j), validation.IsEnvVarName(e.Name))
-		}
-		c.probe(f+".livenessProbe", ct.LivenessProbe)
-		c.probe(f+".readinessProbe", ct.ReadinessProbe)
-		c.probe(f+".startupProbe", ct.StartupProbe)
-		for _, p := range []*corev1.Probe{ct.LivenessProbe, ct.ReadinessProbe, ct.StartupProbe} {
-			if p != nil && p.HTTPGet != nil && p.HTTPGet.Port.Type == 1 && !portNames[p.HTTPGet.Port.StrVal] {
-				c.add(f+".probe.httpGet.port", "names port %q, which the container does not declare", p.HTTPGet.Port.StrVal)
-			}
-		}
-	}
-	c.labels(field+".nodeSelector", spec.NodeSelector)
-	if spec.DNSPolicy != "" && spec.DNSPolicy != corev1.DNSClusterFirst && spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet &&
-		spec.DNSPolicy != corev1.DNSDefault && spec.DNSPolicy != corev1.DNSNone {
-		c.add(field+".dnsPolicy", "unsupported value %q", spec.DNSPolicy)
-	}
-	for i, t := range spec.Tolerations {
-		if t.Operator == corev1.TolerationOpExists && t.Value != "" {
-			c.add(fmt.Sprintf("%s.tolerations[%d].value", field, i), "must be empty when operator is Exists")
-		}
-	}
-}
-
-// validate decodes one document strictly into its type and checks it; kind/name for the report.
-func validate(doc []byte) (string, []problem) {
-	var head struct {
-		APIVersion string            `json:"apiVersion"`
-		Kind       string            `json:"kind"`
-		Metadata   metav1.ObjectMeta `json:"metadata"`
-	}
-	if err := yaml.Unmarshal(doc, &head); err != nil {
-		return "?", []problem{{"", err.Error()}}
-	}
-	id := head.Kind + "/" + head.Metadata.Name
-	c := &checker{}
-	strict := func(into any) bool {
-		if err := yaml.UnmarshalStrict(doc, into); err != nil {
-			c.add("", "%s", err.Error())
-			return false
-		}
-		return true
-	}
-	switch head.APIVersion + " " + head.Kind {
-	case "apps/v1 DaemonSet":
-		var d appsv1.DaemonSet
-		if !strict(&d) {
-			break
-		}
-		c.meta(d.ObjectMeta, true)
-		if d.Spec.Selector == nil || len(d.Spec.Selector.MatchLabels)+len(d.Spec.Selector.MatchExpressions) == 0 {
-			c.add("spec.selector", "required")
-		} else if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err != nil {
-			c.add("spec.selector", "%s", err.Error())
-		} else if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-			c.add("spec.template.metadata.labels", "`selector` does not match template `labels`")
-		}
-		c.labels("spec.template.metadata.labels", d.Spec.Template.Labels)
-		switch d.Spec.UpdateStrategy.Type {
-		case "", appsv1.RollingUpdateDaemonSetStrategyType, appsv1.OnDeleteDaemonSetStrategyType:
-		default:
-			c.add("spec.updateStrategy.type", "unsupported value %q", d.Spec.UpdateStrategy.Type)
-		}
-		c.podSpec("spec.template.spec", d.Spec.Template.Spec, map[string]bool{})
-	case "v1 Secret":
-		var s corev1.Secret
-		if !strict(&s) {
-			break
-		}
-		c.meta(s.ObjectMeta, true)
-		for k := range s.Data {
-			c.errs("data["+k+"]", validation.IsConfigMapKey(k))
-		}
-		for k := range s.StringData {
-			c.errs("stringData["+k+"]", validation.IsConfigMapKey(k))
-		}
-		switch s.Type {
-		case "", corev1.SecretTypeOpaque, corev1.SecretTypeServiceAccountToken, corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson,
-			corev1.SecretTypeBasicAuth, corev1.SecretTypeSSHAuth, corev1.SecretTypeTLS, corev1.SecretTypeBootstrapToken:
-		default:
-			if len(validation.IsQualifiedName(string(s.Type))) > 0 {
-				c.add("type", "invalid secret type %q", s.Type)
-			}
-		}
-	case "v1 Service":
-		var s corev1.Service
-		if !strict(&s) {
-			break
-		}
-		c.meta(s.ObjectMeta, true)
-		c.errs("metadata.name", validation.IsDNS1035Label(s.Name))
-		names := map[string]bool{}
-		for i, p := range s.Spec.Ports {
-			f := fmt.Sprintf("spec.ports[%d]", i)
-			c.errs(f+".port", validation.IsValidPortNum(int(p.Port)))
-			if len(s.Spec.Ports) > 1 && p.Name == "" {
-				c.add(f+".name", "required when the service has more than one port")
-			}
-			if names[p.Name] {
-				c.add(f+".name", "duplicate %q", p.Name)
-			}
-			names[p.Name] = true
-		}
-		if s.Spec.ClusterIP != "" && s.Spec.ClusterIP != corev1.ClusterIPNone && len(validation.IsValidIP(nil, s.Spec.ClusterIP)) > 0 {
-			c.add("spec.clusterIP", "must be None or an IP address, got %q", s.Spec.ClusterIP)
-		}
-		c.labels("spec.selector", s.Spec.Selector)
-	case "v1 Namespace":
-		var n corev1.Namespace
-		if !strict(&n) {
-			break
-		}
-		c.meta(n.ObjectMeta, false)
-		c.errs("metadata.name", validation.IsDNS1123Label(n.Name))
-	case "v1 ConfigMap":
-		var m corev1.ConfigMap
-		if !strict(&m) {
-			break
-		}
-		c.meta(m.ObjectMeta, true)
-		for k := range m.Data {
-			c.errs("data["+k+"]", validation.IsConfigMapKey(k))
-		}
-	case "v1 ServiceAccount":
-		var a corev1.ServiceAccount
-		if !strict(&a) {
-			break
-		}
-		c.meta(a.ObjectMeta, true)
-	default:
-		c.add("kind", "unknown or unsupported kind %q in apiVersion %q", head.Kind, head.APIVersion)
-	}
-	return id, c.problems
-}
-
-// quantities are checked by decoding (resource.Quantity refuses malformed text); kept referenced
-// so the import states where that rule lives.
-var _ = resource.MustParse
-
-func files(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		err = filepath.WalkDir(arg, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-				out = append(out, path)
+			if !d.IsDir() && isYAML(path) {
+				files = append(files, path)
 			}
 			return nil
 		})
@@ -316,56 +143,195 @@ func files(paths []string) ([]string, error) {
 			return nil, err
 		}
 	}
-	return out, nil
+	sort.Strings(files)
+	return files, nil
 }
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: k8s-validate PATH...")
-		os.Exit(2)
-	}
-	fmt.Println(kubernetesVersion())
-	list, err := files(os.Args[1:])
+func isYAML(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// result is the verdict on one object: one YAML document, or one item of a
+// List.
+type result struct {
+	kind, name string
+	errs       []string
+}
+
+type validator struct {
+	// This is the serializer the apiserver uses for fieldValidation=Strict.
+	// It reports unknown and duplicate fields as a strict-decoding error
+	// while still returning the decoded object, so those and the semantic
+	// problems can be reported in one pass.
+	decoder runtime.Decoder
+}
+
+func newValidator() *validator {
+	s := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+		kjson.SerializerOptions{Yaml: true, Strict: true})
+	return &validator{decoder: s}
+}
+
+func (v *validator) validateFile(path string) ([]result, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "k8s-validate:", err)
-		os.Exit(2)
+		return nil, err
 	}
-	if len(list) == 0 {
-		fmt.Fprintln(os.Stderr, "k8s-validate: no .yaml files under", strings.Join(os.Args[1:], " "))
-		os.Exit(2)
-	}
-	failed := false
-	for _, file := range list {
-		data, err := os.ReadFile(file)
+	defer f.Close()
+
+	var results []result
+	// YAMLReader splits documents on "---" lines the same way kubectl does.
+	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "k8s-validate:", err)
-			os.Exit(2)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		reader := utilyaml.NewYAMLReader(bufioReader(data))
-		for {
-			doc, err := reader.Read()
-			if err != nil {
-				break
+		results = append(results, v.validateDocument(doc)...)
+	}
+	return results, nil
+}
+
+// header is read leniently so that a document that fails strict decoding
+// can still be named in the output.
+type header struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+}
+
+func (v *validator) validateDocument(doc []byte) []result {
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return []result{{kind: "<unknown>", name: "<unknown>", errs: []string{"<document>: invalid YAML: " + err.Error()}}}
+	}
+	if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return nil // empty document: a trailing "---", or only comments
+	}
+
+	var h header
+	_ = yaml.Unmarshal(j, &h) // best effort; strict decoding below reports the details
+	res := result{kind: orUnknown(h.Kind), name: orUnknown(h.Metadata.Name)}
+	if h.APIVersion == "" || h.Kind == "" {
+		res.errs = append(res.errs, "<document>: apiVersion and kind are required")
+		return []result{res}
+	}
+
+	obj, gvk, err := v.decoder.Decode(doc, nil, nil)
+	strictErr, isStrict := runtime.AsStrictDecodingError(err)
+	switch {
+	case err == nil:
+	case runtime.IsNotRegisteredError(err):
+		// A typo in kind/apiVersion, a custom resource (which cannot be
+		// checked without its CRD), or a group this version does not have.
+		res.errs = append(res.errs, fmt.Sprintf("kind: unknown kind %q in apiVersion %q (not in the Kubernetes %s API)", h.Kind, h.APIVersion, kubernetesVersion))
+		return []result{res}
+	case isStrict:
+		// Unknown or duplicate fields. obj is otherwise fully decoded, so
+		// carry on and report semantic problems too.
+		for _, se := range strictErr.Errors() {
+			res.errs = append(res.errs, describeStrictError(se))
+		}
+	default:
+		// Wrong types and malformed values (quantities, base64, ...): there
+		// is no usable object to check further.
+		res.errs = append(res.errs, describeDecodeError(err))
+		return []result{res}
+	}
+
+	if list, ok := obj.(*corev1.List); ok {
+		return v.validateList(list, res)
+	}
+
+	res.errs = append(res.errs, removedAPIErrors(obj, *gvk)...)
+	for _, e := range validateObject(obj) {
+		res.errs = append(res.errs, e.Error())
+	}
+	return []result{res}
+}
+
+// validateList checks each item of a v1 List (what `kubectl get -o yaml`
+// and some renderers emit) as if it were its own document.
+func (v *validator) validateList(list *corev1.List, self result) []result {
+	var out []result
+	if len(self.errs) > 0 {
+		out = append(out, self)
+	}
+	for i, item := range list.Items {
+		// Items are JSON, which is YAML, so the same strict path applies.
+		for _, r := range v.validateDocument(item.Raw) {
+			if r.name == "<unknown>" {
+				r.name = fmt.Sprintf("<items[%d]>", i)
 			}
-			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-				continue
-			}
-			id, problems := validate(doc)
-			if len(problems) == 0 {
-				fmt.Printf("ok %s %s\n", file, id)
-				continue
-			}
-			failed = true
-			for _, p := range problems {
-				field := p.field
-				if field == "" {
-					field = "(decode)"
-				}
-				fmt.Printf("error %s %s: %s: %s\n", file, id, field, p.message)
-			}
+			out = append(out, r)
 		}
 	}
-	if failed {
-		os.Exit(1)
+	return out
+}
+
+// lifecycle is implemented by the k8s.io/api types of pre-release
+// (alpha/beta) API versions and records the release that removed them.
+type lifecycle interface {
+	APILifecycleRemoved() (major, minor int)
+}
+
+// removedAPIErrors rejects objects whose group/version still has Go types in
+// k8s.io/api (kept for old clients) but is no longer served by the target
+// version, e.g. apps/v1beta2 DaemonSet, removed in 1.16.
+func removedAPIErrors(obj runtime.Object, gvk schema.GroupVersionKind) []string {
+	l, ok := obj.(lifecycle)
+	if !ok {
+		return nil
 	}
+	major, minor := l.APILifecycleRemoved()
+	if major != 1 || minor > kubernetesMinor {
+		return nil
+	}
+	return []string{fmt.Sprintf("apiVersion: %s %s was removed in Kubernetes v%d.%d and is not served by %s",
+		gvk.GroupVersion(), gvk.Kind, major, minor, kubernetesVersion)}
+}
+
+var quotedField = regexp.MustCompile(`^(unknown|duplicate) field "([^"]*)"`)
+
+// describeStrictError puts the offending field path first, per the
+// "<field path>: <message>" output format.
+func describeStrictError(err error) string {
+	msg := err.Error()
+	if m := quotedField.FindStringSubmatch(msg); m != nil {
+		return m[2] + ": " + msg
+	}
+	// Duplicate keys found by the YAML pass come with a line number rather
+	// than a field path.
+	return "<document>: " + msg
+}
+
+// typeErrorField matches encoding/json type errors such as
+// `cannot unmarshal string into Go struct field PodSpec.spec.hostNetwork of type bool`.
+var typeErrorField = regexp.MustCompile(`Go struct field [A-Za-z0-9_]+\.([^ ]+) of type`)
+
+func describeDecodeError(err error) string {
+	msg := err.Error()
+	if m := typeErrorField.FindStringSubmatch(msg); m != nil {
+		return m[1] + ": " + msg
+	}
+	return "<document>: " + msg
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "<unknown>"
+	}
+	return s
+}
+
+// oneLine keeps each problem on one output line; some YAML errors span
+// several.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
