@@ -7,7 +7,7 @@ import type { Stack } from "@pulumi/pulumi/automation";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { openStack } from "../../cli/pulumi";
-import { startCluster, TestCluster } from "../helpers/cluster";
+import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 import { VerifyingLoad, VolumeModel } from "../helpers/load";
 import { makeSecret } from "../native/nvmf/host";
@@ -32,13 +32,7 @@ let stack: Stack;
 test.before(async () => {
   cluster = await startCluster({ nodes: 3, diskMib: 512 });
   stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
-  const config: Record<string, { value: string; secret?: boolean }> = {
-    "strata:token": { value: cluster.nodes[0].token, secret: true },
-    diskDir: { value: join(cluster.home, "cluster") },
-    frontend: { value: FRONTEND },
-  };
-  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
-  await stack.setAllConfig(config, true);
+  await stack.setAllConfig(stackConfig(cluster, { diskDir: join(cluster.home, "cluster"), frontend: FRONTEND }), true);
 });
 test.after.always(async () => {
   await cluster?.down();

@@ -12,7 +12,7 @@ import { openStack } from "../../cli/pulumi";
 import type { EngineConnection } from "../../common/client";
 import { nexusNqn, replicaNqn } from "../../common/nexus-rules";
 import { nexusUuidFor, replicaUuidFor } from "../../provider/cluster";
-import { startCluster, TestCluster } from "../helpers/cluster";
+import { stackConfig, startCluster, TestCluster } from "../helpers/cluster";
 import { REPO_ROOT } from "../helpers/engine";
 
 const FIXTURE = join(REPO_ROOT, "test", "e2e", "fixtures", "replicated");
@@ -29,13 +29,7 @@ let stack: Stack;
 test.before(async () => {
   cluster = await startCluster({ nodes: 3, diskMib: 512 });
   stack = await openStack({ workDir: FIXTURE, home: cluster.home, stackName: cluster.stack });
-  const config: Record<string, { value: string; secret?: boolean }> = {
-    "strata:token": { value: cluster.nodes[0].token, secret: true },
-    diskDir: { value: join(cluster.home, "cluster") },
-    frontend: { value: FRONTEND },
-  };
-  for (const n of cluster.nodes) config[`strata:endpoints.${n.node}`] = { value: n.endpoint };
-  await stack.setAllConfig(config, true);
+  await stack.setAllConfig(stackConfig(cluster, { diskDir: join(cluster.home, "cluster"), frontend: FRONTEND }), true);
 });
 test.after.always(async () => {
   await cluster?.down();
