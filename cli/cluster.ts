@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { connectEngine, EngineTarget } from "../common/client";
+import type { Nexus__Output as Nexus } from "../engine/generated/strata/engine/v1/Nexus";
 import { nodeDhchapSecret } from "../common/dhchap";
 import { projectRoot, strataHome } from "./paths";
 import { openStack, StackOptions } from "./pulumi";
@@ -52,7 +53,8 @@ export function readToken(record: ClusterRecord): string {
   return readFileSync(record.token_file, "utf8").trim();
 }
 
-function alive(pid: number): boolean {
+/** True when `pid` runs and is not a zombie (a node record's engine is serving). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch {
@@ -223,6 +225,86 @@ export interface NodeStatus {
   readonly pid: number | null;
   /** The node's CSAL tiered devices, with their write amplification and background work. */
   readonly csal: CsalStatus[];
+  /** The node's labels as its engine reports them (GetInfo); as it was started when it is not running. */
+  readonly labels: Record<string, string>;
+  /** The node's zone label, "-" when it has none (zoneOf). */
+  readonly zone: string;
+  /** The nexuses this node runs (none when it is not running). */
+  readonly nexuses: NexusSummary[];
+}
+
+/** A nexus as `cluster status` shows it. */
+export interface NexusSummary {
+  readonly uuid: string;
+  readonly node: string;
+  readonly size_bytes: number;
+  /** online, degraded, faulted */
+  readonly health: string;
+  /** open, shutting_down, shutdown */
+  readonly state: string;
+  readonly children_online: number;
+  readonly children_total: number;
+  /** Where the frontend connects ("" while unpublished). */
+  readonly address: string;
+  /** Children being rebuilt, with the engine's progress report of each. */
+  readonly rebuilding: RebuildingChild[];
+}
+
+export interface RebuildingChild {
+  readonly uri: string;
+  /** waiting, running, paused, flushing, ... (RebuildStats.state) */
+  readonly state: string;
+  readonly partial: boolean;
+  readonly bytes_done: number;
+  readonly bytes_total: number;
+  readonly mib_per_s: number;
+  readonly start_ms: number;
+}
+
+/** The label Kubernetes nodes carry their zone in; placement's usual topologyKey. */
+export const ZONE_LABEL_KUBERNETES = "topology.kubernetes.io/zone";
+/** The label `strata cluster up` gives its local nodes. */
+export const ZONE_LABEL = "zone";
+
+/** A node's zone: the Kubernetes topology label, else `zone`, else "-". */
+export function zoneOf(labels: Readonly<Record<string, string>>): string {
+  return labels[ZONE_LABEL_KUBERNETES] || labels[ZONE_LABEL] || "-";
+}
+
+/** `k=v,k=v` of every label but the one the ZONE column already shows, sorted; "-" when none. */
+export function otherLabels(labels: Readonly<Record<string, string>>): string {
+  const zoneKey = labels[ZONE_LABEL_KUBERNETES] ? ZONE_LABEL_KUBERNETES : labels[ZONE_LABEL] ? ZONE_LABEL : "";
+  const rest = Object.keys(labels)
+    .filter((k) => k !== zoneKey)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`);
+  return rest.length > 0 ? rest.join(",") : "-";
+}
+
+/** The engine's nexus as the status table needs it. */
+export function summarizeNexus(n: Nexus): NexusSummary {
+  return {
+    uuid: n.uuid,
+    node: n.node,
+    size_bytes: Number(n.size_bytes),
+    health: n.health,
+    state: n.state,
+    children_online: n.children.filter((c) => c.state === "online").length,
+    children_total: n.children.length,
+    address: n.address,
+    rebuilding: n.children
+      .filter((c) => c.state === "rebuilding")
+      .map((c) => ({
+        uri: c.uri,
+        // A child can be rebuilding before its job reports (it joined the write set first).
+        state: c.rebuild?.state ?? "waiting",
+        partial: c.rebuild?.partial ?? false,
+        bytes_done: Number(c.rebuild?.bytes_done ?? 0),
+        bytes_total: Number(c.rebuild?.bytes_total ?? 0),
+        mib_per_s: c.rebuild?.mib_per_s ?? 0,
+        start_ms: Number(c.rebuild?.start_ms ?? 0),
+      })),
+  };
 }
 
 export interface CsalStatus {
@@ -257,16 +339,22 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
   const token = readToken(record);
   return Promise.all(
     record.nodes.map(async (n): Promise<NodeStatus> => {
-      const base = { node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", rdma: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0, csal: [] };
+      const recorded = n.labels ?? {};
+      const base = {
+        node: n.node, endpoint: n.endpoint, nvmf_endpoint: "", rdma: "", pools: 0, used_bytes: 0, capacity_bytes: 0, replicas: 0, csal: [],
+        labels: recorded, zone: zoneOf(recorded), nexuses: [],
+      };
       if (!alive(n.pid)) return { ...base, state: "stopped", pid: null };
       const engine = connectEngine({ node: n.node, endpoint: n.endpoint, token });
       try {
-        const [info, { pools }, { replicas }, { devices }] = await Promise.all([
+        const [info, { pools }, { replicas }, { devices }, { nexuses }] = await Promise.all([
           engine.call("GetInfo", {}, 3_000),
           engine.call("ListPools", {}, 3_000),
           engine.call("ListReplicas", { pool: "" }, 3_000),
           engine.call("ListCsalDevices", {}, 3_000),
+          engine.call("ListNexus", {}, 3_000),
         ]);
+        const labels = { ...(info.labels ?? {}) };
         const poolNames = new Map(pools.map((p) => [p.uuid, p.name]));
         return {
           ...base,
@@ -278,6 +366,9 @@ export async function clusterStatus(home = strataHome()): Promise<NodeStatus[]> 
           used_bytes: pools.reduce((s, p) => s + p.used_bytes, 0),
           capacity_bytes: pools.reduce((s, p) => s + p.capacity_bytes, 0),
           replicas: replicas.length,
+          labels,
+          zone: zoneOf(labels),
+          nexuses: nexuses.map(summarizeNexus),
           csal: devices.map((d) => ({
             name: d.name,
             node: n.node,
