@@ -46,13 +46,13 @@ test.serial("cluster status shows three running nodes", async (t) => {
   const status = await cluster.strata("cluster", "status");
   t.is(status.code, 0, status.stderr);
   const rows = status.stdout.trim().split("\n");
-  t.regex(rows[0], /NODE\s+ENDPOINT\s+NVMF\s+RDMA\s+STATE\s+POOLS\s+USED\/CAPACITY\s+REPLICAS/);
+  t.regex(rows[0], /NODE\s+ENDPOINT\s+NVMF\s+RDMA\s+ZONE\s+LABELS\s+STATE\s+POOLS\s+USED\/CAPACITY\s+REPLICAS/);
   t.is(rows.filter((r) => /running/.test(r)).length, 3);
   for (const [i, node] of cluster.nodes.entries()) {
     // Each node serves NVMe/TCP on its gRPC port + 1000 (cli/cluster.ts).
     const grpcPort = Number(node.endpoint.split(":")[1]);
-    // No --rdma-interface: RDMA "-" (not asked for).
-    t.regex(rows[i + 1], new RegExp(`^${node.node}\\s+${node.endpoint}\\s+127\\.0\\.0\\.1:${grpcPort + 1000}\\s+-\\s+running`));
+    // No --rdma-interface: RDMA "-" (not asked for); then the node's zone and its other labels.
+    t.regex(rows[i + 1], new RegExp(`^${node.node}\\s+${node.endpoint}\\s+127\\.0\\.0\\.1:${grpcPort + 1000}\\s+-\\s+\\S+\\s+\\S+\\s+running`));
   }
 });
 
