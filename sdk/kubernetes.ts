@@ -69,8 +69,14 @@ const DEFAULT_PORTS: Required<StrataPorts> = { grpc: 10124, nvmf: 4420, discover
 // A Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource), binary or decimal suffix.
 const QUANTITY_RE = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const APP_LABEL = "app.kubernetes.io/name";
-const DATA_MOUNT = "/var/lib/strata";
+const DEFAULT_DATA_DIR = "/var/lib/strata";
+
+/** The labels that select one StrataNodes' engine pods (DaemonSet selector, Service, every object). */
+function engineSelector(name: string): Record<string, string> {
+  return { "app.kubernetes.io/name": "strata-engine", "app.kubernetes.io/instance": name };
+}
+// Inside the container the data directory is always here, wherever it lives on the host.
+const DATA_MOUNT = DEFAULT_DATA_DIR;
 const TOKEN_MOUNT = "/etc/strata";
 
 /** The component's inputs, checked and with defaults filled: what the manifests are built from. */
@@ -115,7 +121,7 @@ export function engineSpec(name: string, args: StrataNodesArgs): EngineSpec {
     if (problem) bad("rdma.interface", `${problem} (rdma.enabled needs the RoCE interface every node serves on)`);
     else rdmaInterface = args.rdma.interface!;
   }
-  const dataDir = args.dataDir ?? "/var/lib/strata";
+  const dataDir = args.dataDir ?? DEFAULT_DATA_DIR;
   if (!dataDir.startsWith("/") || dataDir === "/") bad("dataDir", `must be an absolute host path other than /, got "${dataDir}"`);
   const ports = { ...DEFAULT_PORTS, ...(args.ports ?? {}) };
   for (const [key, port] of Object.entries(ports))
@@ -173,7 +179,7 @@ export function engineArgs(spec: EngineSpec): string[] {
 
 /** The DaemonSet's pod template: everything Kubernetes runs, as plain data (tests read it). */
 export function enginePodSpec(spec: EngineSpec, secretName: pulumi.Input<string>): k8s.types.input.core.v1.PodTemplateSpec {
-  const selector = { [APP_LABEL]: "strata-engine", "app.kubernetes.io/instance": spec.name };
+  const selector = engineSelector(spec.name);
   const limits: Record<string, string> = { cpu: String(spec.cores), memory: spec.memory };
   if (spec.hugepages2Mi) limits["hugepages-2Mi"] = spec.hugepages2Mi;
   const volumes: k8s.types.input.core.v1.Volume[] = [
@@ -261,7 +267,7 @@ export class StrataNodes extends pulumi.ComponentResource {
         ? undefined
         : new k8s.core.v1.Namespace(`${name}-ns`, { metadata: { name: spec.namespace, labels: { "pod-security.kubernetes.io/enforce": "privileged" } } }, child);
     const inNs = ns ? { ...child, dependsOn: [ns] } : child;
-    const labels = { [APP_LABEL]: "strata-engine", "app.kubernetes.io/instance": name };
+    const labels = engineSelector(name);
     const secret = new k8s.core.v1.Secret(
       `${name}-token`,
       { metadata: { name: `${name}-token`, namespace: spec.namespace, labels }, type: "Opaque", stringData: { token: pulumi.secret(args.token) } },

@@ -177,10 +177,8 @@ size_t Reactor::run_tasks(std::deque<Task>& scratch, bool& stopping) {
 }
 
 size_t Reactor::reap(std::vector<std::pair<uint64_t, int>>& completions) {
-  if (kernel_has_task_work()) {
-    bump(enters_);
-    io_uring_get_events(&ring_);
-  }
+  // Pending task work is run by the caller's kernel entry (the loop's submit_and_get_events, or
+  // the blocking wait), not here: one entry per turn.
   // Collect first, then run callbacks: callbacks may queue (and, when the SQ is full, submit) more.
   unsigned head;
   io_uring_cqe* cqe;

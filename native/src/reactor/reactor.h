@@ -100,7 +100,7 @@ class Reactor {
   void submit_pending();
   // Runs posted tasks (local and remote). Returns how many ran.
   size_t run_tasks(std::deque<Task>& scratch, bool& stopping);
-  // Collects the CQEs present now and runs their callbacks. Returns how many there were.
+  // Collects the CQEs present now and runs their callbacks (no system call). Returns how many.
   size_t reap(std::vector<std::pair<uint64_t, int>>& scratch);
   // Whether the kernel holds completions it will deliver only when this thread enters it
   // (IORING_SQ_TASKRUN under cooperative task running).
