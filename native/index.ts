@@ -534,6 +534,11 @@ export interface NativeStorage {
     queue_depth: number;
     duration_ms: number;
     span_bytes: number;
+    /**
+     * Spread queue_depth over this many reactors (default 1), as a kernel host spreads an
+     * application's I/O over per-CPU queues. A device with a home reactor (a replica) uses one.
+     */
+    jobs?: number;
   }): Promise<BenchResult>;
   /**
    * Tests and tools only: one I/O on a raw device (opened and closed per call). Resolves with the data for "read".

@@ -661,6 +661,7 @@ Napi::Value BenchDevice(const Napi::CallbackInfo& info) {
   return async_call<BenchResultData>(info, default_to_js<BenchResultData>(), [&](const Napi::Object& o, auto done) {
     BenchOptions opts{get_string(o, "uri"), get_pattern(o), get_u64(o, "block_size_bytes"),
                       static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "queue_depth"), 1 << 20)), get_u64(o, "duration_ms"), get_u64(o, "span_bytes")};
+    if (o.Has("jobs") && !o.Get("jobs").IsUndefined()) opts.jobs = static_cast<uint32_t>(std::min<uint64_t>(get_u64(o, "jobs"), 1 << 20));
     Engine::instance().bench_device(std::move(opts), done);
   });
 }

@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -578,50 +579,28 @@ uint64_t bench_now_ns() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
 }
 
-// benchDevice: like Pool::bench, but straight on a Device (no pool, no replica map).
-struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
-  std::shared_ptr<Device> device;
-  Reactor* reactor = nullptr;
-  BenchOptions options;
-  uint64_t blocks = 0;
-  bool write = false, random = false;
-  std::vector<AlignedBuffer> buffers;
-  std::mt19937_64 rng{std::random_device{}()};
-  uint64_t next_block = 0, start_ns = 0, deadline_ns = 0;
-  uint32_t inflight = 0;
+// benchDevice: like Pool::bench, but straight on a Device (no pool, no replica map). The queue
+// depth may be spread over several reactors ("jobs"), the way a kernel host spreads one
+// application's I/O over per-CPU queues; each job keeps its share in flight on its own reactor.
+struct DeviceBenchGroup {
+  std::mutex mutex;
+  uint32_t jobs_left = 0;  // jobs still running; the last to finish reports
   BenchResultData result;
   std::vector<uint32_t> latencies_us;
+  uint64_t start_ns = 0;
   int error = 0;
   Callback<BenchResultData> done;
 
-  void issue(size_t slot) {
-    uint64_t now = bench_now_ns();
-    if (now >= deadline_ns || error != 0) {
-      if (inflight == 0 && done) finish(now);
-      return;
-    }
-    uint64_t block = random ? rng() % blocks : next_block++ % blocks;
-    inflight++;
-    auto self = shared_from_this();
-    auto cb = [self, slot, now](int res) {
-      self->inflight--;
-      if (res < 0) {
-        if (self->error == 0) self->error = res;
-      } else {
-        self->result.ops++;
-        self->result.bytes += self->options.block_size_bytes;
-        if (self->latencies_us.size() < (1u << 24)) self->latencies_us.push_back(static_cast<uint32_t>((bench_now_ns() - now) / 1000));
-      }
-      self->issue(slot);
-    };
-    uint64_t off = block * options.block_size_bytes;
-    auto len = static_cast<uint32_t>(options.block_size_bytes);
-    if (write) device->write(*reactor, off, len, buffers[slot].data(), cb);
-    else device->read(*reactor, off, len, buffers[slot].data(), cb);
-  }
-
-  void finish(uint64_t now) {
-    result.elapsed_us = (now - start_ns) / 1000;
+  void job_finished(uint64_t now_ns, uint64_t ops, uint64_t bytes, std::vector<uint32_t>& job_latencies_us, int job_error) {
+    std::unique_lock<std::mutex> lock(mutex);
+    result.ops += ops;
+    result.bytes += bytes;
+    result.elapsed_us = std::max(result.elapsed_us, (now_ns - start_ns) / 1000);
+    latencies_us.insert(latencies_us.end(), job_latencies_us.begin(), job_latencies_us.end());
+    if (error == 0) error = job_error;
+    assert(jobs_left > 0);
+    if (--jobs_left > 0) return;
+    lock.unlock();
     if (!latencies_us.empty()) {
       std::sort(latencies_us.begin(), latencies_us.end());
       result.lat_p50_us = latencies_us[latencies_us.size() / 2];
@@ -634,6 +613,51 @@ struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
     done = nullptr;
     if (error != 0) d(Error{io_result_code(error), str("benchDevice I/O failed: ", io_result_text(error))});
     else d(result);
+  }
+};
+
+// One job: `buffers.size()` I/Os kept in flight from one reactor.
+struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
+  std::shared_ptr<DeviceBenchGroup> group;
+  std::shared_ptr<Device> device;
+  Reactor* reactor = nullptr;
+  uint64_t block_size_bytes = 0;
+  uint64_t blocks = 0;
+  bool write = false, random = false;
+  std::vector<AlignedBuffer> buffers;
+  std::mt19937_64 rng{std::random_device{}()};
+  uint64_t next_block = 0, deadline_ns = 0, ops = 0;
+  uint32_t inflight = 0;
+  bool finished = false;
+  std::vector<uint32_t> latencies_us;
+  int error = 0;
+
+  void issue(size_t slot) {
+    uint64_t now = bench_now_ns();
+    if (now >= deadline_ns || error != 0) {
+      if (inflight == 0 && !finished) {
+        finished = true;
+        group->job_finished(now, ops, ops * block_size_bytes, latencies_us, error);
+      }
+      return;
+    }
+    uint64_t block = random ? rng() % blocks : next_block++ % blocks;
+    inflight++;
+    auto self = shared_from_this();
+    auto cb = [self, slot, now](int res) {
+      self->inflight--;
+      if (res < 0) {
+        if (self->error == 0) self->error = res;
+      } else {
+        self->ops++;
+        if (self->latencies_us.size() < (1u << 22)) self->latencies_us.push_back(static_cast<uint32_t>((bench_now_ns() - now) / 1000));
+      }
+      self->issue(slot);
+    };
+    uint64_t off = block * block_size_bytes;
+    auto len = static_cast<uint32_t>(block_size_bytes);
+    if (write) device->write(*reactor, off, len, buffers[slot].data(), cb);
+    else device->read(*reactor, off, len, buffers[slot].data(), cb);
   }
 };
 }  // namespace
@@ -655,27 +679,45 @@ void Engine::bench_device(BenchOptions o, Callback<BenchResultData> done) {
     }
     if (o.queue_depth == 0 || o.queue_depth > 1024) return done(Error{ErrorCode::kInvalidArgument, "bench queue_depth must be 1 to 1024"});
     if (o.duration_ms == 0 || o.duration_ms > 3600 * 1000) return done(Error{ErrorCode::kInvalidArgument, "bench duration_ms must be 1 to 3600000"});
-    Reactor* reactor = home_reactor(*device, reactors_[0].get());
-    auto run = std::make_shared<DeviceBench>();
-    run->device = device;
-    run->reactor = reactor;
-    run->options = o;
-    run->blocks = span / o.block_size_bytes;
-    run->write = o.pattern == BenchPattern::kRandWrite || o.pattern == BenchPattern::kWrite;
-    run->random = o.pattern == BenchPattern::kRandRead || o.pattern == BenchPattern::kRandWrite;
-    for (uint32_t i = 0; i < o.queue_depth; i++) {
-      run->buffers.emplace_back(o.block_size_bytes);
-      for (uint64_t b = 0; b + 8 <= o.block_size_bytes; b += 8) std::memcpy(run->buffers.back().data() + b, &b, 8);
+    if (o.jobs == 0 || o.jobs > o.queue_depth) {
+      return done(Error{ErrorCode::kInvalidArgument, str("bench jobs ", o.jobs, " must be 1 to queue_depth (", o.queue_depth, ")")});
     }
+    // A device with a home reactor (a replica) takes I/O only there: one job. Otherwise jobs go
+    // round robin over the reactors, starting at reactor 0.
+    Reactor* home = device->home_reactor();
+    uint32_t jobs = home ? 1 : o.jobs;
+    auto group = std::make_shared<DeviceBenchGroup>();
+    group->jobs_left = jobs;
     // The device is closed on the control thread, never on a reactor (closing waits for nothing, but keeps threads tidy).
-    run->done = [this, device, done](Result<BenchResultData> r) {
+    group->done = [this, device, done](Result<BenchResultData> r) {
       control_->post([device, done, r] { done(r); });
     };
-    reactor->post([run, o] {
-      run->start_ns = bench_now_ns();
-      run->deadline_ns = run->start_ns + o.duration_ms * 1'000'000;
-      for (uint32_t i = 0; i < o.queue_depth; i++) run->issue(i);
-    });
+    std::vector<std::shared_ptr<DeviceBench>> runs;
+    for (uint32_t j = 0; j < jobs; j++) {
+      auto run = std::make_shared<DeviceBench>();
+      run->group = group;
+      run->device = device;
+      run->reactor = home ? home : reactors_[j % reactors_.size()].get();
+      run->block_size_bytes = o.block_size_bytes;
+      run->blocks = span / o.block_size_bytes;
+      run->write = o.pattern == BenchPattern::kRandWrite || o.pattern == BenchPattern::kWrite;
+      run->random = o.pattern == BenchPattern::kRandRead || o.pattern == BenchPattern::kRandWrite;
+      run->next_block = run->blocks * j / jobs;  // sequential jobs start apart
+      uint32_t depth = o.queue_depth / jobs + (j < o.queue_depth % jobs ? 1 : 0);
+      for (uint32_t i = 0; i < depth; i++) {
+        run->buffers.emplace_back(o.block_size_bytes);
+        for (uint64_t b = 0; b + 8 <= o.block_size_bytes; b += 8) std::memcpy(run->buffers.back().data() + b, &b, 8);
+      }
+      runs.push_back(std::move(run));
+    }
+    group->start_ns = bench_now_ns();
+    uint64_t deadline_ns = group->start_ns + o.duration_ms * 1'000'000;
+    for (auto& run : runs) {
+      run->deadline_ns = deadline_ns;
+      run->reactor->post([run] {
+        for (size_t i = 0; i < run->buffers.size(); i++) run->issue(i);
+      });
+    }
   });
 }
 

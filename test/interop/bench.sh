@@ -16,9 +16,34 @@ ROUNDS=${STRATA_BENCH_ROUNDS:-2}
 ctl() { node "$ROOT/test/interop/ctl.js" "$@"; }
 die() { echo "bench: $*" >&2; exit 1; }
 
-modprobe nvme-tcp && modprobe nvmet && modprobe nvmet-tcp && modprobe loop || die "modules"
-for x in a b; do truncate -s 320M $WORK/$x.img; done
-LOOP_A=$(losetup -f --show $WORK/a.img) && LOOP_B=$(losetup -f --show $WORK/b.img) || die "losetup"
+# STRATA_BENCH_BACKING picks the identical block devices under both targets:
+#  loop     (default) a loop device over a tmpfs file each. The loop driver does not take
+#           non-blocking submissions, so io_uring hands each of our O_DIRECT reads to an io-wq
+#           thread; nvmet submits its bio from its own worker.
+#  null_blk a memory-backed null_blk device each: blk-mq, accepts non-blocking submissions, as
+#           an NVMe SSD's driver does, so our reads are issued inline from the reactor.
+BACKING=${STRATA_BENCH_BACKING:-loop}
+modprobe nvme-tcp && modprobe nvmet && modprobe nvmet-tcp || die "modules"
+case $BACKING in
+  loop)
+    modprobe loop || die "modprobe loop"
+    for x in a b; do truncate -s 320M $WORK/$x.img; done
+    LOOP_A=$(losetup -f --show $WORK/a.img) && LOOP_B=$(losetup -f --show $WORK/b.img) || die "losetup" ;;
+  null_blk)
+    modprobe null_blk nr_devices=0 || die "modprobe null_blk"
+    for x in a b; do
+      d=/sys/kernel/config/nullb/bench_$x
+      mkdir -p $d && echo 320 > $d/size && echo 4096 > $d/blocksize && echo 1 > $d/memory_backed && echo 2 > $d/queue_mode && echo 1 > $d/power || die "null_blk $x"
+    done
+    for x in a b; do  # the guest has no udev: make the device node from sysfs if it is missing
+      n=bench_$x  # 6.1 names the disk after its configfs item; older kernels nullb<index>
+      [ -e /sys/block/$n ] || n=nullb$(cat /sys/kernel/config/nullb/bench_$x/index)
+      [ -b /dev/$n ] || mknod /dev/$n b $(tr : ' ' < /sys/block/$n/dev) || die "mknod $n"
+      eval "LOOP_${x^^}=/dev/$n"
+    done
+    [ -b $LOOP_A ] && [ -b $LOOP_B ] || die "null_blk devices $LOOP_A $LOOP_B" ;;
+  *) die "STRATA_BENCH_BACKING must be loop or null_blk, got '$BACKING'" ;;
+esac
 
 # Ours: a pool on loop A, a thick 256 MiB replica, shared to this host.
 node "$ROOT/bin/strata-engine.js" --node bench --data-dir $WORK/data --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT --cores 1 > $WORK/engine.log 2>&1 &
@@ -85,12 +110,21 @@ for round in $(seq 1 $ROUNDS); do
 done
 nvme disconnect -n $OURS >/dev/null; nvme disconnect -n $KNQN >/dev/null
 kill -TERM %1 2>/dev/null; wait 2>/dev/null
+# Tear down what this run set up, so another run (another backing) can follow in the same boot.
+rm -f $CFG/ports/1/subsystems/$KNQN
+echo 0 > $CFG/subsystems/$KNQN/namespaces/1/enable
+rmdir $CFG/subsystems/$KNQN/namespaces/1 $CFG/subsystems/$KNQN $CFG/ports/1 2>/dev/null
+case $BACKING in
+  loop) losetup -d $LOOP_A $LOOP_B ;;
+  null_blk) for x in a b; do echo 0 > /sys/kernel/config/nullb/bench_$x/power; rmdir /sys/kernel/config/nullb/bench_$x; done ;;
+esac
+rm -rf $WORK/data
 node -e '
   const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => l.split(" "));
   const med = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const names = [...new Set(rows.map((r) => r[0]))];
   const out = {};
-  console.log("kernel NVMe/TCP host in the VM (TCG), fio, medians: strata target vs nvmet-tcp, identical loop devices");
+  console.log("kernel NVMe/TCP host in the VM (TCG), fio, medians: strata target vs nvmet-tcp, identical " + process.argv[2] + " devices");
   console.log("| workload | strata IOPS | strata p50 us | nvmet IOPS | nvmet p50 us | strata/nvmet | CPU us/IO strata | CPU us/IO nvmet | CPU ratio |");
   for (const n of names) {
     const pick = (side, i) => med(rows.filter((r) => r[0] === n && r[1] === side).map((r) => Number(r[i])));
@@ -101,4 +135,4 @@ node -e '
   }
   // The headline: CPU per I/O at depth, where both targets are busy (at qd1 ours polls by design).
   out.cpu_per_io_vs_nvmet_ratio = out.cpu_per_io_vs_nvmet_randread_4k_qd32_ratio;
-  console.log(JSON.stringify(out));' $RESULTS
+  console.log(JSON.stringify(out));' $RESULTS $BACKING

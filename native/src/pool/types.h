@@ -83,6 +83,8 @@ struct BenchOptions {
   double hot_space_fraction = 1.0;
   // benchReplica: stop issuing after this many I/Os (0 = no limit; duration_ms still bounds the run).
   uint64_t max_ops = 0;
+  // benchDevice: spread queue_depth over this many reactors (a device with a home reactor takes 1).
+  uint32_t jobs = 1;
 };
 
 struct BenchResultData {

@@ -62,6 +62,24 @@ test.serial("a host NQN that is not allowed: probe fails naming the NQN", async 
   t.regex(err!.message, /not allowed/);
 });
 
+test.serial("benchDevice spreads its queue depth over both I/O queues; every block written carries the bench's bytes", async (t) => {
+  const n = native();
+  const s = await shared(t);
+  const span = 8 * MiB;
+  // Sequential writes from two jobs (one per reactor, each on its own queue) over the span.
+  const r = await n.benchDevice({ uri: s.uri, pattern: "write", block_size_bytes: 4096, queue_depth: 8, duration_ms: 500, span_bytes: span, jobs: 2 });
+  t.true(r.ops >= span / 4096, `only ${r.ops} writes: the span was not covered`);
+  // The bench fills each 4 KiB buffer with its own byte offsets as u64s.
+  const want = Buffer.alloc(4096);
+  for (let b = 0; b < 4096; b += 8) want.writeBigUInt64LE(BigInt(b), b);
+  const got = await n.replicaRead({ uuid: s.uuid, offset_bytes: 0, length_bytes: span });
+  for (let off = 0; off < span; off += 4096) {
+    if (!got.subarray(off, off + 4096).equals(want)) return t.fail(`block at ${off} does not hold the bench's bytes`);
+  }
+  const bad = await t.throwsAsync(n.benchDevice({ uri: s.uri, pattern: "randread", block_size_bytes: 4096, queue_depth: 2, duration_ms: 100, span_bytes: span, jobs: 3 }));
+  t.regex(bad!.message, /jobs 3 must be 1 to queue_depth \(2\)/);
+});
+
 test.serial("connection loss: the controller reconnects and I/O continues", async (t) => {
   const n = native();
   const s = await shared(t, "&io_timeout_ms=10000");
