@@ -158,12 +158,12 @@ async function main(): Promise<void> {
   for (const row of table) console.log("| " + row.map((cell, c) => cell.padEnd(widths[c])).join(" | ") + " |");
   // Per remote I/O, from the reactors' own counters (last round): what the profile attributes
   // the time to. sleeps = wakeups; enters = io_uring_enter syscalls; hops = cross-thread posts.
-  const costHeader = ["workload (per remote I/O)", "host sleeps", "host enters", "host hops", "target sleeps", "target enters", "target hops", "target eventfd writes", "CPU us remote (host+target)", "CPU us host", "CPU us target", "CPU us local"];
+  const costHeader = ["workload (per remote I/O)", "host sleeps", "host enters", "host hops", "target sleeps", "target enters", "target hops", "target eventfd writes", "host ring ops", "target ring ops", "CPU us remote (host+target)", "CPU us host", "CPU us target", "CPU us local"];
   const costTable = [costHeader];
   for (const r of rows) {
     const c = r.costs.at(-1)!;
     const remoteCpu = c.host.cpu_us + c.target.cpu_us, localCpu = median(r.localCpuUs);
-    costTable.push([r.workload, ...[c.host.sleeps, c.host.enters, c.host.posts_remote, c.target.sleeps, c.target.enters, c.target.posts_remote, c.target.wakeup_writes, remoteCpu, c.host.cpu_us, c.target.cpu_us, localCpu].map((x) => x.toFixed(2))]);
+    costTable.push([r.workload, ...[c.host.sleeps, c.host.enters, c.host.posts_remote, c.target.sleeps, c.target.enters, c.target.posts_remote, c.target.wakeup_writes, c.host.completions, c.target.completions, remoteCpu, c.host.cpu_us, c.target.cpu_us, localCpu].map((x) => x.toFixed(2))]);
     summary[`cpu_per_io_remote_vs_local_${r.workload}_ratio`] = Number((remoteCpu / localCpu).toFixed(2));
     if (r.workload === "randread_4k_qd1") summary.target_sleeps_per_io_qd1 = Number(c.target.sleeps.toFixed(2));
     if (r.workload === "randread_4k_qd1") summary.host_sleeps_per_io_qd1 = Number(c.host.sleeps.toFixed(2));

@@ -30,14 +30,16 @@ export interface CounterTotals {
   posts_remote: number;
   wakeup_writes: number;
   polls: number;
+  /** io_uring operations completed (disk I/O, socket sends and receives, timers). */
+  completions: number;
   /** CPU time of the whole process (every thread, user + system), microseconds. */
   cpu_us: number;
 }
 
 /** The reactors' counters summed, plus this process's CPU time now. */
 export function sumCounters(all: readonly Omit<CounterTotals, "cpu_us">[]): CounterTotals {
-  const t: CounterTotals = { sleeps: 0, enters: 0, posts_remote: 0, wakeup_writes: 0, polls: 0, cpu_us: 0 };
-  for (const c of all) for (const k of ["sleeps", "enters", "posts_remote", "wakeup_writes", "polls"] as const) t[k] += c[k];
+  const t: CounterTotals = { sleeps: 0, enters: 0, posts_remote: 0, wakeup_writes: 0, polls: 0, completions: 0, cpu_us: 0 };
+  for (const c of all) for (const k of ["sleeps", "enters", "posts_remote", "wakeup_writes", "polls", "completions"] as const) t[k] += c[k];
   const cpu = process.cpuUsage();
   t.cpu_us = cpu.user + cpu.system;
   return t;
