@@ -591,24 +591,19 @@ struct DeviceBenchGroup {
   int error = 0;
   Callback<BenchResultData> done;
 
-  void job_finished(uint64_t now_ns, uint64_t ops, uint64_t bytes, std::vector<uint32_t>& job_latencies_us, int job_error) {
+  uint64_t block_size_bytes = 0;
+
+  void job_finished(uint64_t now_ns, uint64_t ops, const std::vector<uint32_t>& job_latencies_us, int job_error) {
     std::unique_lock<std::mutex> lock(mutex);
     result.ops += ops;
-    result.bytes += bytes;
+    result.bytes += ops * block_size_bytes;
     result.elapsed_us = std::max(result.elapsed_us, (now_ns - start_ns) / 1000);
     latencies_us.insert(latencies_us.end(), job_latencies_us.begin(), job_latencies_us.end());
     if (error == 0) error = job_error;
     assert(jobs_left > 0);
     if (--jobs_left > 0) return;
     lock.unlock();
-    if (!latencies_us.empty()) {
-      std::sort(latencies_us.begin(), latencies_us.end());
-      result.lat_p50_us = latencies_us[latencies_us.size() / 2];
-      result.lat_p99_us = latencies_us[std::min(latencies_us.size() - 1, latencies_us.size() * 99 / 100)];
-    }
-    double seconds = std::max<double>(1e-9, static_cast<double>(result.elapsed_us) / 1e6);
-    result.iops = static_cast<double>(result.ops) / seconds;
-    result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
+    summarize_bench(result, latencies_us);
     auto d = std::move(done);
     done = nullptr;
     if (error != 0) d(Error{io_result_code(error), str("benchDevice I/O failed: ", io_result_text(error))});
@@ -637,7 +632,7 @@ struct DeviceBench : std::enable_shared_from_this<DeviceBench> {
     if (now >= deadline_ns || error != 0) {
       if (inflight == 0 && !finished) {
         finished = true;
-        group->job_finished(now, ops, ops * block_size_bytes, latencies_us, error);
+        group->job_finished(now, ops, latencies_us, error);
       }
       return;
     }
@@ -688,6 +683,7 @@ void Engine::bench_device(BenchOptions o, Callback<BenchResultData> done) {
     uint32_t jobs = home ? 1 : o.jobs;
     auto group = std::make_shared<DeviceBenchGroup>();
     group->jobs_left = jobs;
+    group->block_size_bytes = o.block_size_bytes;
     // The device is closed on the control thread, never on a reactor (closing waits for nothing, but keeps threads tidy).
     group->done = [this, device, done](Result<BenchResultData> r) {
       control_->post([device, done, r] { done(r); });

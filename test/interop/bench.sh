@@ -28,7 +28,7 @@ case $BACKING in
   loop)
     modprobe loop || die "modprobe loop"
     for x in a b; do truncate -s 320M $WORK/$x.img; done
-    LOOP_A=$(losetup -f --show $WORK/a.img) && LOOP_B=$(losetup -f --show $WORK/b.img) || die "losetup" ;;
+    DEV_A=$(losetup -f --show $WORK/a.img) && DEV_B=$(losetup -f --show $WORK/b.img) || die "losetup" ;;
   null_blk)
     modprobe null_blk nr_devices=0 || die "modprobe null_blk"
     for x in a b; do
@@ -39,27 +39,27 @@ case $BACKING in
       n=bench_$x  # 6.1 names the disk after its configfs item; older kernels nullb<index>
       [ -e /sys/block/$n ] || n=nullb$(cat /sys/kernel/config/nullb/bench_$x/index)
       [ -b /dev/$n ] || mknod /dev/$n b $(tr : ' ' < /sys/block/$n/dev) || die "mknod $n"
-      eval "LOOP_${x^^}=/dev/$n"
+      if [ $x = a ]; then DEV_A=/dev/$n; else DEV_B=/dev/$n; fi
     done
-    [ -b $LOOP_A ] && [ -b $LOOP_B ] || die "null_blk devices $LOOP_A $LOOP_B" ;;
+    [ -b $DEV_A ] && [ -b $DEV_B ] || die "null_blk devices $DEV_A $DEV_B" ;;
   *) die "STRATA_BENCH_BACKING must be loop or null_blk, got '$BACKING'" ;;
 esac
 
-# Ours: a pool on loop A, a thick 256 MiB replica, shared to this host.
+# Ours: a pool on device A, a thick 256 MiB replica, shared to this host.
 node "$ROOT/bin/strata-engine.js" --node bench --data-dir $WORK/data --token-file $WORK/token --grpc-listen $STRATA_ENDPOINT --cores 1 > $WORK/engine.log 2>&1 &
 for _ in $(seq 1 120); do grep -q '"engine ready"' $WORK/engine.log && break; sleep 0.5; done
 R=88888888-9999-4aaa-8bbb-cccccccccccc
-ctl CreatePool "{\"uuid\":\"11111111-2222-4333-8444-999999999999\",\"name\":\"bench\",\"device_uri\":\"uring://$LOOP_A\",\"cluster_size_bytes\":4194304}" >/dev/null || die "pool"
+ctl CreatePool "{\"uuid\":\"11111111-2222-4333-8444-999999999999\",\"name\":\"bench\",\"device_uri\":\"uring://$DEV_A\",\"cluster_size_bytes\":4194304}" >/dev/null || die "pool"
 ctl CreateReplica "{\"uuid\":\"$R\",\"name\":\"b\",\"pool\":\"bench\",\"size_bytes\":268435456,\"thin\":false}" >/dev/null || die "replica"
 ctl ShareReplica "{\"uuid\":\"$R\",\"allowed_host_nqns\":[\"$HOSTNQN\"]}" >/dev/null || die "share"
 OURS=nqn.2026-11.io.strata:replica:$R
 
-# The kernel's: loop B as a block namespace on port 4421.
+# The kernel's: device B as a block namespace on port 4421.
 KNQN=nqn.2026-11.io.strata:bench:nvmet
 CFG=/sys/kernel/config/nvmet
 mkdir -p $CFG/subsystems/$KNQN/namespaces/1 $CFG/ports/1
 echo 1 > $CFG/subsystems/$KNQN/attr_allow_any_host
-echo -n $LOOP_B > $CFG/subsystems/$KNQN/namespaces/1/device_path
+echo -n $DEV_B > $CFG/subsystems/$KNQN/namespaces/1/device_path
 echo 1 > $CFG/subsystems/$KNQN/namespaces/1/enable || die "nvmet namespace"
 echo tcp > $CFG/ports/1/addr_trtype; echo ipv4 > $CFG/ports/1/addr_adrfam
 echo 127.0.0.1 > $CFG/ports/1/addr_traddr; echo 4421 > $CFG/ports/1/addr_trsvcid
@@ -115,7 +115,7 @@ rm -f $CFG/ports/1/subsystems/$KNQN
 echo 0 > $CFG/subsystems/$KNQN/namespaces/1/enable
 rmdir $CFG/subsystems/$KNQN/namespaces/1 $CFG/subsystems/$KNQN $CFG/ports/1 2>/dev/null
 case $BACKING in
-  loop) losetup -d $LOOP_A $LOOP_B ;;
+  loop) losetup -d $DEV_A $DEV_B ;;
   null_blk) for x in a b; do echo 0 > /sys/kernel/config/nullb/bench_$x/power; rmdir /sys/kernel/config/nullb/bench_$x; done ;;
 esac
 rm -rf $WORK/data

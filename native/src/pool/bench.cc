@@ -70,15 +70,8 @@ void Pool::bench(const BenchOptions& o, std::function<void(Result<BenchResultDat
       if (run->inflight == 0) {
         run->result.elapsed_us = (now - run->start_ns) / 1000;
         auto& lat = run->latencies_us;
-        if (!lat.empty()) {
-          std::sort(lat.begin(), lat.end());
-          run->result.lat_p50_us = lat[lat.size() / 2];
-          run->result.lat_p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
-          run->result.lat_p999_us = lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)];
-        }
-        double seconds = std::max<double>(1e-9, static_cast<double>(run->result.elapsed_us) / 1e6);
-        run->result.iops = static_cast<double>(run->result.ops) / seconds;
-        run->result.mib_per_s = static_cast<double>(run->result.bytes) / (1024.0 * 1024.0) / seconds;
+        summarize_bench(run->result, lat);
+        if (!lat.empty()) run->result.lat_p999_us = lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)];
         auto done = std::move(run->done);
         Status error = run->error;
         auto keep_alive = std::move(run->issue);  // breaks the run <-> issue cycle; destroyed after we return

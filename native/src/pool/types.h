@@ -1,6 +1,7 @@
 // Plain structs that cross between the binding and the core (the binding copies JS objects into
 // the *Options structs on the JS thread and converts the *Info structs back).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -93,6 +94,19 @@ struct BenchResultData {
   uint64_t lat_p50_us = 0, lat_p99_us = 0;
   uint64_t lat_p999_us = 0;  // benchReplica only (benchDevice leaves 0)
 };
+
+// Fills a bench result's rates and p50/p99 from its ops, bytes and elapsed time and the
+// per-I/O latencies (sorted in place): one rule for benchReplica and benchDevice.
+inline void summarize_bench(BenchResultData& result, std::vector<uint32_t>& latencies_us) {
+  if (!latencies_us.empty()) {
+    std::sort(latencies_us.begin(), latencies_us.end());
+    result.lat_p50_us = latencies_us[latencies_us.size() / 2];
+    result.lat_p99_us = latencies_us[std::min(latencies_us.size() - 1, latencies_us.size() * 99 / 100)];
+  }
+  double seconds = std::max<double>(1e-9, static_cast<double>(result.elapsed_us) / 1e6);
+  result.iops = static_cast<double>(result.ops) / seconds;
+  result.mib_per_s = static_cast<double>(result.bytes) / (1024.0 * 1024.0) / seconds;
+}
 
 enum class IoKind { kRead, kWrite, kFlush, kDeallocate, kWriteZeroes };
 
